@@ -1,0 +1,287 @@
+"""Call a user function the way the Python worker does, and write its outputs only on success.
+
+* Arguments are bound by parameter name: the trigger argument, ``func.Out`` objects for output
+  bindings, blob inputs read before the call, and ``context`` when the function asks for it.
+* ``async def`` functions run on the host's event loop; sync ones in a thread pool
+  (``PYTHON_THREADPOOL_THREAD_COUNT`` workers, else the stdlib default).
+* ``functionTimeout`` bounds each invocation. A sync function that times out keeps its thread until
+  it returns (Python cannot kill a thread); the invocation is reported failed at once.
+* Outputs (queue messages, blobs, the ``$return`` value) are collected, and written only when the
+  function returned normally. A function that raises writes nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import datetime as dt
+import functools
+import json
+import logging
+import re
+import threading
+import time
+import uuid
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import azure.functions as func
+from azure.functions import blob as func_blob
+
+from amlpipe.host.indexing import BindingSpec, FunctionSpec
+from amlpipe.host.storage import StorageAccounts, WakeUpHub, encode_message
+
+log = logging.getLogger("amlpipe.host")
+_TOKEN = re.compile(r"\{([^{}]+)\}")
+
+
+class FunctionFailed(Exception):
+    """The user function raised or timed out. ``__cause__`` holds the original exception."""
+
+    def __init__(self, function: str, invocation_id: str, reason: str):
+        super().__init__(f"Function '{function}' (Id={invocation_id}) failed: {reason}")
+        self.function = function
+        self.invocation_id = invocation_id
+        self.reason = reason
+
+
+class _Out(func.Out[Any]):
+    """The concrete ``func.Out`` the worker passes for output bindings."""
+
+    def __init__(self) -> None:
+        self._value: Any = None
+
+    def set(self, val: Any) -> None:
+        self._value = val
+
+    def get(self) -> Any:
+        return self._value
+
+
+class _Context(func.Context):
+    def __init__(self, invocation_id: str, function_name: str, function_directory: str, retry_count: int):
+        self._invocation_id = invocation_id
+        self._function_name = function_name
+        self._function_directory = function_directory
+        self._retry = func.RetryContext(retry_count, 0, None) if hasattr(func, "RetryContext") else None
+        self._tls = threading.local()
+        self._tls.invocation_id = invocation_id
+
+    @property
+    def invocation_id(self) -> str:
+        return self._invocation_id
+
+    @property
+    def thread_local_storage(self) -> Any:
+        return self._tls
+
+    @property
+    def function_name(self) -> str:
+        return self._function_name
+
+    @property
+    def function_directory(self) -> str:
+        return self._function_directory
+
+    @property
+    def trace_context(self) -> Any:
+        return func.TraceContext(f"00-{uuid.uuid4().hex}-{uuid.uuid4().hex[:16]}-00", "", {})
+
+    @property
+    def retry_context(self) -> Any:
+        return self._retry
+
+
+@dataclass
+class Trigger:
+    """What a listener hands the invoker: the converted trigger value and its binding data."""
+
+    value: Any
+    reason: str
+    binding_data: Mapping[str, Any] = field(default_factory=dict)
+    retry_count: int = 0
+
+
+@dataclass
+class Outcome:
+    """A successful invocation: its id, duration and ``$return`` value (HTTP response, ...)."""
+
+    invocation_id: str
+    duration_ms: float
+    return_value: Any = None
+
+
+def _resolve_path(template: str, data: Mapping[str, Any], what: str) -> str:
+    def substitute(match: re.Match[str]) -> str:
+        token = match.group(1)
+        if token == "rand-guid":
+            return str(uuid.uuid4())
+        if token.lower() == "datetime":
+            return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H-%M-%SZ")
+        for key, value in data.items():
+            if key.lower() == token.lower() and isinstance(value, str | int | float):
+                return str(value)
+        raise KeyError(f"{what}: binding expression '{{{token}}}' has no value in the trigger's binding data")
+
+    return _TOKEN.sub(substitute, template)
+
+
+def binding_data_from_json(body: bytes) -> dict[str, Any]:
+    """Top-level JSON properties of a payload become binding data (``{id}`` in an output path)."""
+    try:
+        parsed = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return {}
+    return {k: v for k, v in parsed.items() if isinstance(v, str | int | float)} if isinstance(parsed, dict) else {}
+
+
+class Invoker:
+    """Runs invocations of indexed functions with the host's storage, pool and timeout."""
+
+    def __init__(
+        self,
+        *,
+        storage: StorageAccounts,
+        wakeups: WakeUpHub,
+        message_encoding: str,
+        timeout: dt.timedelta | None,
+        app_dir: str,
+        pool: ThreadPoolExecutor,
+    ):
+        self._storage = storage
+        self._wakeups = wakeups
+        self._encoding = message_encoding
+        self._timeout = timeout.total_seconds() if timeout is not None else None
+        self._app_dir = app_dir
+        self._pool = pool
+
+    async def invoke(self, function: FunctionSpec, trigger: Trigger) -> Outcome:
+        """Invoke ``function``; raise ``FunctionFailed`` if it raises or times out."""
+        invocation_id = str(uuid.uuid4())
+        started = time.perf_counter()
+        log.info("Executing 'Functions.%s' (Reason='%s', Id=%s)", function.name, trigger.reason, invocation_id)
+        try:
+            kwargs, outs = await self._arguments(function, trigger, invocation_id)
+            result = await self._call(function, kwargs)
+            await self._write_outputs(function, outs, result, trigger.binding_data)
+        except Exception as exc:
+            elapsed = (time.perf_counter() - started) * 1000
+            reason = "Timeout value exceeded" if isinstance(exc, TimeoutError) else f"{type(exc).__name__}: {exc}"
+            log.error(
+                "Executed 'Functions.%s' (Failed, Id=%s, Duration=%.0fms)\n%s",
+                function.name,
+                invocation_id,
+                elapsed,
+                reason,
+                exc_info=not isinstance(exc, TimeoutError),
+            )
+            raise FunctionFailed(function.name, invocation_id, reason) from exc
+        elapsed = (time.perf_counter() - started) * 1000
+        log.info("Executed 'Functions.%s' (Succeeded, Id=%s, Duration=%.0fms)", function.name, invocation_id, elapsed)
+        return Outcome(invocation_id=invocation_id, duration_ms=elapsed, return_value=result)
+
+    async def _arguments(
+        self, function: FunctionSpec, trigger: Trigger, invocation_id: str
+    ) -> tuple[dict[str, Any], dict[str, _Out]]:
+        kwargs: dict[str, Any] = {function.trigger_arg: trigger.value}
+        outs: dict[str, _Out] = {}
+        for binding in function.bindings:
+            if binding.name == "$return":
+                continue
+            if binding.direction == "out":
+                outs[binding.name] = kwargs[binding.name] = _Out()
+            elif binding.type == "blob":
+                kwargs[binding.name] = await self._read_blob(function, binding, trigger.binding_data)
+        if "context" in function.parameters and "context" not in kwargs:
+            kwargs["context"] = _Context(invocation_id, function.name, self._app_dir, trigger.retry_count)
+        return kwargs, outs
+
+    async def _call(self, function: FunctionSpec, kwargs: dict[str, Any]) -> Any:
+        if function.is_async:
+            call = function.user_function(**kwargs)
+        else:
+            loop = asyncio.get_running_loop()
+            context = contextvars.copy_context()
+            call = loop.run_in_executor(self._pool, functools.partial(context.run, function.user_function, **kwargs))
+        return await asyncio.wait_for(call, timeout=self._timeout)
+
+    async def _read_blob(self, function: FunctionSpec, binding: BindingSpec, data: Mapping[str, Any]) -> Any:
+        assert binding.path is not None
+        path = _resolve_path(binding.path, data, f"Function '{function.name}' binding '{binding.name}'")
+        container, _, name = path.partition("/")
+        client = self._storage.blob_service(binding.connection).get_blob_client(container, name)
+        from azure.core.exceptions import ResourceNotFoundError
+
+        try:
+            downloader = await client.download_blob()
+            content = await downloader.readall()
+            properties = downloader.properties
+        except ResourceNotFoundError:
+            return None  # a missing input blob binds as None, as in the worker
+        annotation = function.annotations.get(binding.name)
+        if annotation is str or binding.data_type == "string":
+            return content.decode("utf-8")
+        if annotation is bytes or binding.data_type == "binary":
+            return content
+        return func_blob.InputStream(
+            data=content, name=path, uri=client.url, length=len(content), blob_properties=dict(properties)
+        )
+
+    async def _write_outputs(
+        self, function: FunctionSpec, outs: Mapping[str, _Out], result: Any, data: Mapping[str, Any]
+    ) -> None:
+        # Collect everything first, so a bad value fails the invocation before anything is written.
+        writes: list[tuple[BindingSpec, Any]] = []
+        for binding in function.outputs():
+            value = result if binding.name == "$return" else outs[binding.name].get()
+            if value is None or binding.type == "http":
+                continue
+            writes.append((binding, value))
+        plans: list[tuple[BindingSpec, str | bytes | list[str]]] = []
+        for binding, value in writes:
+            if binding.type == "queue":
+                plans.append((binding, [encode_message(m, self._encoding) for m in _queue_messages(value)]))
+            else:
+                plans.append((binding, _blob_bytes(value)))
+        for binding, payload in plans:
+            if binding.type == "queue":
+                assert binding.queue_name is not None and isinstance(payload, list)
+                for text in payload:
+                    await self._storage.send(binding.connection, binding.queue_name, text)
+                self._wakeups.notify(self._storage.queue_key(binding.connection, binding.queue_name))
+            else:
+                assert binding.path is not None and isinstance(payload, bytes | str)
+                path = _resolve_path(binding.path, data, f"Function '{function.name}' binding '{binding.name}'")
+                container, _, name = path.partition("/")
+                service = self._storage.blob_service(binding.connection)
+                from amlpipe.host.storage import ensure_container
+
+                await ensure_container(service, container)
+                await service.get_blob_client(container, name).upload_blob(payload, overwrite=True)
+
+
+def _queue_messages(value: Any) -> list[str | bytes]:
+    """The queue output converter's rules: str, bytes, QueueMessage, or a list of str/QueueMessage."""
+    items = value if isinstance(value, list) else [value]
+    messages: list[str | bytes] = []
+    for item in items:
+        if isinstance(item, str | bytes):
+            messages.append(item)
+        elif isinstance(item, func.QueueMessage):
+            messages.append(item.get_body())
+        else:
+            raise TypeError(f"queue output accepts str, bytes, QueueMessage or a list of them, not {type(item).__name__}")
+    return messages
+
+
+def _blob_bytes(value: Any) -> bytes:
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, str):
+        return value.encode("utf-8")
+    if hasattr(value, "read"):
+        data = value.read()
+        return data if isinstance(data, bytes) else str(data).encode("utf-8")
+    raise TypeError(f"blob output accepts str, bytes or a readable stream, not {type(value).__name__}")

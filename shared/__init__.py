@@ -1,0 +1,1 @@
+"""The amlpipe engine: plain Python, no ``azure.functions`` imports."""
