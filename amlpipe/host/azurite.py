@@ -98,17 +98,22 @@ class Azurite:
 
     def _read_output(self, ready: threading.Event) -> None:
         assert self._process is not None and self._process.stdout is not None
-        for line in self._process.stdout:
+        stream = self._process.stdout
+        for line in stream:
             self._output.append(line)
             match = _LISTENING.search(line)
             if match:
                 self.ports[match.group(1).lower()] = int(match.group(2))
                 if len(self.ports) == 3:
                     ready.set()
+        stream.close()
 
     def stop(self, timeout: float = 10.0) -> None:
         process, self._process = self._process, None
-        if process is None or process.poll() is not None:
+        if process is None:
+            return
+        if process.poll() is not None:
+            process.wait()
             return
         try:
             os.killpg(process.pid, signal.SIGTERM)
