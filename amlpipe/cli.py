@@ -7,16 +7,19 @@ import logging
 import signal
 import sys
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
+from amlpipe.host import Host
 from amlpipe.host.errors import HostError
 
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,  # locals may hold connection strings
-    help="amlpipe: Azure ML-style pipelines on Azure Functions.")
+    help="amlpipe: Azure ML-style pipelines on Azure Functions.",
+)
 
 
 @app.callback()
@@ -30,25 +33,29 @@ def _configure_logging(verbose: bool) -> None:
         format="[%(asctime)s] %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    # The Azure SDK logs every HTTP request at INFO; that drowns the host's own lines.
+    # The Azure SDK logs every HTTP request at INFO (and headers at DEBUG): keep it quiet.
     logging.getLogger("azure").setLevel(logging.WARNING)
 
 
 @app.command()
 def host(
-    app_dir: Path = typer.Option(Path("."), "--app-dir", help="Folder with function_app.py and host.json."),
-    port: int | None = typer.Option(None, "--port", help="HTTP port (default: local.settings.json, else 7071)."),
-    address: str | None = typer.Option(None, "--address", help="Address to bind (default 127.0.0.1)."),
-    enable_auth: bool = typer.Option(False, "--enable-auth", help="Enforce function keys, like func start --enableAuth."),
-    blob_scan_interval: float = typer.Option(2.0, "--blob-scan-interval", help="Seconds between blob container scans."),
-    shutdown_grace: float = typer.Option(30.0, "--shutdown-grace", help="Seconds in-flight work may take at shutdown."),
-    keys_file: Path | None = typer.Option(None, "--keys-file", help="Where keys created on first start are written."),
-    start_azurite: bool = typer.Option(False, "--start-azurite", help="Start Azurite on 10000-10002 (reused if up)."),
-    azurite_location: Path = typer.Option(Path(".azurite"), "--azurite-location", help="Azurite data folder."),
-    verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging."),
+    app_dir: Annotated[Path, typer.Option("--app-dir", help="Folder with function_app.py and host.json.")] = Path("."),
+    port: Annotated[int | None, typer.Option(help="HTTP port (default: local.settings.json, else 7071).")] = None,
+    address: Annotated[str | None, typer.Option(help="Address to bind (default 127.0.0.1).")] = None,
+    enable_auth: Annotated[
+        bool, typer.Option("--enable-auth", help="Enforce function keys, like func start --enableAuth.")
+    ] = False,
+    blob_scan_interval: Annotated[float, typer.Option(help="Seconds between blob container scans.")] = 2.0,
+    shutdown_grace: Annotated[float, typer.Option(help="Seconds in-flight work may take at shutdown.")] = 30.0,
+    keys_file: Annotated[Path | None, typer.Option(help="Where keys created on first start are written.")] = None,
+    start_azurite: Annotated[
+        bool, typer.Option("--start-azurite", help="Start Azurite on 10000-10002 (reused if already up).")
+    ] = False,
+    azurite_location: Annotated[Path, typer.Option(help="Azurite data folder.")] = Path(".azurite"),
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
 ) -> None:
     """Run function_app.py locally on Azurite, the way `func start` does."""
-    from amlpipe.host import Host, HostOptions
+    from amlpipe.host import HostOptions
     from amlpipe.host.azurite import start_or_reuse
 
     _configure_logging(verbose)
@@ -77,10 +84,7 @@ def host(
             log.info("Azurite stopped.")
 
 
-async def _serve(host: object) -> None:
-    from amlpipe.host import Host
-
-    assert isinstance(host, Host)
+async def _serve(host: Host) -> None:
     loop = asyncio.get_running_loop()
     signals = 0
 

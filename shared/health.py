@@ -28,7 +28,11 @@ class HealthReport:
         storage: dict[str, Any] = {"reachable": self.storage_reachable}
         if self.storage_error:
             storage["error"] = self.storage_error
-        return {"status": "Healthy" if self.healthy else "Unhealthy", "version": self.version, "storage": storage}
+        return {
+            "status": "Healthy" if self.healthy else "Unhealthy",
+            "version": self.version,
+            "storage": storage,
+        }
 
 
 def check(*, timeout: float = 3.0) -> HealthReport:

@@ -1,8 +1,8 @@
 """Errors of the local Functions host.
 
-    HostError
-    ├── HostConfigError      host.json, local.settings.json, bindings or settings are wrong: fix and restart
-    └── FunctionIndexError   function_app.py could not be indexed (no app, two apps, bad decorators)
+HostError
+├── HostConfigError      host.json, local.settings.json, bindings or settings are wrong: fix and restart
+└── FunctionIndexError   function_app.py could not be indexed (no app, two apps, bad decorators)
 """
 
 from __future__ import annotations

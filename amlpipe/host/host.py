@@ -11,9 +11,10 @@ import contextlib
 import logging
 import os
 import socket
-from collections.abc import Iterator
+from collections.abc import Iterator, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Protocol
 
@@ -24,7 +25,7 @@ from amlpipe.host.http import HttpFrontend
 from amlpipe.host.indexing import FunctionSpec, index_functions, load_app
 from amlpipe.host.invoke import Invoker
 from amlpipe.host.keys import KeyStore, load_or_create_keys
-from amlpipe.host.queues import queue_trigger_listener
+from amlpipe.host.queues import LEASE, LEASE_SETTING, queue_trigger_listener
 from amlpipe.host.settings import (
     AppSettings,
     HostConfig,
@@ -85,9 +86,9 @@ class _Server(uvicorn.Server):
 class Host:
     """One local host process serving one Functions app."""
 
-    def __init__(self, options: HostOptions, environ: dict[str, str] | None = None):
+    def __init__(self, options: HostOptions, environ: MutableMapping[str, str] | None = None):
         self.options = options
-        self._environ = environ if environ is not None else os.environ  # type: ignore[assignment]
+        self._environ: MutableMapping[str, str] = environ if environ is not None else os.environ
         self._stop = asyncio.Event()
         self._listeners: list[Listener] = []
         self._server: _Server | None = None
@@ -159,6 +160,7 @@ class Host:
                         invoker=context.invoker,
                         options=context.config.queues,
                         shutdown_grace=self.options.shutdown_grace,
+                        lease=_queue_lease(context.settings),
                     )
                 )
             elif function.trigger_type == "timerTrigger":
@@ -201,9 +203,13 @@ class Host:
             sock.bind((address, port))
         except OSError as exc:
             sock.close()
-            raise HostConfigError(f"Cannot listen on {address}:{port}: {exc.strerror}. Is another host running?") from exc
+            raise HostConfigError(
+                f"Cannot listen on {address}:{port}: {exc.strerror}. Is another host running?"
+            ) from exc
         self.bound_port = sock.getsockname()[1]
-        config = uvicorn.Config(self.frontend, log_level="warning", lifespan="off", access_log=False, timeout_graceful_shutdown=5)
+        config = uvicorn.Config(
+            self.frontend, log_level="warning", lifespan="off", access_log=False, timeout_graceful_shutdown=5
+        )
         self._server = _Server(config)
         server_task = asyncio.create_task(self._server.serve(sockets=[sock]))
         self._listeners = self._build_listeners(context, functions)
@@ -212,7 +218,11 @@ class Host:
                 await listener.start()
             self.frontend.state = "Running"
             for function in functions:
-                log.info("Function '%s': %s", function.name, _describe(function, context.config.route_prefix, address, self.bound_port))
+                log.info(
+                    "Function '%s': %s",
+                    function.name,
+                    _describe(function, context.config.route_prefix, address, self.bound_port),
+                )
             log.info("Host started (id=%s) on http://%s:%d", context.host_id, address, self.bound_port)
             await self._stop.wait()
         finally:
@@ -224,6 +234,19 @@ class Host:
             await context.storage.close()
             self._pool.shutdown(wait=False, cancel_futures=True) if self._pool else None
             log.info("Host stopped.")
+
+
+def _queue_lease(settings: AppSettings) -> timedelta:
+    value = settings.get(LEASE_SETTING)
+    if not value:
+        return LEASE
+    try:
+        seconds = int(value)
+    except ValueError as exc:
+        raise HostConfigError(f"{LEASE_SETTING} must be a whole number of seconds, not {value!r}.") from exc
+    if not 1 <= seconds <= 600:
+        raise HostConfigError(f"{LEASE_SETTING} must be between 1 and 600 seconds.")
+    return timedelta(seconds=seconds)
 
 
 def _describe(function: FunctionSpec, prefix: str, address: str, port: int) -> str:

@@ -172,7 +172,14 @@ class HttpFrontend:
     ) -> None:
         data: dict[str, Any] = {**query, **route_params}
         try:
-            outcome = await self._invoker.invoke(function, Trigger(value=request, reason="This function was programmatically called via the host APIs.", binding_data=data))
+            outcome = await self._invoker.invoke(
+                function,
+                Trigger(
+                    value=request,
+                    reason="This function was programmatically called via the host APIs.",
+                    binding_data=data,
+                ),
+            )
         except FunctionFailed:
             await _respond(send, 500, b"", extra=cors)
             return

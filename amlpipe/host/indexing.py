@@ -115,8 +115,18 @@ def _spec(function: Any, settings: AppSettings) -> FunctionSpec:
             f"(supported: {', '.join(TRIGGER_TYPES)})."
         )
     trigger_dict: dict[str, Any] = {}
-    for key in ("route", "methods", "auth_level", "queue_name", "connection", "schedule", "run_on_startup",
-                "use_monitor", "path", "source"):
+    for key in (
+        "route",
+        "methods",
+        "auth_level",
+        "queue_name",
+        "connection",
+        "schedule",
+        "run_on_startup",
+        "use_monitor",
+        "path",
+        "source",
+    ):
         if hasattr(trigger, key):
             trigger_dict[key] = _resolve(settings, _value(getattr(trigger, key)), f"Function '{name}' {key}")
     bindings: list[BindingSpec] = []
@@ -136,7 +146,9 @@ def _spec(function: Any, settings: AppSettings) -> FunctionSpec:
                 direction=direction,
                 path=_resolve(settings, getattr(binding, "path", None), f"Function '{name}' binding {binding.name}"),
                 queue_name=_resolve(
-                    settings, getattr(binding, "queue_name", None), f"Function '{name}' binding {binding.name}"
+                    settings,
+                    getattr(binding, "queue_name", None),
+                    f"Function '{name}' binding {binding.name}",
                 ),
                 connection=getattr(binding, "connection", None),
                 data_type=_value(getattr(binding, "_data_type", None)),

@@ -28,10 +28,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import azure.functions as func
+from azure.core.exceptions import ResourceNotFoundError
+from azure.functions import _abc as func_abc
 from azure.functions import blob as func_blob
 
 from amlpipe.host.indexing import BindingSpec, FunctionSpec
-from amlpipe.host.storage import StorageAccounts, WakeUpHub, encode_message
+from amlpipe.host.storage import StorageAccounts, WakeUpHub, encode_message, ensure_container
 
 log = logging.getLogger("amlpipe.host")
 _TOKEN = re.compile(r"\{([^{}]+)\}")
@@ -60,12 +62,48 @@ class _Out(func.Out[Any]):
         return self._value
 
 
+class _TraceContext(func_abc.TraceContext):
+    def __init__(self) -> None:
+        self._parent = f"00-{uuid.uuid4().hex}-{uuid.uuid4().hex[:16]}-00"
+
+    @property
+    def trace_parent(self) -> str:
+        return self._parent
+
+    @property
+    def trace_state(self) -> str:
+        return ""
+
+    @property
+    def attributes(self) -> dict[str, str]:
+        return {}
+
+
+class _RetryContext(func_abc.RetryContext):
+    def __init__(self, retry_count: int, max_retry_count: int):
+        self._count = retry_count
+        self._max = max_retry_count
+
+    @property
+    def retry_count(self) -> int:
+        return self._count
+
+    @property
+    def max_retry_count(self) -> int:
+        return self._max
+
+    @property
+    def exception(self) -> Any:
+        return None
+
+
 class _Context(func.Context):
     def __init__(self, invocation_id: str, function_name: str, function_directory: str, retry_count: int):
         self._invocation_id = invocation_id
         self._function_name = function_name
         self._function_directory = function_directory
-        self._retry = func.RetryContext(retry_count, 0, None) if hasattr(func, "RetryContext") else None
+        self._retry = _RetryContext(retry_count, 0)
+        self._trace = _TraceContext()
         self._tls = threading.local()
         self._tls.invocation_id = invocation_id
 
@@ -87,7 +125,7 @@ class _Context(func.Context):
 
     @property
     def trace_context(self) -> Any:
-        return func.TraceContext(f"00-{uuid.uuid4().hex}-{uuid.uuid4().hex[:16]}-00", "", {})
+        return self._trace
 
     @property
     def retry_context(self) -> Any:
@@ -179,7 +217,12 @@ class Invoker:
             )
             raise FunctionFailed(function.name, invocation_id, reason) from exc
         elapsed = (time.perf_counter() - started) * 1000
-        log.info("Executed 'Functions.%s' (Succeeded, Id=%s, Duration=%.0fms)", function.name, invocation_id, elapsed)
+        log.info(
+            "Executed 'Functions.%s' (Succeeded, Id=%s, Duration=%.0fms)",
+            function.name,
+            invocation_id,
+            elapsed,
+        )
         return Outcome(invocation_id=invocation_id, duration_ms=elapsed, return_value=result)
 
     async def _arguments(
@@ -212,8 +255,6 @@ class Invoker:
         path = _resolve_path(binding.path, data, f"Function '{function.name}' binding '{binding.name}'")
         container, _, name = path.partition("/")
         client = self._storage.blob_service(binding.connection).get_blob_client(container, name)
-        from azure.core.exceptions import ResourceNotFoundError
-
         try:
             downloader = await client.download_blob()
             content = await downloader.readall()
@@ -256,8 +297,6 @@ class Invoker:
                 path = _resolve_path(binding.path, data, f"Function '{function.name}' binding '{binding.name}'")
                 container, _, name = path.partition("/")
                 service = self._storage.blob_service(binding.connection)
-                from amlpipe.host.storage import ensure_container
-
                 await ensure_container(service, container)
                 await service.get_blob_client(container, name).upload_blob(payload, overwrite=True)
 
@@ -272,7 +311,9 @@ def _queue_messages(value: Any) -> list[str | bytes]:
         elif isinstance(item, func.QueueMessage):
             messages.append(item.get_body())
         else:
-            raise TypeError(f"queue output accepts str, bytes, QueueMessage or a list of them, not {type(item).__name__}")
+            raise TypeError(
+                f"queue output accepts str, bytes, QueueMessage or a list of them, not {type(item).__name__}"
+            )
     return messages
 
 

@@ -58,7 +58,8 @@ class KeyStore:
             "masterKey": {"name": "_master", "hash": self.master},
             "functionKeys": [{"name": n, "hash": h} for n, h in sorted(self.host.items())],
             "functions": {
-                f: [{"name": n, "hash": h} for n, h in sorted(keys.items())] for f, keys in sorted(self.functions.items())
+                f: [{"name": n, "hash": h} for n, h in sorted(keys.items())]
+                for f, keys in sorted(self.functions.items())
             },
         }
 
@@ -90,7 +91,9 @@ async def load_or_create_keys(service: BlobServiceClient, host_id: str, keys_fil
     store = KeyStore(master=_hash(master), host={"default": _hash(default)})
     try:
         await blob.upload_blob(
-            json.dumps(store.to_json()).encode("utf-8"), overwrite=False, match_condition=MatchConditions.IfMissing
+            json.dumps(store.to_json()).encode("utf-8"),
+            overwrite=False,
+            match_condition=MatchConditions.IfMissing,
         )
     except ResourceExistsError:
         downloader = await blob.download_blob()

@@ -36,6 +36,9 @@ log = logging.getLogger("amlpipe.host")
 
 LEASE = timedelta(minutes=10)
 MIN_POLL = 0.1
+#: Host-specific app setting (not in the real host) shortening the 10-minute lease, so tests can
+#: prove renewal without waiting five minutes.
+LEASE_SETTING = "AMLPIPE_HOST_QUEUE_LEASE_SECONDS"
 
 Handler = Callable[[QueueMessage, bytes], Awaitable[None]]
 
@@ -80,8 +83,10 @@ class QueueProcessor:
         poison_queue: str | None,
         handler: Handler,
         shutdown_grace: float,
+        lease: timedelta = LEASE,
     ):
         self.name = name
+        self._lease = lease
         self._storage = storage
         self._options = options
         self._connection = connection
@@ -145,6 +150,8 @@ class QueueProcessor:
             self._wake.clear()
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout=delay)
+                if not self._stopping.is_set():
+                    log.debug("Listener '%s' woken: this host enqueued to '%s'.", self.name, self._queue_name)
                 self._backoff.hit()
             except TimeoutError:
                 pass
@@ -160,7 +167,7 @@ class QueueProcessor:
             pages = self._client.receive_messages(
                 messages_per_page=self._options.batch_size,
                 max_messages=self._options.batch_size,
-                visibility_timeout=int(LEASE.total_seconds()),
+                visibility_timeout=int(self._lease.total_seconds()),
             )
             return [m async for m in pages]
         except ResourceNotFoundError:
@@ -194,19 +201,23 @@ class QueueProcessor:
             log.warning("Message %s of '%s' was gone when deleting it.", message.id, self._queue_name)
 
     async def _renew(self, holder: list[QueueMessage]) -> None:
-        interval = LEASE.total_seconds() / 2
+        # Renew at half the lease; on trouble retry sooner, but not more often than the real host's
+        # one-minute floor (scaled down with the lease for the test setting).
+        half = self._lease.total_seconds() / 2
+        interval = half
         while True:
             await asyncio.sleep(interval)
             try:
                 updated = await self._client.update_message(
-                    holder[0].id, holder[0].pop_receipt, visibility_timeout=int(LEASE.total_seconds())
+                    holder[0].id, holder[0].pop_receipt, visibility_timeout=int(self._lease.total_seconds())
                 )
                 holder[0].pop_receipt = updated.pop_receipt
                 holder[0].next_visible_on = updated.next_visible_on
-                interval = LEASE.total_seconds() / 2
+                log.debug("Renewed the lease of message %s of '%s'.", holder[0].id, self._queue_name)
+                interval = half
             except HttpResponseError as exc:
                 log.warning("Renewing the lease of message %s failed: %s", holder[0].id, exc.message)
-                interval = 60.0  # speed up on trouble, but never below one minute
+                interval = min(60.0, half / 2)
 
     async def _failed(self, message: QueueMessage) -> None:
         if (message.dequeue_count or 0) >= self._options.max_dequeue_count:
@@ -225,11 +236,20 @@ class QueueProcessor:
         try:
             await self._client.update_message(message.id, message.pop_receipt, visibility_timeout=0)
         except Exception as exc:  # noqa: BLE001 - best effort: the 10-minute lease expires anyway
-            log.warning("Could not release message %s at shutdown (%s); it returns when its lease expires.", message.id, exc)
+            log.warning(
+                "Could not release message %s at shutdown (%s); it returns when its lease expires.",
+                message.id,
+                exc,
+            )
 
     async def _to_poison(self, message: QueueMessage, reason: str) -> None:
         if self._poison is None:
-            log.error("Message %s of '%s' failed (%s) and the queue has no poison queue.", message.id, self._queue_name, reason)
+            log.error(
+                "Message %s of '%s' failed (%s) and the queue has no poison queue.",
+                message.id,
+                self._queue_name,
+                reason,
+            )
             return
         poison = self._storage.queue(self._connection, self._poison)
         try:
@@ -269,6 +289,7 @@ def queue_trigger_listener(
     invoker: Invoker,
     options: QueuesOptions,
     shutdown_grace: float,
+    lease: timedelta = LEASE,
 ) -> QueueProcessor:
     """A ``QueueProcessor`` that invokes ``function`` for each message of its trigger queue."""
     queue_name = str(function.trigger["queue_name"])
@@ -298,4 +319,5 @@ def queue_trigger_listener(
         poison_queue=poison_queue_name(queue_name),
         handler=handle,
         shutdown_grace=shutdown_grace,
+        lease=lease,
     )

@@ -101,8 +101,10 @@ class StorageAccounts:
         await client.send_message(text)
 
     async def close(self) -> None:
-        for client in [*self._queues.values(), *self._blobs.values()]:
-            await client.close()
+        for queue_service in self._queues.values():
+            await queue_service.close()
+        for blob_service in self._blobs.values():
+            await blob_service.close()
         self._queues.clear()
         self._blobs.clear()
 
