@@ -73,6 +73,7 @@ class HostContext:
     invoker: Invoker
     options: HostOptions
     functions: list[FunctionSpec] = field(default_factory=list)
+    queue_lease: timedelta = LEASE  # the queue message lease (10 minutes unless the test setting says)
 
 
 class _Server(uvicorn.Server):
@@ -133,6 +134,7 @@ class Host:
             invoker=invoker,
             options=self.options,
             functions=functions,
+            queue_lease=_queue_lease(settings),
         )
         return local, context
 
@@ -160,7 +162,7 @@ class Host:
                         invoker=context.invoker,
                         options=context.config.queues,
                         shutdown_grace=self.options.shutdown_grace,
-                        lease=_queue_lease(context.settings),
+                        lease=context.queue_lease,
                     )
                 )
             elif function.trigger_type == "timerTrigger":
@@ -197,8 +199,11 @@ class Host:
         )
         address = self.options.address or local.address or "127.0.0.1"
         port = self.options.port if self.options.port is not None else local.port
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        # proto=IPPROTO_TCP matters: asyncio sets TCP_NODELAY on accepted sockets only when their
+        # proto says TCP, and without it every keep-alive response waits ~40 ms for a delayed ACK.
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
             sock.bind((address, port))
         except OSError as exc:

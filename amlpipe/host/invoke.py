@@ -33,7 +33,7 @@ from azure.functions import _abc as func_abc
 from azure.functions import blob as func_blob
 
 from amlpipe.host.indexing import BindingSpec, FunctionSpec
-from amlpipe.host.storage import StorageAccounts, WakeUpHub, encode_message, ensure_container
+from amlpipe.host.storage import StorageAccounts, WakeUpHub, blob_written_key, encode_message, ensure_container
 
 log = logging.getLogger("amlpipe.host")
 _TOKEN = re.compile(r"\{([^{}]+)\}")
@@ -299,6 +299,7 @@ class Invoker:
                 service = self._storage.blob_service(binding.connection)
                 await ensure_container(service, container)
                 await service.get_blob_client(container, name).upload_blob(payload, overwrite=True)
+                self._wakeups.notify(blob_written_key(service.url, container))
 
 
 def _queue_messages(value: Any) -> list[str | bytes]:

@@ -127,6 +127,15 @@ class WakeUpHub:
             wake()
 
 
+def blob_written_key(service_url: str, container: str) -> tuple[str, str]:
+    """``WakeUpHub`` key that makes blob-trigger listeners scan ``container`` at once.
+
+    The real host pushes blobs written by its own blob output binding straight to the blob
+    trigger (``_blobWrittenNotifications``) instead of waiting for the next scan.
+    """
+    return (f"blob-written:{service_url.rstrip('/')}", container)
+
+
 async def ensure_container(service: BlobServiceClient, name: str) -> None:
     try:
         await service.create_container(name)

@@ -1,0 +1,8 @@
+"""Run every benchmark: ``python -m bench`` (``make bench``)."""
+
+from __future__ import annotations
+
+from bench import host_hops
+
+if __name__ == "__main__":
+    host_hops.main()

@@ -1,0 +1,200 @@
+"""Blob triggers on the local host against Azurite: detection, receipts, outputs, retries, poison, races.
+
+Synchronisation is on observable state only (the journal, receipts, queues), never on sleeps. To
+show that something did *not* happen (no second invocation), a test uploads a sentinel blob whose
+name sorts last, waits until it was processed and the shared queue is empty, and then checks: any
+duplicate from that scan or an earlier one would have been enqueued before the sentinel.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from azure.core.exceptions import ResourceNotFoundError
+from azure.storage.blob import BlobServiceClient
+from azure.storage.queue import QueueClient
+
+from amlpipe.host.blobs import POISON_QUEUE, blob_trigger_queue_name, normalize_etag, receipt_blob_name
+from amlpipe.host.testing import HostProcess, read_journal, wait_for
+
+pytestmark = pytest.mark.integration
+
+FAST = ["--blob-scan-interval", "0.2", "--shutdown-grace", "5"]
+
+StartHost = Callable[..., HostProcess]
+
+
+class Storage:
+    """Raw storage access for one test: its own container and host id."""
+
+    def __init__(self, connection_string: str, unique: str):
+        self.container = f"blobs-{unique}"
+        self.host_id = f"test-{unique}"
+        self.env = {"BLOB_CONTAINER": self.container}
+        self._blobs = BlobServiceClient.from_connection_string(connection_string)
+        self._queue = QueueClient.from_connection_string(connection_string, blob_trigger_queue_name(self.host_id))
+        self._poison = QueueClient.from_connection_string(connection_string, POISON_QUEUE)
+
+    def upload(self, name: str, data: str | bytes, **kwargs: Any) -> str:
+        """Upload (overwriting) and return the new, unquoted ETag."""
+        container = self._blobs.get_container_client(self.container)
+        if not container.exists():
+            container.create_container()
+        result = container.get_blob_client(name).upload_blob(data, overwrite=True, **kwargs)
+        return normalize_etag(str(result["etag"]))
+
+    def read(self, name: str) -> bytes | None:
+        try:
+            return self._blobs.get_blob_client(self.container, name).download_blob().readall()
+        except ResourceNotFoundError:
+            return None
+
+    def receipt_metadata(self, function: str, etag: str, name: str) -> dict[str, str] | None:
+        path = receipt_blob_name(self.host_id, f"Host.Functions.{function}", etag, self.container, name)
+        try:
+            return dict(self._blobs.get_blob_client("azure-webjobs-hosts", path).get_blob_properties().metadata)
+        except ResourceNotFoundError:
+            return None
+
+    def queue_empty(self) -> bool:
+        """No message left in the shared queue, visible or in flight."""
+        try:
+            return self._queue.get_queue_properties().approximate_message_count == 0
+        except ResourceNotFoundError:
+            return True
+
+    def poisoned(self) -> list[dict[str, Any]]:
+        try:
+            messages = self._poison.peek_messages(max_messages=32)
+        except ResourceNotFoundError:
+            return []
+        bodies = [json.loads(base64.b64decode(m.content)) for m in messages]
+        return [b for b in bodies if b.get("ContainerName") == self.container]
+
+    def close(self) -> None:
+        self._blobs.close()
+        self._queue.close()
+        self._poison.close()
+
+
+@pytest.fixture
+def blobs(storage: str, unique: str) -> Iterator[Storage]:
+    instance = Storage(storage, unique)
+    yield instance
+    instance.close()
+
+
+def calls(journal: Path, function: str = "on_text", name: str | None = None) -> list[dict[str, Any]]:
+    entries = [e for e in read_journal(journal) if e["function"] == function]
+    return [e for e in entries if name is None or e["name"] == name]
+
+
+def settle(blobs: Storage, journal: Path, sentinel: str = "in/zz-sentinel.txt") -> None:
+    """Wait until a scan after everything so far has run and all its messages are processed."""
+    blobs.upload(sentinel, "sentinel")
+    wait_for(lambda: calls(journal, name=f"{blobs.container}/{sentinel}"), what="the sentinel blob")
+    wait_for(blobs.queue_empty, what="an empty blob trigger queue")
+
+
+def test_new_blob_fires_once_with_binding_data_content_and_output(
+    start_host: StartHost, blobs: Storage, journal: Path
+) -> None:
+    start_host("blob_app", env=blobs.env, args=FAST)
+    etag = blobs.upload("in/sub/dir/report.txt", "hello", metadata={"source": "test"})
+    blobs.upload("in/notes.md", "no .txt suffix: not a match")
+    blobs.upload("elsewhere/x.txt", "not under in/: not a match")
+    blobs.upload("raw/data.bin", b"\x00\x01\x02")
+
+    full_name = f"{blobs.container}/in/sub/dir/report.txt"
+    (call,) = wait_for(lambda: calls(journal, name=full_name), what="on_text")
+    assert call["content"] == "hello" and call["length"] == 5
+    assert call["uri"].endswith(f"/{full_name}")
+    assert call["metadata"] == {"source": "test"}
+    assert call["etag"] == etag and call["retry"] == 0
+    # {name} captured "sub/dir/report" (slashes kept, extension not) and bound the output path.
+    assert wait_for(lambda: blobs.read("out/sub/dir/report.txt")) == b"HELLO"
+    assert wait_for(lambda: blobs.read("meta/bin/data")) == b"\x02\x01\x00"
+    (raw,) = wait_for(lambda: calls(journal, "on_bytes"), what="on_bytes")
+    assert raw["type"] == "bytes" and raw["length"] == 3
+    assert wait_for(lambda: blobs.receipt_metadata("on_text", etag, "in/sub/dir/report.txt") == {})
+
+    settle(blobs, journal)
+    settle(blobs, journal, sentinel="in/zz-sentinel-2.txt")
+    assert [c["name"] for c in calls(journal) if "sentinel" not in c["name"]] == [full_name]
+    assert len(calls(journal, "on_bytes")) == 1
+
+
+def test_receipts_stop_refiring_after_restart_and_a_changed_blob_fires_again(
+    start_host: StartHost, blobs: Storage, journal: Path
+) -> None:
+    first = start_host("blob_app", env=blobs.env, args=FAST)
+    name = f"{blobs.container}/in/doc.txt"
+    blobs.upload("in/doc.txt", "v1")
+    wait_for(lambda: calls(journal, name=name), what="the first version")
+    assert first.stop() == 0
+
+    # A new host starts with its high-water mark at the minimum: only receipts stop a re-run.
+    start_host("blob_app", env=blobs.env, args=FAST)
+    settle(blobs, journal)
+    assert [c["content"] for c in calls(journal, name=name)] == ["v1"]
+
+    blobs.upload("in/doc.txt", "v2")  # new ETag → new receipt → fires again
+    wait_for(lambda: len(calls(journal, name=name)) == 2, what="the changed version")
+    assert [c["content"] for c in calls(journal, name=name)] == ["v1", "v2"]
+    assert wait_for(lambda: blobs.read("out/doc.txt") == b"V2")
+
+
+def test_failing_function_is_retried_then_poisoned_without_output(
+    start_host: StartHost, blobs: Storage, journal: Path
+) -> None:
+    start_host("blob_app", env=blobs.env, args=FAST)
+    etag = blobs.upload("in/bad.txt", "fail please")
+
+    (poisoned,) = wait_for(blobs.poisoned, what="a message in webjobs-blobtrigger-poison")
+    assert poisoned == {
+        "Type": "BlobTrigger",
+        "FunctionId": "Host.Functions.on_text",
+        "BlobType": "BlockBlob",
+        "ContainerName": blobs.container,
+        "BlobName": "in/bad.txt",
+        "ETag": etag,
+    }
+    wait_for(blobs.queue_empty, what="the failed message to leave the shared queue")
+    # host.json maxDequeueCount is 2: two attempts, then poison; an output only after success.
+    assert [c["retry"] for c in calls(journal, name=f"{blobs.container}/in/bad.txt")] == [0, 1]
+    assert blobs.read("out/bad.txt") is None
+
+
+def test_two_hosts_with_one_host_id_invoke_once_per_blob_version(
+    start_host: StartHost, blobs: Storage, journal: Path
+) -> None:
+    hosts = [start_host("blob_app", env=blobs.env, args=FAST) for _ in range(2)]
+    assert hosts[0].host_id == hosts[1].host_id == blobs.host_id
+    names = [f"in/file-{i}.txt" for i in range(8)]
+    for name in names:
+        blobs.upload(name, name)
+    blobs.upload(names[0], "second version")
+
+    expected = {f"{blobs.container}/{n}" for n in names}
+    wait_for(lambda: {c["name"] for c in calls(journal)} >= expected, timeout=30, what="all blobs")
+    wait_for(lambda: len(calls(journal, name=f"{blobs.container}/{names[0]}")) >= 1)
+    settle(blobs, journal)
+    counts = Counter(c["name"] for c in calls(journal) if "sentinel" not in c["name"])
+    # The first blob may run once (if the overwrite came before any scan saw v1) or twice (v1, v2),
+    # never more; all others exactly once.
+    assert counts.pop(f"{blobs.container}/{names[0]}") in (1, 2)
+    assert set(counts.values()) == {1}
+    contents = [c["content"] for c in calls(journal, name=f"{blobs.container}/{names[0]}")]
+    assert len(set(contents)) == len(contents), "one invocation per blob version"
+
+
+def test_invalid_trigger_path_stops_the_host_with_a_clear_error(start_host: StartHost) -> None:
+    with pytest.raises(RuntimeError) as failure:
+        start_host("blob_app", env={"BLOB_CONTAINER": "Not_A_Container"}, args=FAST)
+    assert "Function 'on_text': invalid blob trigger path 'Not_A_Container/in/{name}.txt'" in str(failure.value)
