@@ -20,7 +20,7 @@ from azure.core.exceptions import ResourceNotFoundError
 from azure.storage.blob import BlobServiceClient
 from azure.storage.queue import QueueClient
 
-from amlpipe.host.blobs import POISON_QUEUE, blob_trigger_queue_name, normalize_etag, receipt_blob_name
+from amlpipe.host.blobpaths import POISON_QUEUE, blob_trigger_queue_name, normalize_etag, receipt_blob_name
 from amlpipe.host.testing import HostProcess, read_journal, wait_for
 
 pytestmark = pytest.mark.integration

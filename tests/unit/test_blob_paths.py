@@ -7,13 +7,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from amlpipe.host.blobs import (
+from amlpipe.host.blobpaths import (
     MIN_MARK,
     BlobTriggerMessage,
     BlobVersion,
     ReceiptState,
     blob_trigger_queue_name,
-    blob_written_key,
     completed_metadata,
     normalize_etag,
     parse_blob_path,
@@ -23,6 +22,7 @@ from amlpipe.host.blobs import (
     select_candidates,
 )
 from amlpipe.host.errors import HostConfigError
+from amlpipe.host.storage import blob_written_key
 
 # -- path patterns -------------------------------------------------------------------------------
 
