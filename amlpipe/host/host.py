@@ -25,6 +25,7 @@ from amlpipe.host.http import HttpFrontend
 from amlpipe.host.indexing import FunctionSpec, index_functions, load_app
 from amlpipe.host.invoke import Invoker
 from amlpipe.host.keys import KeyStore, load_or_create_keys
+from amlpipe.host.logs import install as install_log_filter
 from amlpipe.host.queues import LEASE, LEASE_SETTING, queue_trigger_listener
 from amlpipe.host.settings import (
     AppSettings,
@@ -180,6 +181,7 @@ class Host:
         """Start, serve until ``request_stop()``, then shut down cleanly."""
         local, context = self._configure()
         self.context = context
+        function_logs = install_log_filter(context.config.log_levels)
         functions = self._enabled(context)
         keys: KeyStore | None = None
         if self.options.enable_auth:
@@ -237,7 +239,10 @@ class Host:
             self._server.should_exit = True
             await server_task
             await context.storage.close()
-            self._pool.shutdown(wait=False, cancel_futures=True) if self._pool else None
+            if self._pool is not None:
+                self._pool.shutdown(wait=False, cancel_futures=True)
+            for handler in logging.getLogger().handlers:
+                handler.removeFilter(function_logs)
             log.info("Host stopped.")
 
 

@@ -33,6 +33,7 @@ from azure.functions import _abc as func_abc
 from azure.functions import blob as func_blob
 
 from amlpipe.host.indexing import BindingSpec, FunctionSpec
+from amlpipe.host.logs import current_function
 from amlpipe.host.storage import StorageAccounts, WakeUpHub, blob_written_key, encode_message, ensure_container
 
 log = logging.getLogger("amlpipe.host")
@@ -242,11 +243,14 @@ class Invoker:
         return kwargs, outs
 
     async def _call(self, function: FunctionSpec, kwargs: dict[str, Any]) -> Any:
+        # Run in a copy of the context with the function marked, so its log records (on the loop or
+        # in the worker thread) are filtered by its host.json log level.
+        context = contextvars.copy_context()
+        context.run(current_function.set, function.name)
         if function.is_async:
-            call = function.user_function(**kwargs)
+            call: Any = asyncio.create_task(function.user_function(**kwargs), context=context)
         else:
             loop = asyncio.get_running_loop()
-            context = contextvars.copy_context()
             call = loop.run_in_executor(self._pool, functools.partial(context.run, function.user_function, **kwargs))
         return await asyncio.wait_for(call, timeout=self._timeout)
 

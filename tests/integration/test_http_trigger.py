@@ -85,6 +85,13 @@ def test_function_timeout_is_enforced(host: HostProcess) -> None:
     assert httpx.get(f"{host.url}/api/slow?s=0").text == "done"
 
 
+def test_host_json_log_level_filters_a_function_logs(host: HostProcess) -> None:
+    assert httpx.get(f"{host.url}/api/chatty").text == "said things"
+    host.wait_for_log("Executed 'Functions.chatty' (Succeeded")
+    assert "chatty warning line" in host.log
+    assert "chatty info line" not in host.log  # host.json: "Function.chatty": "Warning"
+
+
 def test_context_parameter_is_bound(host: HostProcess) -> None:
     assert httpx.get(f"{host.url}/api/context").text == "with_context:True"
 

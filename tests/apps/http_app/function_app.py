@@ -84,3 +84,10 @@ def admin_only(req: func.HttpRequest) -> str:
 @app.route(route="disabled", auth_level=func.AuthLevel.ANONYMOUS)
 def disabled_fn(req: func.HttpRequest) -> str:
     return "should not be served when disabled"
+
+
+@app.route(route="chatty", auth_level=func.AuthLevel.ANONYMOUS)
+def chatty(req: func.HttpRequest) -> str:
+    logging.info("chatty info line")
+    logging.warning("chatty warning line")
+    return "said things"
