@@ -1,0 +1,597 @@
+"""Timer trigger: the Timers extension's ``TimerListener``/``ScheduleMonitor`` algorithm.
+
+Schedules (``parse_schedule``):
+
+* NCRONTAB with 6 fields ``{second} {minute} {hour} {day} {month} {day-of-week}`` or 5 fields (no
+  seconds), evaluated with croniter; or a TimeSpan (``hh:mm:ss``, ``hh:mm``, ``d.hh:mm:ss``, ``d``)
+  for a constant interval. Anything else is a ``HostConfigError`` at host start.
+* Times are in the zone named by the app setting ``WEBSITE_TIME_ZONE``, else ``TZ`` (IANA names,
+  via ``zoneinfo``), else **UTC** — what a Linux Functions app on Azure does. The real ``func start``
+  uses the developer machine's local zone instead; UTC by default keeps local runs like Azure.
+
+Listener (``TimerListener``), per timer function:
+
+* Singleton: only the host instance holding the blob lease
+  ``azure-webjobs-hosts/locks/{hostId}/Host.Functions.<name>.Listener`` fires (60 s lease, renewed
+  every 20 s). Others retry every ``AMLPIPE_HOST_LISTENER_LOCK_RETRY`` seconds (app setting;
+  default 60, the SDK's ``ListenerLockRecoveryPollingInterval``). A lost lease stops firing until
+  the lock is acquired again; ``stop()`` releases it so another instance takes over at its next retry.
+* Schedule monitor (``use_monitor``, default on; forced off when the schedule can fire more than
+  once a minute): status blob ``azure-webjobs-hosts/timers/{hostId}/Host.Functions.<name>/status``
+  holding ``{"Last", "Next", "LastUpdated"}``. When the lock is acquired the status is checked
+  (``check_past_due``): a missed occurrence is invoked at once with ``past_due=True``; otherwise
+  ``run_on_startup`` invokes at once. After every invocation the status is saved and the next
+  occurrence armed.
+* A failed invocation is logged and not retried; the next occurrence is still scheduled.
+* Delivery is at-least-once across restarts: an occurrence whose invocation was cut short before the
+  status was saved is reported past due by the next instance.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, tzinfo
+from typing import TYPE_CHECKING, Any, Protocol
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from azure.core.exceptions import ResourceNotFoundError
+from azure.functions import timer as func_timer
+from azure.storage.blob import ContentSettings
+from azure.storage.blob.aio import BlobServiceClient
+from croniter import CroniterError, croniter
+
+from amlpipe.host.errors import HostConfigError
+from amlpipe.host.indexing import FunctionSpec
+from amlpipe.host.invoke import FunctionFailed, Trigger
+from amlpipe.host.locks import LISTENER_LOCK_RETRY, BlobLease, ListenerLock, listener_lock_id
+from amlpipe.host.storage import HOSTS_CONTAINER, ensure_container
+
+if TYPE_CHECKING:
+    from amlpipe.host.host import HostContext
+
+log = logging.getLogger("amlpipe.host")
+
+#: App setting: seconds between lock acquisition attempts of a host that does not hold a timer's lock.
+LOCK_RETRY_SETTING = "AMLPIPE_HOST_LISTENER_LOCK_RETRY"
+#: Longest single wait; re-reading the wall clock this often keeps a timer on time after the clock
+#: jumps (suspend/resume, NTP step), which a monotonic-clock asyncio timeout alone would not.
+MAX_WAIT_CHUNK = 60.0
+#: ``ScheduleMonitor.DefaultDateTime``: "never", as the real host writes it.
+NEVER = "0001-01-01T00:00:00"
+#: ``TimerInfo.Schedule`` as the Python worker sees it for cron and constant schedules.
+SCHEDULE_INFO: dict[str, Any] = {"AdjustForDST": True}
+
+# One NCRONTAB field: comma-separated items, each "*" or a value or range (numbers or 3-letter
+# names), optionally "/step". Checked before croniter, which also accepts extensions NCrontab does
+# not (L, W, #, ?, H, @daily), so an expression accepted here behaves the same on Azure.
+_VALUE = r"(?:\d+|[A-Za-z]{3})"
+_ITEM = rf"(?:\*|{_VALUE}(?:-{_VALUE})?)(?:/\d+)?"
+_FIELD = re.compile(rf"^{_ITEM}(?:,{_ITEM})*$")
+# .NET TimeSpan.TryParse forms: d | [d.]hh:mm[:ss[.fffffff]]
+_TIMESPAN = re.compile(
+    r"^(?:(?P<days_only>\d+)|(?:(?P<d>\d+)\.)?(?P<h>\d{1,2}):(?P<m>\d{1,2})(?::(?P<s>\d{1,2})(?:\.(?P<f>\d{1,7}))?)?)$"
+)
+
+
+# --------------------------------------------------------------------------------------------------
+# Schedules (pure)
+# --------------------------------------------------------------------------------------------------
+
+
+class Schedule(Protocol):
+    """A timer schedule: the next occurrence strictly after a moment."""
+
+    @property
+    def tz(self) -> tzinfo:
+        """The zone occurrences are computed in."""
+        ...
+
+    def next_after(self, moment: datetime) -> datetime:
+        """The first occurrence strictly after ``moment`` (aware), in the schedule's zone."""
+        ...
+
+    def fires_more_than_once_a_minute(self) -> bool:
+        """True when the schedule can fire more often than once a minute (monitoring is then off)."""
+        ...
+
+
+@dataclass(frozen=True)
+class CronSchedule:
+    """An NCRONTAB expression (5 or 6 fields) evaluated in ``tz``."""
+
+    expression: str
+    tz: tzinfo
+    has_seconds: bool
+
+    def next_after(self, moment: datetime) -> datetime:
+        # day_or=False: NCrontab requires BOTH day-of-month and day-of-week to match (AND), unlike
+        # Vixie cron's OR. Source: atifaziz/NCrontab NCrontab/CrontabSchedule.cs
+        # TryGetNextOccurrence — it picks the next day from the day-of-month field and then returns
+        # it only `if (_daysOfWeek.Contains((int)nextTime.DayOfWeek))`, else moves to the next day.
+        # Also atifaziz/NCrontab#107 ("Implementation diverges from classic crontab syntax").
+        it = croniter(
+            self.expression,
+            moment.astimezone(self.tz),
+            day_or=False,
+            second_at_beginning=self.has_seconds,
+        )
+        result: datetime = it.get_next(datetime)
+        return result
+
+    def fires_more_than_once_a_minute(self) -> bool:
+        # The real host counts occurrences in the next minute from "now", so its answer can depend
+        # on the start time (e.g. "* 5 * * * *" only during minute 5). Deciding from the seconds
+        # field is the time-independent version: more than one second value means some minute
+        # holds several occurrences.
+        if not self.has_seconds:
+            return False
+        seconds = croniter(self.expression, datetime(2000, 1, 1, tzinfo=UTC), second_at_beginning=True).expanded[5]
+        return seconds == ["*"] or len(seconds) > 1
+
+    def __str__(self) -> str:
+        return f"Cron: '{self.expression}'"
+
+
+@dataclass(frozen=True)
+class ConstantSchedule:
+    """A TimeSpan schedule: every ``interval`` from the previous occurrence."""
+
+    interval: timedelta
+    tz: tzinfo
+
+    def next_after(self, moment: datetime) -> datetime:
+        # Elapsed time, not wall-clock time: adding to an aware datetime in a DST zone would add
+        # to the local wall clock and make one interval an hour too long or short at a transition.
+        return (moment.astimezone(UTC) + self.interval).astimezone(self.tz)
+
+    def fires_more_than_once_a_minute(self) -> bool:
+        return self.interval < timedelta(minutes=1)
+
+    def __str__(self) -> str:
+        return f"Constant: {self.interval}"
+
+
+def _cron(expression: str, tz: tzinfo) -> CronSchedule | None:
+    """The expression as NCRONTAB, or None when it is not one (NCrontab's ``TryParse``)."""
+    fields = expression.split()
+    if len(fields) not in (5, 6) or not all(_FIELD.match(f) for f in fields):
+        return None
+    # Any count other than 5 means "includes seconds" (Timers extension CronSchedule.HasSeconds).
+    schedule = CronSchedule(" ".join(fields), tz, has_seconds=len(fields) == 6)
+    try:
+        schedule.next_after(datetime(2000, 1, 1, tzinfo=UTC))
+    except (CroniterError, ValueError, KeyError):
+        return None
+    return schedule
+
+
+def _timespan(expression: str, tz: tzinfo) -> ConstantSchedule | None:
+    """The expression as a .NET TimeSpan, or None (``TimeSpan.TryParse``)."""
+    match = _TIMESPAN.match(expression)
+    if not match:
+        return None
+    if match.group("days_only") is not None:
+        return ConstantSchedule(timedelta(days=int(match.group("days_only"))), tz)
+    hours, minutes, seconds = int(match.group("h")), int(match.group("m")), int(match.group("s") or 0)
+    if hours > 23 or minutes > 59 or seconds > 59:
+        return None
+    fraction = int((match.group("f") or "0").ljust(7, "0")) // 10
+    interval = timedelta(days=int(match.group("d") or 0), hours=hours, minutes=minutes, seconds=seconds)
+    return ConstantSchedule(interval + timedelta(microseconds=fraction), tz)
+
+
+def parse_schedule(expression: str, tz: tzinfo = UTC, *, function: str = "") -> CronSchedule | ConstantSchedule:
+    """Parse a timer schedule as ``TimerSchedule.Create`` does: NCRONTAB first, then TimeSpan.
+
+    Raises:
+        HostConfigError: neither a valid cron expression nor a TimeSpan, or a zero interval.
+    """
+    text = expression.strip()
+    where = f"Function '{function}': " if function else ""
+    schedule: CronSchedule | ConstantSchedule | None = _cron(text, tz) or _timespan(text, tz)
+    if schedule is None:
+        raise HostConfigError(
+            f"{where}the schedule expression '{expression}' is not recognized as a valid cron expression or "
+            "timespan string (use 6-field NCRONTAB '{second} {minute} {hour} {day} {month} {day-of-week}', "
+            "5-field cron, or hh:mm:ss)."
+        )
+    if isinstance(schedule, ConstantSchedule) and schedule.interval <= timedelta(0):
+        raise HostConfigError(f"{where}the schedule interval '{expression}' must be greater than zero.")
+    return schedule
+
+
+def resolve_time_zone(get_setting: Callable[[str], str | None]) -> tzinfo:
+    """The zone schedules run in: ``WEBSITE_TIME_ZONE``, else ``TZ`` (IANA names), else UTC.
+
+    Raises:
+        HostConfigError: ``WEBSITE_TIME_ZONE`` names no IANA zone. (An unusable ``TZ`` — it is a
+            general Unix variable, e.g. ``:/etc/localtime`` — is logged and ignored instead.)
+    """
+    website = (get_setting("WEBSITE_TIME_ZONE") or "").strip()
+    if website:
+        try:
+            return ZoneInfo(website)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise HostConfigError(
+                f"WEBSITE_TIME_ZONE '{website}' is not an IANA time zone name (e.g. 'Europe/Paris'); "
+                "Windows zone names are not supported by the local host."
+            ) from exc
+    tz_name = (get_setting("TZ") or "").strip().lstrip(":")
+    if tz_name:
+        try:
+            return ZoneInfo(tz_name)
+        except (ZoneInfoNotFoundError, ValueError):
+            log.warning("TZ '%s' is not an IANA time zone name; timer schedules use UTC.", tz_name)
+    return UTC
+
+
+def use_monitor(function_setting: bool | None, schedule: Schedule) -> bool:
+    """``use_monitor`` defaults to true and is forced off for sub-minute schedules (``TimerSchedule.Create``)."""
+    if schedule.fires_more_than_once_a_minute():
+        return False
+    return True if function_setting is None else bool(function_setting)
+
+
+# --------------------------------------------------------------------------------------------------
+# Schedule status and the past-due decision (pure)
+# --------------------------------------------------------------------------------------------------
+
+
+def _format(moment: datetime | None) -> str:
+    return NEVER if moment is None else moment.isoformat()
+
+
+def _parse(text: Any, tz: tzinfo) -> datetime | None:
+    """An ISO 8601 time from a status blob; None for missing or ``DefaultDateTime`` (year 1)."""
+    if not isinstance(text, str) or not text:
+        return None
+    # .NET writes 7 fractional digits and may end in "Z"; Python takes at most 6.
+    normalised = re.sub(r"(\.\d{6})\d+", r"\1", text.strip()).replace("Z", "+00:00")
+    parsed = datetime.fromisoformat(normalised)
+    if parsed.year <= 1:
+        return None
+    return parsed.replace(tzinfo=tz) if parsed.tzinfo is None else parsed
+
+
+@dataclass(frozen=True)
+class ScheduleStatus:
+    """``ScheduleStatus``: the last occurrence, the next one, and when ``Next`` was computed."""
+
+    last: datetime | None
+    next: datetime
+    last_updated: datetime | None
+
+    def to_dict(self) -> dict[str, str]:
+        """The JSON object stored in the status blob and passed as ``TimerRequest.schedule_status``."""
+        return {"Last": _format(self.last), "Next": _format(self.next), "LastUpdated": _format(self.last_updated)}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict())
+
+    @classmethod
+    def from_json(cls, text: str | bytes, tz: tzinfo) -> ScheduleStatus:
+        """Parse a status blob; naive times are taken to be in ``tz``.
+
+        Raises:
+            ValueError: not a status document.
+        """
+        data = json.loads(text)
+        if not isinstance(data, dict):
+            raise ValueError("status is not a JSON object")
+        upcoming = _parse(data.get("Next"), tz)
+        if upcoming is None:
+            raise ValueError("status has no 'Next'")
+        return cls(last=_parse(data.get("Last"), tz), next=upcoming, last_updated=_parse(data.get("LastUpdated"), tz))
+
+
+@dataclass(frozen=True)
+class PastDueCheck:
+    """The outcome of ``check_past_due``: the status to use, whether to save it, and past-due-ness."""
+
+    status: ScheduleStatus
+    save: bool
+    past_due: bool
+
+
+def check_past_due(schedule: Schedule, status: ScheduleStatus | None, now: datetime) -> PastDueCheck:
+    """``ScheduleMonitor.CheckPastDueAsync``: reconcile the stored status with the schedule.
+
+    * No status: the next occurrence from ``now`` (saved, so an occurrence missed before the first
+      invocation is still detected later).
+    * ``Next`` differs from what the schedule gives from ``Last`` (or ``LastUpdated`` if the timer
+      never fired): the schedule changed. Recompute — from ``now`` when the expected time is
+      already past, so that editing a schedule does not count as a missed occurrence.
+    * Past due when ``now`` is after the recorded ``Next``.
+    """
+    if status is None:
+        fresh = ScheduleStatus(last=None, next=schedule.next_after(now), last_updated=now)
+        return PastDueCheck(fresh, save=True, past_due=False)
+    save = False
+    base = status.last or status.last_updated or now
+    expected = schedule.next_after(base)
+    if status.next != expected:
+        last_updated = base
+        if now > expected:
+            expected, last_updated = schedule.next_after(now), now
+        status = ScheduleStatus(last=None, next=expected, last_updated=last_updated)
+        save = True
+    return PastDueCheck(status, save=save, past_due=now > status.next)
+
+
+def status_after_invocation(
+    schedule: Schedule, status: ScheduleStatus, fired_at: datetime, *, scheduled: bool
+) -> ScheduleStatus:
+    """The status saved after an invocation (``TimerListener.InvokeJobFunction``).
+
+    A scheduled firing that ran a little before ``Next`` (clock skew) counts as running at ``Next``:
+    otherwise the following ``Next`` could equal the current one and a restart would fire it twice.
+    """
+    adjusted = status.next if scheduled and status.next > fired_at else fired_at
+    return ScheduleStatus(last=adjusted, next=schedule.next_after(adjusted), last_updated=adjusted)
+
+
+def timer_request(past_due: bool, status: ScheduleStatus | None) -> func_timer.TimerRequest:
+    """The trigger value the Python worker builds from the host's ``TimerInfo``."""
+    return func_timer.TimerRequest(
+        past_due=past_due,
+        schedule_status=status.to_dict() if status is not None else None,
+        schedule=dict(SCHEDULE_INFO),
+    )
+
+
+def next_occurrences(schedule: Schedule, start: datetime, count: int = 5) -> list[datetime]:
+    """The next ``count`` occurrences after ``start`` (logged at start-up, as the real host does)."""
+    moments: list[datetime] = []
+    moment = start
+    for _ in range(count):
+        moment = schedule.next_after(moment)
+        moments.append(moment)
+    return moments
+
+
+# --------------------------------------------------------------------------------------------------
+# Storage: the status blob
+# --------------------------------------------------------------------------------------------------
+
+
+class StatusStore:
+    """The schedule monitor's status blob, ``azure-webjobs-hosts/timers/{hostId}/{fullName}/status``."""
+
+    def __init__(self, service: BlobServiceClient, host_id: str, full_name: str, tz: tzinfo) -> None:
+        self.blob_name = f"timers/{host_id}/{full_name}/status"
+        self._client = service.get_blob_client(HOSTS_CONTAINER, self.blob_name)
+        self._service = service
+        self._tz = tz
+        self._container_ready = False
+
+    async def read(self) -> ScheduleStatus | None:
+        """The stored status; None when missing or unreadable (``GetSafeStatusAsync``)."""
+        try:
+            downloader = await self._client.download_blob()
+            content = await downloader.readall()
+        except ResourceNotFoundError:
+            return None
+        try:
+            return ScheduleStatus.from_json(content, self._tz)
+        except ValueError as exc:
+            log.warning("Ignoring unreadable timer status %s/%s: %s", HOSTS_CONTAINER, self.blob_name, exc)
+            return None
+
+    async def write(self, status: ScheduleStatus) -> None:
+        if not self._container_ready:
+            await ensure_container(self._service, HOSTS_CONTAINER)
+            self._container_ready = True
+        await self._client.upload_blob(
+            status.to_json(), overwrite=True, content_settings=ContentSettings(content_type="application/json")
+        )
+
+
+# --------------------------------------------------------------------------------------------------
+# The listener
+# --------------------------------------------------------------------------------------------------
+
+
+class TimerListener:
+    """Fires one timer function on its schedule while this host instance holds the timer's lock.
+
+    ``start()`` parses the schedule (``HostConfigError`` if invalid), makes one attempt at the lock
+    and, when it gets it, reconciles the status blob; then returns while a background task fires
+    occurrences (or keeps retrying the lock). ``stop()`` stops scheduling, lets an in-flight
+    invocation finish within the host's shutdown grace period, and releases the lock.
+    """
+
+    def __init__(
+        self,
+        context: HostContext,
+        function: FunctionSpec,
+        *,
+        lock_retry: float | None = None,
+        renew_interval: float | None = None,
+    ) -> None:
+        """``lock_retry``: seconds between lock attempts (default: the app setting, else 60).
+        ``renew_interval``: seconds between lease renewals (default 20, a third of the period)."""
+        self.function = function
+        self._context = context
+        self._lock_retry = lock_retry
+        self._renew_interval = renew_interval
+        self._stopping = asyncio.Event()
+        self._wake = asyncio.Event()  # set by stop() and by a lost lease: interrupts waits at once
+        self._task: asyncio.Task[None] | None = None
+        self._lock: ListenerLock | None = None
+        self._store: StatusStore | None = None
+        self._schedule: CronSchedule | ConstantSchedule | None = None
+        self._monitor = False
+        self._run_on_startup = False
+        self._status: ScheduleStatus | None = None
+
+    # ---- lifecycle -------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Parse the schedule, try for the lock once, and start the firing task."""
+        trigger = self.function.trigger
+        tz = resolve_time_zone(self._context.settings.get)
+        schedule = parse_schedule(str(trigger.get("schedule") or ""), tz, function=self.function.name)
+        self._schedule = schedule
+        self._monitor = use_monitor(trigger.get("use_monitor"), schedule)
+        self._run_on_startup = bool(trigger.get("run_on_startup"))
+        service = self._context.storage.blob_service(None)
+        host_id = self._context.host_id
+        self._store = StatusStore(service, host_id, self.function.full_name, tz) if self._monitor else None
+        lease = BlobLease(service, listener_lock_id(host_id, self.function.full_name))
+        self._lock = ListenerLock(
+            lease, retry_interval=self._retry_interval(), renew_interval=self._renew_interval, on_lost=self._wake.set
+        )
+        self._log_schedule(schedule, tz)
+        # One attempt before returning, as SingletonListener.StartAsync does: the instance that is
+        # started first becomes the active one before the host reports "started".
+        held = await self._lock.try_acquire()
+        startup: bool | None = None
+        if held:
+            startup = await self._prepare()
+        self._task = asyncio.create_task(self._main(startup), name=f"timer:{self.function.name}")
+
+    @property
+    def active(self) -> bool:
+        """True while this host instance holds the timer's lock (and so is the one firing it)."""
+        return self._lock is not None and self._lock.held and not self._stopping.is_set()
+
+    async def stop(self) -> None:
+        """Stop firing; wait (up to the shutdown grace) for an in-flight invocation; release the lock."""
+        self._stopping.set()
+        self._wake.set()
+        if self._task is not None:
+            grace = float(self._context.options.shutdown_grace)
+            done, pending = await asyncio.wait({self._task}, timeout=grace)
+            for task in pending:
+                log.warning("Timer '%s' still running after %.0fs: cancelling it.", self.function.name, grace)
+                task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            for task in done:
+                if not task.cancelled() and task.exception() is not None:
+                    log.error("Timer '%s' listener failed", self.function.name, exc_info=task.exception())
+        if self._lock is not None:
+            await self._lock.release()
+
+    def _retry_interval(self) -> float:
+        if self._lock_retry is not None:
+            return self._lock_retry
+        raw = self._context.settings.get(LOCK_RETRY_SETTING)
+        if not raw:
+            return LISTENER_LOCK_RETRY
+        try:
+            value = float(raw)
+        except ValueError as exc:
+            raise HostConfigError(f"{LOCK_RETRY_SETTING} must be a number of seconds, not {raw!r}.") from exc
+        if value <= 0:
+            raise HostConfigError(f"{LOCK_RETRY_SETTING} must be greater than zero.")
+        return value
+
+    def _log_schedule(self, schedule: Schedule, tz: tzinfo) -> None:
+        upcoming = next_occurrences(schedule, datetime.now(tz))
+        log.info(
+            "The next 5 occurrences of the '%s' schedule (%s, time zone %s, monitor %s) will be:\n%s",
+            self.function.name,
+            schedule,
+            tz,
+            "on" if self._monitor else "off",
+            "\n".join(m.isoformat() for m in upcoming),
+        )
+
+    # ---- the firing loop -------------------------------------------------------------------------
+
+    async def _main(self, startup: bool | None) -> None:
+        """Hold the lock and fire; after losing it, retry until stopped. ``startup``: see ``_prepare``."""
+        assert self._lock is not None
+        while not self._stopping.is_set():
+            if startup is None:
+                if not await self._lock.acquire(self._stopping):
+                    return
+                startup = await self._prepare()
+            await self._fire_while_held(startup)
+            startup = None
+            if not self._stopping.is_set():
+                # Lost the lease: make sure renewals stopped before competing for it again.
+                await self._lock.release()
+                self._wake.clear()
+
+    async def _prepare(self) -> bool:
+        """On acquiring the lock: reconcile the status; True to invoke at once, with ``past_due`` set."""
+        assert self._schedule is not None
+        now = datetime.now(self._schedule.tz)
+        if self._store is None:
+            self._status = ScheduleStatus(last=None, next=self._schedule.next_after(now), last_updated=now)
+            return False
+        try:
+            stored = await self._store.read()
+        except Exception:  # noqa: BLE001 - like GetSafeStatusAsync: no readable status, start afresh
+            log.exception("Reading the status of timer '%s' failed", self.function.name)
+            stored = None
+        check = check_past_due(self._schedule, stored, now)
+        self._status = check.status
+        if check.save:
+            await self._save(check.status)
+        return check.past_due
+
+    async def _save(self, status: ScheduleStatus) -> None:
+        assert self._store is not None
+        try:
+            await self._store.write(status)
+        except Exception:  # noqa: BLE001 - storage hiccup: keep firing; the next save fixes the blob
+            log.exception("Saving the status of timer '%s' failed", self.function.name)
+
+    async def _fire_while_held(self, past_due: bool) -> None:
+        """Fire the startup invocation, if any, then each occurrence, until stopped or the lock is lost."""
+        assert self._status is not None
+        if past_due:
+            log.info("Timer '%s' is past due (missed %s): invoking now.", self.function.name, self._status.next)
+            await self._fire(past_due=True, scheduled=False)
+        elif self._run_on_startup:
+            log.info("Timer '%s' runs on startup: invoking now.", self.function.name)
+            await self._fire(past_due=False, scheduled=False)
+        while await self._sleep_until(self._status.next):
+            await self._fire(past_due=False, scheduled=True)
+
+    def _may_fire(self) -> bool:
+        return not self._stopping.is_set() and self._lock is not None and self._lock.held
+
+    async def _sleep_until(self, deadline: datetime) -> bool:
+        """Wait for ``deadline`` in chunks; False as soon as stop() is called or the lock is lost."""
+        while self._may_fire():
+            remaining = (deadline - datetime.now(deadline.tzinfo)).total_seconds()
+            if remaining <= 0:
+                return True
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=min(remaining, MAX_WAIT_CHUNK))
+            except TimeoutError:
+                pass
+        return False
+
+    async def _fire(self, *, past_due: bool, scheduled: bool) -> None:
+        """Invoke once, then save the status and arm the next occurrence whatever the outcome."""
+        assert self._schedule is not None and self._status is not None
+        if not self._may_fire():
+            return  # checked right before invoking: never fire without a lease we know is still ours
+        fired_at = datetime.now(self._schedule.tz)
+        trigger = Trigger(
+            value=timer_request(past_due, self._status if self._monitor else None),
+            reason=f"Timer fired at {fired_at.isoformat()}",
+        )
+        try:
+            await self._context.invoker.invoke(self.function, trigger)
+        except FunctionFailed as exc:
+            # The invoker has logged the failure. Not retried (as without @app.retry on Azure); the
+            # status is saved and the next occurrence armed below as after a success.
+            log.debug("Timer '%s' invocation failed; next occurrence still scheduled: %s", self.function.name, exc)
+        except Exception:
+            log.exception("Error during the scheduled invocation of '%s'.", self.function.name)
+        self._status = status_after_invocation(self._schedule, self._status, fired_at, scheduled=scheduled)
+        # Saved even when stop() is waiting for this invocation (so a restart does not report it past
+        # due), but not after the lease was lost meanwhile: the new holder owns the status now, and
+        # it may already have run this occurrence as past due (at-least-once, as on Azure).
+        if self._store is not None and self._lock is not None and self._lock.held:
+            await self._save(self._status)
