@@ -24,10 +24,11 @@ from azure.storage.blob import BlobLeaseClient, BlobServiceClient
 from amlpipe.host.host import HostContext, HostOptions
 from amlpipe.host.indexing import FunctionSpec
 from amlpipe.host.invoke import Invoker
+from amlpipe.host.schedules import NEVER
 from amlpipe.host.settings import AppSettings, HostConfig
 from amlpipe.host.storage import StorageAccounts, WakeUpHub
 from amlpipe.host.testing import read_journal, wait_for
-from amlpipe.host.timers import NEVER, TimerListener
+from amlpipe.host.timers import TimerListener
 
 pytestmark = pytest.mark.integration
 

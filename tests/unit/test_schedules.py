@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from amlpipe.host.errors import HostConfigError
-from amlpipe.host.timers import (
+from amlpipe.host.schedules import (
     NEVER,
     ConstantSchedule,
     CronSchedule,
