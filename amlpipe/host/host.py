@@ -247,16 +247,9 @@ class Host:
 
 
 def _queue_lease(settings: AppSettings) -> timedelta:
-    value = settings.get(LEASE_SETTING)
-    if not value:
-        return LEASE
-    try:
-        seconds = int(value)
-    except ValueError as exc:
-        raise HostConfigError(f"{LEASE_SETTING} must be a whole number of seconds, not {value!r}.") from exc
-    if not 1 <= seconds <= 600:
-        raise HostConfigError(f"{LEASE_SETTING} must be between 1 and 600 seconds.")
-    return timedelta(seconds=seconds)
+    # Whole seconds: the queue service takes visibility timeouts in seconds.
+    seconds = settings.seconds(LEASE_SETTING, LEASE.total_seconds(), minimum=1, maximum=LEASE.total_seconds())
+    return timedelta(seconds=int(seconds))
 
 
 def _describe(function: FunctionSpec, prefix: str, address: str, port: int) -> str:

@@ -246,6 +246,20 @@ class AppSettings:
             f"Set app setting 'AzureWebJobs{name}' or '{name}' (local.settings.json Values or the environment)."
         )
 
+    def seconds(self, name: str, default: float, *, minimum: float, maximum: float | None = None) -> float:
+        """A numeric app setting in seconds, ``default`` when unset; out-of-range values are errors."""
+        raw = self.get(name)
+        if raw is None or not raw.strip():
+            return default
+        try:
+            value = float(raw)
+        except ValueError as exc:
+            raise HostConfigError(f"App setting {name} must be a number of seconds, not {raw!r}.") from exc
+        if value < minimum or (maximum is not None and value > maximum):
+            bounds = f"between {minimum:g} and {maximum:g}" if maximum is not None else f"at least {minimum:g}"
+            raise HostConfigError(f"App setting {name} must be {bounds} seconds, not {raw!r}.")
+        return value
+
     def is_disabled(self, function_name: str) -> bool:
         value = self.get(f"AzureWebJobs.{function_name}.Disabled")
         return value is not None and value.strip().lower() in ("true", "1")

@@ -38,7 +38,6 @@ from azure.core.exceptions import ResourceNotFoundError
 from azure.storage.blob import ContentSettings
 from azure.storage.blob.aio import BlobServiceClient
 
-from amlpipe.host.errors import HostConfigError
 from amlpipe.host.indexing import FunctionSpec
 from amlpipe.host.invoke import FunctionFailed, Trigger
 from amlpipe.host.locks import LISTENER_LOCK_RETRY, BlobLease, ListenerLock, listener_lock_id
@@ -195,16 +194,7 @@ class TimerListener:
     def _retry_interval(self) -> float:
         if self._lock_retry is not None:
             return self._lock_retry
-        raw = self._context.settings.get(LOCK_RETRY_SETTING)
-        if not raw:
-            return LISTENER_LOCK_RETRY
-        try:
-            value = float(raw)
-        except ValueError as exc:
-            raise HostConfigError(f"{LOCK_RETRY_SETTING} must be a number of seconds, not {raw!r}.") from exc
-        if value <= 0:
-            raise HostConfigError(f"{LOCK_RETRY_SETTING} must be greater than zero.")
-        return value
+        return self._context.settings.seconds(LOCK_RETRY_SETTING, LISTENER_LOCK_RETRY, minimum=0.05)
 
     def _log_schedule(self, schedule: Schedule, tz: tzinfo) -> None:
         upcoming = next_occurrences(schedule, datetime.now(tz))
