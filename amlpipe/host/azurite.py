@@ -131,15 +131,17 @@ class Azurite:
         self.stop()
 
 
-def start_or_reuse(location: Path) -> Azurite | None:
+def start_or_reuse(location: Path, ports: dict[str, int] | None = None) -> Azurite | None:
     """For ``make start``: reuse an Azurite already on 10000-10002, else start one. ``None`` = reused."""
-    up = {name: is_listening(port) for name, port in DEFAULT_PORTS.items()}
+    wanted = ports or DEFAULT_PORTS
+    up = {name: is_listening(port) for name, port in wanted.items()}
     if all(up.values()):
         return None
     if any(up.values()):
-        busy = ", ".join(f"{DEFAULT_PORTS[n]} ({n})" for n, is_up in up.items() if is_up)
+        busy = ", ".join(f"{wanted[n]} ({n})" for n, is_up in up.items() if is_up)
+        free = ", ".join(f"{wanted[n]} ({n})" for n, is_up in up.items() if not is_up)
         raise HostConfigError(
-            f"Port(s) {busy} are in use but not all of 10000-10002 are: stop whatever holds them, "
+            f"Port(s) {busy} are in use but {free} not: stop whatever holds them, "
             "or start Azurite yourself on all three ports."
         )
-    return Azurite(location, ports=dict(DEFAULT_PORTS)).start()
+    return Azurite(location, ports=dict(wanted)).start()
