@@ -27,6 +27,7 @@ from amlpipe.host.invoke import Invoker
 from amlpipe.host.keys import KeyStore, load_or_create_keys
 from amlpipe.host.logs import install as install_log_filter
 from amlpipe.host.queues import LEASE, LEASE_SETTING, queue_trigger_listener
+from amlpipe.host.retry import RETRYABLE_TRIGGERS
 from amlpipe.host.settings import (
     AppSettings,
     HostConfig,
@@ -148,6 +149,13 @@ class Host:
             elif context.settings.is_disabled(function.name):
                 log.info("Function '%s' is disabled (AzureWebJobs.%s.Disabled).", function.name, function.name)
             else:
+                if function.retry and function.trigger_type not in RETRYABLE_TRIGGERS:
+                    log.warning(
+                        "Function '%s': retry policies apply to timer triggers only; a %s keeps its own retries "
+                        "(queue and blob: host.json maxDequeueCount).",
+                        function.name,
+                        function.trigger_type,
+                    )
                 enabled.append(function)
         return enabled
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import dataclasses
 import datetime as dt
 import functools
 import json
@@ -34,6 +35,7 @@ from azure.functions import blob as func_blob
 
 from amlpipe.host.indexing import BindingSpec, FunctionSpec
 from amlpipe.host.logs import current_function
+from amlpipe.host.retry import RetryPolicy
 from amlpipe.host.storage import StorageAccounts, WakeUpHub, blob_written_key, encode_message, ensure_container
 
 log = logging.getLogger("amlpipe.host")
@@ -99,11 +101,13 @@ class _RetryContext(func_abc.RetryContext):
 
 
 class _Context(func.Context):
-    def __init__(self, invocation_id: str, function_name: str, function_directory: str, retry_count: int):
+    def __init__(
+        self, invocation_id: str, function_name: str, function_directory: str, retry_count: int, max_retry_count: int
+    ):
         self._invocation_id = invocation_id
         self._function_name = function_name
         self._function_directory = function_directory
-        self._retry = _RetryContext(retry_count, 0)
+        self._retry = _RetryContext(retry_count, max_retry_count)
         self._trace = _TraceContext()
         self._tls = threading.local()
         self._tls.invocation_id = invocation_id
@@ -141,6 +145,7 @@ class Trigger:
     reason: str
     binding_data: Mapping[str, Any] = field(default_factory=dict)
     retry_count: int = 0
+    max_retry_count: int = 0
 
 
 @dataclass
@@ -226,6 +231,33 @@ class Invoker:
         )
         return Outcome(invocation_id=invocation_id, duration_ms=elapsed, return_value=result)
 
+    async def invoke_with_retries(
+        self, function: FunctionSpec, trigger: Trigger, policy: RetryPolicy | None, stopping: asyncio.Event
+    ) -> Outcome:
+        """``invoke``, retried in-process per the function's ``@app.retry`` policy.
+
+        Waits between attempts end early when ``stopping`` is set; the last failure is then raised.
+        """
+        retry = 0
+        if policy is not None:
+            trigger = dataclasses.replace(trigger, max_retry_count=policy.max_retry_count)
+        while True:
+            try:
+                return await self.invoke(function, trigger)
+            except FunctionFailed:
+                retry += 1
+                if policy is None or not policy.allows(retry) or stopping.is_set():
+                    raise
+                delay = policy.delay_before(retry)
+                log.info("Retrying 'Functions.%s' in %.1fs (retry %d).", function.name, delay, retry)
+                try:
+                    await asyncio.wait_for(stopping.wait(), timeout=delay)
+                except TimeoutError:
+                    pass
+                if stopping.is_set():
+                    raise
+                trigger = dataclasses.replace(trigger, retry_count=retry)
+
     async def _arguments(
         self, function: FunctionSpec, trigger: Trigger, invocation_id: str
     ) -> tuple[dict[str, Any], dict[str, _Out]]:
@@ -239,7 +271,9 @@ class Invoker:
             elif binding.type == "blob":
                 kwargs[binding.name] = await self._read_blob(function, binding, trigger.binding_data)
         if "context" in function.parameters and "context" not in kwargs:
-            kwargs["context"] = _Context(invocation_id, function.name, self._app_dir, trigger.retry_count)
+            kwargs["context"] = _Context(
+                invocation_id, function.name, self._app_dir, trigger.retry_count, trigger.max_retry_count
+            )
         return kwargs, outs
 
     async def _call(self, function: FunctionSpec, kwargs: dict[str, Any]) -> Any:

@@ -41,6 +41,7 @@ from azure.storage.blob.aio import BlobServiceClient
 from amlpipe.host.indexing import FunctionSpec
 from amlpipe.host.invoke import FunctionFailed, Trigger
 from amlpipe.host.locks import LISTENER_LOCK_RETRY, BlobLease, ListenerLock, listener_lock_id
+from amlpipe.host.retry import RetryPolicy
 from amlpipe.host.schedules import (
     ConstantSchedule,
     CronSchedule,
@@ -133,6 +134,7 @@ class TimerListener:
         self._context = context
         self._lock_retry = lock_retry
         self._renew_interval = renew_interval
+        self._retry = RetryPolicy.parse(function.retry, function=function.name) if function.retry else None
         self._stopping = asyncio.Event()
         self._wake = asyncio.Event()  # set by stop() and by a lost lease: interrupts waits at once
         self._task: asyncio.Task[None] | None = None
@@ -287,10 +289,10 @@ class TimerListener:
             reason=f"Timer fired at {fired_at.isoformat()}",
         )
         try:
-            await self._context.invoker.invoke(self.function, trigger)
+            await self._context.invoker.invoke_with_retries(self.function, trigger, self._retry, self._stopping)
         except FunctionFailed as exc:
-            # The invoker has logged the failure. Not retried (as without @app.retry on Azure); the
-            # status is saved and the next occurrence armed below as after a success.
+            # The invoker has logged the failure and applied any @app.retry policy; the status is
+            # saved and the next occurrence armed below as after a success.
             log.debug("Timer '%s' invocation failed; next occurrence still scheduled: %s", self.function.name, exc)
         except Exception:
             log.exception("Error during the scheduled invocation of '%s'.", self.function.name)

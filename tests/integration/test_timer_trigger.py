@@ -264,3 +264,11 @@ def test_lost_lease_stops_firing_until_reacquired(storage: str, unique: str, loo
         run(accounts.close())
         pool.shutdown()
     assert lock.get_blob_properties().lease.state == "available"
+
+
+def test_retry_policy_retries_a_failed_timer_run(start_host, journal: Path) -> None:  # type: ignore[no-untyped-def]
+    host = start_host(APP, env=enable("retried"))
+    wait_for(lambda: len(records(journal, "retried")) == 3, timeout=10, what="two retries after the first attempt")
+    assert [(r["retry"], r["max_retry"]) for r in records(journal, "retried")] == [(0, 2), (1, 2), (2, 2)]
+    host.wait_for_log("Executed 'Functions.retried' (Succeeded")
+    assert host.log.count("Retrying 'Functions.retried'") == 2

@@ -51,3 +51,12 @@ def failing(timer: func.TimerRequest) -> None:
 @app.timer_trigger(arg_name="timer", schedule="*/2 * * * * *")
 async def pair(timer: func.TimerRequest) -> None:
     _record("pair", timer)
+
+
+@app.timer_trigger(arg_name="timer", schedule="0 0 0 1 1 *", run_on_startup=True)
+@app.retry(strategy="fixed_delay", max_retry_count="2", delay_interval="00:00:00.2")
+def retried(timer: func.TimerRequest, context: func.Context) -> None:
+    attempt = context.retry_context.retry_count
+    _record("retried", timer, retry=attempt, max_retry=context.retry_context.max_retry_count)
+    if attempt < 2:
+        raise RuntimeError(f"attempt {attempt} fails on purpose")
