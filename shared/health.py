@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -12,6 +13,7 @@ from azure.storage.blob import BlobServiceClient
 from shared.version import VERSION
 
 STORAGE_SETTING = "AzureWebJobsStorage"
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -48,5 +50,6 @@ def check(*, timeout: float = 3.0) -> HealthReport:
             client.get_service_properties(timeout=int(timeout))
     except (AzureError, ValueError) as exc:
         # The client sees only "storage is not reachable"; the details are for the operator.
+        log.warning("Storage health probe failed", exc_info=True)
         return HealthReport(VERSION, False, type(exc).__name__)
     return HealthReport(VERSION, True)

@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -173,6 +173,10 @@ class _WatchedContainer:
     client: ContainerClient
     registrations: list[_Registration]
     mark: datetime = MIN_MARK
+    # (function id, blob name, ETag) already settled at the current mark. With ">=" the blobs of the
+    # mark's second stay candidates until a newer blob arrives; this spares them a receipt check on
+    # every scan. Reset whenever the mark moves.
+    settled: set[tuple[str, str, str]] = field(default_factory=set)
 
 
 class BlobTriggerListener:
@@ -271,13 +275,18 @@ class BlobTriggerListener:
             await self._try_enqueue(registration, blob)
         for watched in self._containers.values():
             blobs = await self._list(watched.client)
-            candidates, watched.mark = select_candidates(blobs, watched.mark)
+            candidates, mark = select_candidates(blobs, watched.mark)
+            if mark != watched.mark:
+                watched.mark, watched.settled = mark, set()
             for blob in candidates:
                 for registration in watched.registrations:
                     if self._stopping.is_set():
                         return
-                    if registration.pattern.match(blob.container, blob.name) is not None:
-                        await self._try_enqueue(registration, blob)
+                    key = (registration.function.full_name, blob.name, blob.etag)
+                    if key in watched.settled or registration.pattern.match(blob.container, blob.name) is None:
+                        continue
+                    if await self._try_enqueue(registration, blob) and blob.last_modified == watched.mark:
+                        watched.settled.add(key)
 
     async def _list(self, container: ContainerClient) -> list[BlobVersion]:
         try:
@@ -294,7 +303,7 @@ class BlobTriggerListener:
         except ResourceNotFoundError:
             return []  # the container does not exist yet: nothing to trigger on
 
-    async def _try_enqueue(self, registration: _Registration, blob: BlobVersion) -> None:
+    async def _try_enqueue(self, registration: _Registration, blob: BlobVersion) -> bool:
         """Run the receipt protocol; remember the blob for the next scan when it must be retried."""
         try:
             done = await self._enqueue_once(registration.function.full_name, blob)
@@ -304,6 +313,7 @@ class BlobTriggerListener:
             done = False
         if not done:
             self._retry[(registration.function.full_name, blob.container, blob.name)] = (registration, blob)
+        return done
 
     async def _enqueue_once(self, function_id: str, blob: BlobVersion) -> bool:
         """``BlobTriggerExecutor``: ``True`` when settled (enqueued or already done), ``False`` to retry."""
@@ -415,10 +425,10 @@ class BlobTriggerListener:
     def _trigger_value(
         function: FunctionSpec, message: BlobTriggerMessage, content: bytes, properties: BlobProperties, uri: str
     ) -> Any:
-        annotation = function.annotations.get(function.trigger_arg)
-        if annotation is bytes:
+        wanted = function.wants(function.trigger_arg, function.trigger.get("data_type"))
+        if wanted is bytes:
             return content
-        if annotation is str:
+        if wanted is str:
             return content.decode("utf-8")
         return func_blob.InputStream(
             data=content,

@@ -10,7 +10,9 @@ import asyncio
 import contextlib
 import logging
 import os
+import re
 import socket
+import threading
 from collections.abc import Iterator, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -41,6 +43,7 @@ from amlpipe.host.storage import StorageAccounts, WakeUpHub, default_host_id
 log = logging.getLogger("amlpipe.host")
 
 VERSION = "4.0.0-amlpipe"
+_HOST_ID = re.compile(r"^(?=.{1,32}$)[a-z0-9](?:[a-z0-9-]*[a-z0-9])?$")
 
 
 class Listener(Protocol):
@@ -99,6 +102,7 @@ class Host:
         self.context: HostContext | None = None
         self.frontend: HttpFrontend | None = None
         self.bound_port: int | None = None
+        self.unfinished: list[str] = []  # worker threads still running user code after stop
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -110,10 +114,12 @@ class Host:
         config = load_host_json(app_dir)
         settings = AppSettings(self._environ, local.connection_strings)
         host_id = (settings.get("AzureFunctionsWebHost__hostid") or default_host_id(str(app_dir))).lower()
-        if len(host_id) > 32:
-            raise HostConfigError("AzureFunctionsWebHost__hostid must be at most 32 characters.")
-        threads = settings.get("PYTHON_THREADPOOL_THREAD_COUNT")
-        self._pool = ThreadPoolExecutor(max_workers=int(threads) if threads else None, thread_name_prefix="fn")
+        if not _HOST_ID.match(host_id):
+            raise HostConfigError(
+                "AzureFunctionsWebHost__hostid must be 1-32 of a-z, 0-9 and '-', not starting or ending with '-'."
+            )
+        threads = settings.number("PYTHON_THREADPOOL_THREAD_COUNT", 0, minimum=0, maximum=1024, unit="threads")
+        self._pool = ThreadPoolExecutor(max_workers=int(threads) or None, thread_name_prefix="fn")
         storage = StorageAccounts(settings)
         wakeups = WakeUpHub()
         invoker = Invoker(
@@ -223,7 +229,11 @@ class Host:
             ) from exc
         self.bound_port = sock.getsockname()[1]
         config = uvicorn.Config(
-            self.frontend, log_level="warning", lifespan="off", access_log=False, timeout_graceful_shutdown=5
+            self.frontend,
+            log_level="warning",
+            lifespan="off",
+            access_log=False,
+            timeout_graceful_shutdown=max(1, int(self.options.shutdown_grace)),
         )
         self._server = _Server(config)
         server_task = asyncio.create_task(self._server.serve(sockets=[sock]))
@@ -243,20 +253,29 @@ class Host:
         finally:
             self.frontend.state = "Stopping"
             log.info("Host stopping: finishing in-flight work.")
-            await asyncio.gather(*(listener.stop() for listener in self._listeners), return_exceptions=True)
+            # Stop accepting HTTP first; in-flight requests and listener work share the same grace.
             self._server.should_exit = True
-            await server_task
+            results = await asyncio.gather(
+                server_task, *(listener.stop() for listener in self._listeners), return_exceptions=True
+            )
+            for result in results:
+                if isinstance(result, BaseException):
+                    log.error("Stopping part of the host failed", exc_info=result)
             await context.storage.close()
             if self._pool is not None:
                 self._pool.shutdown(wait=False, cancel_futures=True)
             for handler in logging.getLogger().handlers:
                 handler.removeFilter(function_logs)
+            self.unfinished = sorted(t.name for t in threading.enumerate() if t.name.startswith("fn") and t.is_alive())
+            if self.unfinished:
+                # Python cannot stop a running thread; the CLI ends the process instead of waiting.
+                log.warning("Sync function code still running in %s at shutdown.", ", ".join(self.unfinished))
             log.info("Host stopped.")
 
 
 def _queue_lease(settings: AppSettings) -> timedelta:
     # Whole seconds: the queue service takes visibility timeouts in seconds.
-    seconds = settings.seconds(LEASE_SETTING, LEASE.total_seconds(), minimum=1, maximum=LEASE.total_seconds())
+    seconds = settings.number(LEASE_SETTING, LEASE.total_seconds(), minimum=1, maximum=LEASE.total_seconds())
     return timedelta(seconds=int(seconds))
 
 

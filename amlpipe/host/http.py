@@ -11,14 +11,17 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import re
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, unquote
 
 import azure.functions as func
 
+from amlpipe.host.errors import HostConfigError
 from amlpipe.host.indexing import FunctionSpec
 from amlpipe.host.invoke import FunctionFailed, Invoker, Trigger
 from amlpipe.host.keys import KeyStore
@@ -33,6 +36,7 @@ Send = Callable[[Message], Awaitable[None]]
 
 _ALL_METHODS = ("GET", "POST", "PUT", "DELETE", "HEAD", "PATCH", "OPTIONS")
 _MAX_BODY = 100 * 1024 * 1024  # the real host's default request size limit is 100 MB
+_RESERVED = ("admin", "runtime")
 
 
 @dataclass(frozen=True)
@@ -66,9 +70,17 @@ class HttpFrontend:
         self._cors = cors_origins
         self._cors_credentials = cors_credentials
         self.state = "Initialized"
+        if "*" in cors_origins and cors_credentials:
+            # ASP.NET Core (so func start) refuses this pair: it would let any site send credentials.
+            raise HostConfigError("local.settings.json Host: CORS '*' cannot be combined with CORSCredentials true.")
         routes = []
         for function in functions:
             route = str(function.trigger.get("route") or function.name)
+            if route.strip("/").lower().split("/")[0] in _RESERVED and not self._prefix:
+                raise HostConfigError(
+                    f"Function '{function.name}': route '{route}' is reserved by the host "
+                    "(admin/ and runtime/ are the host's own APIs)."
+                )
             methods = function.trigger.get("methods")
             routes.append(
                 _Route(
@@ -83,12 +95,18 @@ class HttpFrontend:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
-        path: str = scope["path"]
+        path = _routing_path(scope)
         method: str = scope["method"].upper()
         headers = _headers(scope)
         query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True))
         cors = self._cors_headers(headers.get("origin"))
         if path.rstrip("/") == "/admin/host/status":
+            # An admin API: with keys enforced it takes the master key, as on the real host.
+            if self._keys is not None and not self._keys.authorizes(
+                headers.get("x-functions-key") or query.get("code") or "", level="admin", function=""
+            ):
+                await _respond(send, 401, b"")
+                return
             await _respond(send, 200, _json({"id": self._host_id, "state": self.state, "version": self._version}))
             return
         relative = self._relative(path)
@@ -214,13 +232,25 @@ def _headers(scope: Scope) -> dict[str, str]:
     return headers
 
 
+def _routing_path(scope: Scope) -> str:
+    """The path routes match against: percent-decoded except ``%2F``, which stays inside its segment
+    (ASP.NET Core routing does not decode an encoded slash into a separator)."""
+    raw = scope.get("raw_path")
+    if not raw:
+        return str(scope["path"])
+    text = raw.decode("latin-1").split("?", 1)[0]
+    return unquote(re.sub("%2[fF]", "%252F", text))
+
+
 def _url(scope: Scope, headers: dict[str, str]) -> str:
     host = headers.get("host")
     if host is None:
         server = scope.get("server") or ("localhost", 80)
         host = f"{server[0]}:{server[1]}"
+    raw = scope.get("raw_path")
+    path = raw.decode("latin-1").split("?", 1)[0] if raw else scope["path"]
     query = scope.get("query_string", b"").decode("latin-1")
-    return f"{scope.get('scheme', 'http')}://{host}{scope['path']}" + (f"?{query}" if query else "")
+    return f"{scope.get('scheme', 'http')}://{host}{path}" + (f"?{query}" if query else "")
 
 
 async def _read_body(receive: Receive) -> bytes | None:
@@ -238,8 +268,6 @@ async def _read_body(receive: Receive) -> bytes | None:
 
 
 def _json(payload: dict[str, Any]) -> bytes:
-    import json
-
     return json.dumps(payload).encode("utf-8")
 
 

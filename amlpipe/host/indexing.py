@@ -64,6 +64,15 @@ class FunctionSpec:
     def inputs(self) -> tuple[BindingSpec, ...]:
         return tuple(b for b in self.bindings if b.direction == "in")
 
+    def wants(self, parameter: str, data_type: str | None) -> type | None:
+        """``str`` or ``bytes`` when the parameter's annotation or ``data_type`` asks for it."""
+        annotation = self.annotations.get(parameter)
+        if annotation is str or data_type == "string":
+            return str
+        if annotation is bytes or data_type == "binary":
+            return bytes
+        return None
+
 
 def load_app(app_dir: Path, script_file: str = "function_app.py") -> func.FunctionRegister:
     """Import the app module by its stem and return its single ``FunctionRegister``."""
@@ -101,6 +110,14 @@ def _value(raw: Any) -> Any:
     return getattr(raw, "value", raw)
 
 
+def _data_type(raw: Any) -> str | None:
+    """``DataType.STRING`` → ``"string"`` (its ``.value`` is an int, so compare by name)."""
+    if raw is None:
+        return None
+    name = getattr(raw, "name", raw)
+    return str(name).lower()
+
+
 def _resolve(settings: AppSettings, value: Any, what: str) -> Any:
     return settings.resolve_tokens(value, what=what) if isinstance(value, str) else value
 
@@ -129,6 +146,7 @@ def _spec(function: Any, settings: AppSettings) -> FunctionSpec:
     ):
         if hasattr(trigger, key):
             trigger_dict[key] = _resolve(settings, _value(getattr(trigger, key)), f"Function '{name}' {key}")
+    trigger_dict["data_type"] = _data_type(getattr(trigger, "_data_type", None))
     bindings: list[BindingSpec] = []
     for binding in function.get_bindings():
         if binding is trigger:
@@ -151,7 +169,7 @@ def _spec(function: Any, settings: AppSettings) -> FunctionSpec:
                     f"Function '{name}' binding {binding.name}",
                 ),
                 connection=getattr(binding, "connection", None),
-                data_type=_value(getattr(binding, "_data_type", None)),
+                data_type=_data_type(getattr(binding, "_data_type", None)),
             )
         )
     user_function = function.get_user_function()

@@ -23,7 +23,7 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -172,6 +172,25 @@ def _resolve_path(template: str, data: Mapping[str, Any], what: str) -> str:
     return _TOKEN.sub(substitute, template)
 
 
+_CONTAINER = re.compile(r"^(?=.{3,63}$)[a-z0-9]+(?:-[a-z0-9]+)*$")
+
+
+def resolve_blob_path(template: str, data: Mapping[str, Any], what: str) -> tuple[str, str]:
+    """Resolve a blob binding path to ``(container, blob name)``, refusing escapes.
+
+    Values come from trigger data a client controls (queue message JSON, route parameters, blob
+    names), so a ``..`` segment could otherwise reach another container through URL normalisation.
+    """
+    path = _resolve_path(template, data, what)
+    container, _, name = path.partition("/")
+    if not _CONTAINER.match(container):
+        raise ValueError(f"{what}: '{container}' is not a valid container name (3-63 of a-z, 0-9 and '-')")
+    segments = name.split("/")
+    if not name or "\\" in name or "\0" in name or any(seg in ("", ".", "..") for seg in segments):
+        raise ValueError(f"{what}: blob name '{name}' is empty or has an empty, '.' or '..' segment")
+    return container, name
+
+
 def binding_data_from_json(body: bytes) -> dict[str, Any]:
     """Top-level JSON properties of a payload become binding data (``{id}`` in an output path)."""
     try:
@@ -206,20 +225,25 @@ class Invoker:
         invocation_id = str(uuid.uuid4())
         started = time.perf_counter()
         log.info("Executing 'Functions.%s' (Reason='%s', Id=%s)", function.name, trigger.reason, invocation_id)
+        deadline = asyncio.timeout(self._timeout)
         try:
             kwargs, outs = await self._arguments(function, trigger, invocation_id)
-            result = await self._call(function, kwargs)
+            async with deadline:
+                result = await self._call(function, kwargs)
             await self._write_outputs(function, outs, result, trigger.binding_data)
         except Exception as exc:
             elapsed = (time.perf_counter() - started) * 1000
-            reason = "Timeout value exceeded" if isinstance(exc, TimeoutError) else f"{type(exc).__name__}: {exc}"
+            # Only our own deadline is "Timeout value exceeded"; a TimeoutError the function raised
+            # itself is an ordinary failure with its traceback.
+            timed_out = isinstance(exc, TimeoutError) and deadline.expired()
+            reason = "Timeout value exceeded" if timed_out else f"{type(exc).__name__}: {exc}"
             log.error(
                 "Executed 'Functions.%s' (Failed, Id=%s, Duration=%.0fms)\n%s",
                 function.name,
                 invocation_id,
                 elapsed,
                 reason,
-                exc_info=not isinstance(exc, TimeoutError),
+                exc_info=not timed_out,
             )
             raise FunctionFailed(function.name, invocation_id, reason) from exc
         elapsed = (time.perf_counter() - started) * 1000
@@ -232,11 +256,17 @@ class Invoker:
         return Outcome(invocation_id=invocation_id, duration_ms=elapsed, return_value=result)
 
     async def invoke_with_retries(
-        self, function: FunctionSpec, trigger: Trigger, policy: RetryPolicy | None, stopping: asyncio.Event
+        self,
+        function: FunctionSpec,
+        trigger: Trigger,
+        policy: RetryPolicy | None,
+        stopping: asyncio.Event,
+        may_continue: Callable[[], bool] = lambda: True,
     ) -> Outcome:
         """``invoke``, retried in-process per the function's ``@app.retry`` policy.
 
-        Waits between attempts end early when ``stopping`` is set; the last failure is then raised.
+        Waits between attempts end early when ``stopping`` is set; no retry starts once
+        ``may_continue()`` says no (a timer that lost its singleton lock). The last failure is raised.
         """
         retry = 0
         if policy is not None:
@@ -246,7 +276,7 @@ class Invoker:
                 return await self.invoke(function, trigger)
             except FunctionFailed:
                 retry += 1
-                if policy is None or not policy.allows(retry) or stopping.is_set():
+                if policy is None or not policy.allows(retry) or stopping.is_set() or not may_continue():
                     raise
                 delay = policy.delay_before(retry)
                 log.info("Retrying 'Functions.%s' in %.1fs (retry %d).", function.name, delay, retry)
@@ -254,7 +284,7 @@ class Invoker:
                     await asyncio.wait_for(stopping.wait(), timeout=delay)
                 except TimeoutError:
                     pass
-                if stopping.is_set():
+                if stopping.is_set() or not may_continue():
                     raise
                 trigger = dataclasses.replace(trigger, retry_count=retry)
 
@@ -282,16 +312,15 @@ class Invoker:
         context = contextvars.copy_context()
         context.run(current_function.set, function.name)
         if function.is_async:
-            call: Any = asyncio.create_task(function.user_function(**kwargs), context=context)
-        else:
-            loop = asyncio.get_running_loop()
-            call = loop.run_in_executor(self._pool, functools.partial(context.run, function.user_function, **kwargs))
-        return await asyncio.wait_for(call, timeout=self._timeout)
+            return await asyncio.create_task(function.user_function(**kwargs), context=context)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, functools.partial(context.run, _run_sync, function, kwargs))
 
     async def _read_blob(self, function: FunctionSpec, binding: BindingSpec, data: Mapping[str, Any]) -> Any:
         assert binding.path is not None
-        path = _resolve_path(binding.path, data, f"Function '{function.name}' binding '{binding.name}'")
-        container, _, name = path.partition("/")
+        what = f"Function '{function.name}' binding '{binding.name}'"
+        container, name = resolve_blob_path(binding.path, data, what)
+        path = f"{container}/{name}"
         client = self._storage.blob_service(binding.connection).get_blob_client(container, name)
         try:
             downloader = await client.download_blob()
@@ -299,10 +328,10 @@ class Invoker:
             properties = downloader.properties
         except ResourceNotFoundError:
             return None  # a missing input blob binds as None, as in the worker
-        annotation = function.annotations.get(binding.name)
-        if annotation is str or binding.data_type == "string":
+        wanted = function.wants(binding.name, binding.data_type)
+        if wanted is str:
             return content.decode("utf-8")
-        if annotation is bytes or binding.data_type == "binary":
+        if wanted is bytes:
             return content
         return func_blob.InputStream(
             data=content, name=path, uri=client.url, length=len(content), blob_properties=dict(properties)
@@ -311,33 +340,40 @@ class Invoker:
     async def _write_outputs(
         self, function: FunctionSpec, outs: Mapping[str, _Out], result: Any, data: Mapping[str, Any]
     ) -> None:
-        # Collect everything first, so a bad value fails the invocation before anything is written.
-        writes: list[tuple[BindingSpec, Any]] = []
+        # Plan every write first (values converted, paths resolved and checked), so a bad value or
+        # path fails the invocation before anything is written. A storage failure part-way through
+        # the writes can still leave some outputs written: the retry then writes them again.
+        queue_writes: list[tuple[BindingSpec, list[str]]] = []
+        blob_writes: list[tuple[BindingSpec, str, str, bytes]] = []
         for binding in function.outputs():
             value = result if binding.name == "$return" else outs[binding.name].get()
             if value is None or binding.type == "http":
                 continue
-            writes.append((binding, value))
-        plans: list[tuple[BindingSpec, str | bytes | list[str]]] = []
-        for binding, value in writes:
             if binding.type == "queue":
-                plans.append((binding, [encode_message(m, self._encoding) for m in _queue_messages(value)]))
+                queue_writes.append((binding, [encode_message(m, self._encoding) for m in _queue_messages(value)]))
             else:
-                plans.append((binding, _blob_bytes(value)))
-        for binding, payload in plans:
-            if binding.type == "queue":
-                assert binding.queue_name is not None and isinstance(payload, list)
-                for text in payload:
-                    await self._storage.send(binding.connection, binding.queue_name, text)
-                self._wakeups.notify(self._storage.queue_key(binding.connection, binding.queue_name))
-            else:
-                assert binding.path is not None and isinstance(payload, bytes | str)
-                path = _resolve_path(binding.path, data, f"Function '{function.name}' binding '{binding.name}'")
-                container, _, name = path.partition("/")
-                service = self._storage.blob_service(binding.connection)
-                await ensure_container(service, container)
-                await service.get_blob_client(container, name).upload_blob(payload, overwrite=True)
-                self._wakeups.notify(blob_written_key(service.url, container))
+                assert binding.path is not None
+                what = f"Function '{function.name}' binding '{binding.name}'"
+                container, name = resolve_blob_path(binding.path, data, what)
+                blob_writes.append((binding, container, name, _blob_bytes(value)))
+        for binding, texts in queue_writes:
+            assert binding.queue_name is not None
+            for text in texts:
+                await self._storage.send(binding.connection, binding.queue_name, text)
+            self._wakeups.notify(self._storage.queue_key(binding.connection, binding.queue_name))
+        for binding, container, name, payload in blob_writes:
+            service = self._storage.blob_service(binding.connection)
+            await ensure_container(service, container)
+            await service.get_blob_client(container, name).upload_blob(payload, overwrite=True)
+            self._wakeups.notify(blob_written_key(service.url, container))
+
+
+def _run_sync(function: FunctionSpec, kwargs: dict[str, Any]) -> Any:
+    """Runs in the worker thread: thread-local state the worker sets there, then the function."""
+    context = kwargs.get("context")
+    if isinstance(context, _Context):
+        context.thread_local_storage.invocation_id = context.invocation_id
+    return function.user_function(**kwargs)
 
 
 def _queue_messages(value: Any) -> list[str | bytes]:

@@ -17,10 +17,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
@@ -39,8 +40,16 @@ MIN_POLL = 0.1
 #: Host-specific app setting (not in the real host) shortening the 10-minute lease, so tests can
 #: prove renewal without waiting five minutes.
 LEASE_SETTING = "AMLPIPE_HOST_QUEUE_LEASE_SECONDS"
+#: How long stop() waits for a poll in flight before cancelling it.
+STOP_POLL_WAIT = 5.0
 
 Handler = Callable[[QueueMessage, bytes], Awaitable[None]]
+
+
+async def _stop_task(task: asyncio.Task[None]) -> None:
+    """Cancel ``task`` and wait until it has really finished (its cleanup included)."""
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
 
 
 def poison_queue_name(queue_name: str) -> str | None:
@@ -109,19 +118,28 @@ class QueueProcessor:
     async def stop(self) -> None:
         self._stopping.set()
         self._wake.set()
+        self._slot_free.set()  # a loop waiting for a free slot must see the stop too
         if self._poll_task is not None:
-            await self._poll_task
+            # A poll stuck in storage retries (storage down) must not hold shutdown up.
+            done, _ = await asyncio.wait({self._poll_task}, timeout=STOP_POLL_WAIT)
+            if not done:
+                self._poll_task.cancel()
+                await asyncio.gather(self._poll_task, return_exceptions=True)
+            elif self._poll_task.exception() is not None:
+                log.error("The poll loop of '%s' had failed", self.name, exc_info=self._poll_task.exception())
         tasks = list(self._inflight)
-        if tasks:
-            log.info("Waiting up to %.0fs for %d in-flight message(s) of '%s'.", self._grace, len(tasks), self.name)
-            done, pending = await asyncio.wait(tasks, timeout=self._grace)
-            for task in pending:
-                holder = self._inflight.get(task)
-                task.cancel()
-                if holder:
-                    await self._release(holder[0])
-            if pending:
-                await asyncio.wait(pending, timeout=5)
+        if not tasks:
+            return
+        log.info("Waiting up to %.0fs for %d in-flight message(s) of '%s'.", self._grace, len(tasks), self.name)
+        _, pending = await asyncio.wait(tasks, timeout=self._grace)
+        holders = [self._inflight[task] for task in pending if task in self._inflight]
+        for task in pending:
+            task.cancel()
+        # Let each cancelled task stop its lease renewal (which keeps the pop receipt current) before
+        # the message is made visible again for another host: left for redelivery, never deleted.
+        await asyncio.wait(pending, timeout=STOP_POLL_WAIT)
+        for holder in holders:
+            await self._release(holder[0])
 
     async def _poll_loop(self) -> None:
         while not self._stopping.is_set():
@@ -129,6 +147,9 @@ class QueueProcessor:
                 self._slot_free.clear()
                 await self._slot_free.wait()
                 continue
+            # Cleared before polling: a local enqueue landing while the poll is in flight (too late to
+            # be in its result) must still wake the next wait.
+            self._wake.clear()
             try:
                 messages = await self._receive()
             except HttpResponseError as exc:
@@ -147,7 +168,6 @@ class QueueProcessor:
                     task.add_done_callback(self._finished)
                 continue
             delay = self._backoff.miss()
-            self._wake.clear()
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout=delay)
                 if not self._stopping.is_set():
@@ -187,13 +207,20 @@ class QueueProcessor:
         try:
             await self._handler(message, body)
         except FunctionFailed:
-            renewer.cancel()
+            await _stop_task(renewer)
             await self._failed(holder[0])
             return
         except asyncio.CancelledError:
-            renewer.cancel()
+            await _stop_task(renewer)
             raise
-        renewer.cancel()
+        except Exception:
+            # Not the function's failure but ours (e.g. a body the trigger type cannot take): it still
+            # counts as a failed attempt, so the message is retried and poisoned, never parked.
+            log.exception("Processing message %s of '%s' failed before or around the invocation", message.id, self.name)
+            await _stop_task(renewer)
+            await self._failed(holder[0])
+            return
+        await _stop_task(renewer)
         try:
             await self._client.delete_message(holder[0].id, holder[0].pop_receipt)
         except ResourceNotFoundError:
@@ -207,17 +234,30 @@ class QueueProcessor:
         interval = half
         while True:
             await asyncio.sleep(interval)
-            try:
-                updated = await self._client.update_message(
+            update = asyncio.ensure_future(
+                self._client.update_message(
                     holder[0].id, holder[0].pop_receipt, visibility_timeout=int(self._lease.total_seconds())
                 )
-                holder[0].pop_receipt = updated.pop_receipt
-                holder[0].next_visible_on = updated.next_visible_on
-                log.debug("Renewed the lease of message %s of '%s'.", holder[0].id, self._queue_name)
-                interval = half
-            except HttpResponseError as exc:
-                log.warning("Renewing the lease of message %s failed: %s", holder[0].id, exc.message)
+            )
+            try:
+                try:
+                    updated = await asyncio.shield(update)
+                except asyncio.CancelledError:
+                    # Cancelled mid-renewal: the service may already have issued a new pop receipt.
+                    # Finish the update and keep its receipt, or the delete that follows would miss.
+                    with contextlib.suppress(Exception):
+                        holder[0].pop_receipt = (await update).pop_receipt
+                    raise
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - keep renewing while the lease may still be valid
+                log.warning("Renewing the lease of message %s failed: %s", holder[0].id, exc)
                 interval = min(60.0, half / 2)
+                continue
+            holder[0].pop_receipt = updated.pop_receipt
+            holder[0].next_visible_on = updated.next_visible_on
+            log.debug("Renewed the lease of message %s of '%s'.", holder[0].id, self._queue_name)
+            interval = half
 
     async def _failed(self, message: QueueMessage) -> None:
         if (message.dequeue_count or 0) >= self._options.max_dequeue_count:
@@ -264,11 +304,15 @@ class QueueProcessor:
         log.error("Message %s of '%s' moved to '%s': %s", message.id, self._queue_name, self._poison, reason)
 
 
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment is not None else None
+
+
 def queue_trigger_value(function: FunctionSpec, message: QueueMessage, body: bytes) -> Any:
-    annotation = function.annotations.get(function.trigger_arg)
-    if annotation is str:
+    wanted = function.wants(function.trigger_arg, function.trigger.get("data_type"))
+    if wanted is str:
         return body.decode("utf-8")
-    if annotation is bytes:
+    if wanted is bytes:
         return body
     return func_queue.QueueMessage(
         id=message.id,
@@ -300,6 +344,9 @@ def queue_trigger_listener(
             "Id": message.id,
             "DequeueCount": message.dequeue_count,
             "PopReceipt": message.pop_receipt,
+            "InsertionTime": _iso(message.inserted_on),
+            "ExpirationTime": _iso(message.expires_on),
+            "NextVisibleTime": _iso(message.next_visible_on),
         }
         trigger = Trigger(
             value=queue_trigger_value(function, message, body),

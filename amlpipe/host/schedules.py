@@ -25,6 +25,7 @@ from azure.functions import timer as func_timer
 from croniter import CroniterError, croniter
 
 from amlpipe.host.errors import HostConfigError
+from amlpipe.host.settings import try_parse_timespan
 
 log = logging.getLogger("amlpipe.host")
 
@@ -39,10 +40,6 @@ SCHEDULE_INFO: dict[str, Any] = {"AdjustForDST": True}
 _VALUE = r"(?:\d+|[A-Za-z]{3})"
 _ITEM = rf"(?:\*|{_VALUE}(?:-{_VALUE})?)(?:/\d+)?"
 _FIELD = re.compile(rf"^{_ITEM}(?:,{_ITEM})*$")
-# .NET TimeSpan.TryParse forms: d | [d.]hh:mm[:ss[.fffffff]]
-_TIMESPAN = re.compile(
-    r"^(?:(?P<days_only>\d+)|(?:(?P<d>\d+)\.)?(?P<h>\d{1,2}):(?P<m>\d{1,2})(?::(?P<s>\d{1,2})(?:\.(?P<f>\d{1,7}))?)?)$"
-)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -139,17 +136,8 @@ def _cron(expression: str, tz: tzinfo) -> CronSchedule | None:
 
 def _timespan(expression: str, tz: tzinfo) -> ConstantSchedule | None:
     """The expression as a .NET TimeSpan, or None (``TimeSpan.TryParse``)."""
-    match = _TIMESPAN.match(expression)
-    if not match:
-        return None
-    if match.group("days_only") is not None:
-        return ConstantSchedule(timedelta(days=int(match.group("days_only"))), tz)
-    hours, minutes, seconds = int(match.group("h")), int(match.group("m")), int(match.group("s") or 0)
-    if hours > 23 or minutes > 59 or seconds > 59:
-        return None
-    fraction = int((match.group("f") or "0").ljust(7, "0")) // 10
-    interval = timedelta(days=int(match.group("d") or 0), hours=hours, minutes=minutes, seconds=seconds)
-    return ConstantSchedule(interval + timedelta(microseconds=fraction), tz)
+    interval = try_parse_timespan(expression)
+    return None if interval is None else ConstantSchedule(interval, tz)
 
 
 def parse_schedule(expression: str, tz: tzinfo = UTC, *, function: str = "") -> CronSchedule | ConstantSchedule:

@@ -28,23 +28,35 @@ from amlpipe.host.errors import HostConfigError
 log = logging.getLogger("amlpipe.host")
 
 DEFAULT_PORT = 7071
-_TIMESPAN = re.compile(r"^(?:(?P<days>\d+)\.)?(?P<h>\d{1,2}):(?P<m>\d{1,2}):(?P<s>\d{1,2})(?:\.(?P<f>\d{1,7}))?$")
+# .NET TimeSpan.TryParse forms: d | [d.]hh:mm[:ss[.fffffff]], hours 0-23, minutes/seconds 0-59.
+_TIMESPAN = re.compile(
+    r"^(?:(?P<days_only>\d+)|(?:(?P<d>\d+)\.)?(?P<h>\d{1,2}):(?P<m>\d{1,2})(?::(?P<s>\d{1,2})(?:\.(?P<f>\d{1,7}))?)?)$"
+)
 _TOKEN = re.compile(r"%([^%]+)%")
 
 
-def parse_timespan(text: str, *, what: str) -> timedelta:
-    """Parse a .NET TimeSpan string (``[d.]hh:mm:ss[.fffffff]``) as host.json uses them."""
+def try_parse_timespan(text: str) -> timedelta | None:
+    """A .NET TimeSpan string as ``TimeSpan.TryParse`` reads it, or None."""
     match = _TIMESPAN.match(text.strip())
     if not match:
-        raise HostConfigError(f"{what}: {text!r} is not a TimeSpan; use hh:mm:ss, e.g. '00:05:00'.")
-    fraction = match.group("f") or "0"
+        return None
+    if match.group("days_only") is not None:
+        return timedelta(days=int(match.group("days_only")))
+    hours, minutes, seconds = int(match.group("h")), int(match.group("m")), int(match.group("s") or 0)
+    if hours > 23 or minutes > 59 or seconds > 59:
+        return None
+    fraction = int((match.group("f") or "0").ljust(7, "0")) // 10
     return timedelta(
-        days=int(match.group("days") or 0),
-        hours=int(match.group("h")),
-        minutes=int(match.group("m")),
-        seconds=int(match.group("s")),
-        microseconds=int(fraction.ljust(7, "0")[:7]) // 10,
+        days=int(match.group("d") or 0), hours=hours, minutes=minutes, seconds=seconds, microseconds=fraction
     )
+
+
+def parse_timespan(text: str, *, what: str) -> timedelta:
+    """Parse a .NET TimeSpan string (``[d.]hh:mm[:ss[.fffffff]]`` or ``d``) as host.json uses them."""
+    value = try_parse_timespan(text)
+    if value is None:
+        raise HostConfigError(f"{what}: {text!r} is not a TimeSpan; use hh:mm:ss, e.g. '00:05:00'.")
+    return value
 
 
 @dataclass(frozen=True)
@@ -91,11 +103,20 @@ def load_host_json(app_dir: Path) -> HostConfig:
     extensions = data.get("extensions") or {}
     http = extensions.get("http") or {}
     route_prefix = str(http.get("routePrefix", "api")).strip("/")
+    functions = data.get("functions")
+    if functions is not None and (not isinstance(functions, list) or not all(isinstance(f, str) for f in functions)):
+        raise HostConfigError(f'{path}: "functions" must be a list of function names.')
+    try:
+        queues = _queues(extensions.get("queues") or {})
+    except (TypeError, ValueError) as exc:
+        if isinstance(exc, HostConfigError):
+            raise
+        raise HostConfigError(f"{path}: extensions.queues has a value that is not a number: {exc}") from exc
     return HostConfig(
         route_prefix=route_prefix,
         function_timeout=_function_timeout(data.get("functionTimeout")),
-        queues=_queues(extensions.get("queues") or {}),
-        functions_allow_list=tuple(data["functions"]) if data.get("functions") is not None else None,
+        queues=queues,
+        functions_allow_list=tuple(functions) if functions is not None else None,
         log_levels=dict((data.get("logging") or {}).get("logLevel") or {}),
         raw=data,
     )
@@ -128,6 +149,9 @@ def _queues(section: Mapping[str, Any]) -> QueuesOptions:
     visibility = defaults.visibility_timeout
     if "visibilityTimeout" in section:
         visibility = _timespan_or_ms(section["visibilityTimeout"], "extensions.queues.visibilityTimeout")
+        if visibility.microseconds:
+            # The queue service takes whole seconds; say so instead of truncating silently.
+            log.warning("extensions.queues.visibilityTimeout %s is rounded down to whole seconds.", visibility)
     encoding = str(section.get("messageEncoding", defaults.message_encoding)).lower()
     if encoding not in ("base64", "none"):
         raise HostConfigError("extensions.queues.messageEncoding must be 'base64' or 'none'.")
@@ -178,6 +202,8 @@ def load_local_settings(app_dir: Path) -> LocalSettings:
         data = json.loads(path.read_text(encoding="utf-8-sig"))
     except json.JSONDecodeError as exc:
         raise HostConfigError(f"{path} is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise HostConfigError(f"{path} must hold a JSON object with 'Values'.")
     if data.get("IsEncrypted"):
         raise HostConfigError(f"{path} is encrypted; the local host reads only unencrypted settings.")
     values = data.get("Values") or {}
@@ -186,11 +212,21 @@ def load_local_settings(app_dir: Path) -> LocalSettings:
     return LocalSettings(
         values={str(k): (None if v is None else str(v)) for k, v in values.items()},
         connection_strings={str(k): str(v) for k, v in (data.get("ConnectionStrings") or {}).items()},
-        port=int(host.get("LocalHttpPort", DEFAULT_PORT)),
+        port=_port(host.get("LocalHttpPort", DEFAULT_PORT), path),
         address=host.get("LocalHttpAddress"),
         cors=cors,
         cors_credentials=bool(host.get("CORSCredentials", False)),
     )
+
+
+def _port(value: Any, path: Path) -> int:
+    try:
+        port = int(value)
+    except (TypeError, ValueError) as exc:
+        raise HostConfigError(f"{path}: Host.LocalHttpPort must be a port number, not {value!r}.") from exc
+    if not 0 <= port <= 65535:
+        raise HostConfigError(f"{path}: Host.LocalHttpPort must be 0-65535, not {port}.")
+    return port
 
 
 def apply_local_settings(settings: LocalSettings, environ: MutableMapping[str, str]) -> None:
@@ -246,18 +282,20 @@ class AppSettings:
             f"Set app setting 'AzureWebJobs{name}' or '{name}' (local.settings.json Values or the environment)."
         )
 
-    def seconds(self, name: str, default: float, *, minimum: float, maximum: float | None = None) -> float:
-        """A numeric app setting in seconds, ``default`` when unset; out-of-range values are errors."""
+    def number(
+        self, name: str, default: float, *, minimum: float, maximum: float | None = None, unit: str = "seconds"
+    ) -> float:
+        """A numeric app setting, ``default`` when unset; non-numbers and out-of-range values are errors."""
         raw = self.get(name)
         if raw is None or not raw.strip():
             return default
         try:
             value = float(raw)
         except ValueError as exc:
-            raise HostConfigError(f"App setting {name} must be a number of seconds, not {raw!r}.") from exc
+            raise HostConfigError(f"App setting {name} must be a number of {unit}, not {raw!r}.") from exc
         if value < minimum or (maximum is not None and value > maximum):
             bounds = f"between {minimum:g} and {maximum:g}" if maximum is not None else f"at least {minimum:g}"
-            raise HostConfigError(f"App setting {name} must be {bounds} seconds, not {raw!r}.")
+            raise HostConfigError(f"App setting {name} must be {bounds} {unit}, not {raw!r}.")
         return value
 
     def is_disabled(self, function_name: str) -> bool:

@@ -7,19 +7,27 @@ are sent and read as raw text; the Base64 rule of host.json ``messageEncoding`` 
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import hashlib
+import logging
 import socket
 from collections import defaultdict
 from collections.abc import Callable
+from typing import Any
 
 from azure.core.exceptions import ResourceExistsError
 from azure.storage.blob.aio import BlobServiceClient
 from azure.storage.queue.aio import QueueClient, QueueServiceClient
 
 from amlpipe.host.settings import AppSettings
+
+log = logging.getLogger("amlpipe.host")
+
+#: A bounded retry for the host's own calls (the clients' ExponentialRetry reads these keywords): a
+#: few quick retries instead of the SDK default's ~1 minute. Listeners poll again anyway, and a
+#: shutdown must not wait a minute on an unreachable account.
+RETRY: dict[str, Any] = {"initial_backoff": 1, "increment_base": 2, "retry_total": 3, "random_jitter_range": 1}
 
 #: Host-owned container for locks, timer status and blob receipts (same name as the real host).
 HOSTS_CONTAINER = "azure-webjobs-hosts"
@@ -72,7 +80,7 @@ class StorageAccounts:
     def queue_service(self, connection: str | None) -> QueueServiceClient:
         cs = self.connection_string(connection)
         if cs not in self._queues:
-            self._queues[cs] = QueueServiceClient.from_connection_string(cs)
+            self._queues[cs] = QueueServiceClient.from_connection_string(cs, **RETRY)
         return self._queues[cs]
 
     def queue(self, connection: str | None, name: str) -> QueueClient:
@@ -81,7 +89,7 @@ class StorageAccounts:
     def blob_service(self, connection: str | None) -> BlobServiceClient:
         cs = self.connection_string(connection)
         if cs not in self._blobs:
-            self._blobs[cs] = BlobServiceClient.from_connection_string(cs)
+            self._blobs[cs] = BlobServiceClient.from_connection_string(cs, **RETRY)
         return self._blobs[cs]
 
     def queue_key(self, connection: str | None, name: str) -> tuple[str, str]:
@@ -101,12 +109,14 @@ class StorageAccounts:
         await client.send_message(text)
 
     async def close(self) -> None:
-        for queue_service in self._queues.values():
-            await queue_service.close()
-        for blob_service in self._blobs.values():
-            await blob_service.close()
+        clients: list[QueueServiceClient | BlobServiceClient] = [*self._queues.values(), *self._blobs.values()]
         self._queues.clear()
         self._blobs.clear()
+        for client in clients:
+            try:
+                await client.close()
+            except Exception:  # noqa: BLE001 - close the others too; the failure is logged
+                log.exception("Closing a storage client failed")
 
 
 class WakeUpHub:
@@ -141,8 +151,3 @@ async def ensure_container(service: BlobServiceClient, name: str) -> None:
         await service.create_container(name)
     except ResourceExistsError:
         pass
-
-
-def run_soon(loop: asyncio.AbstractEventLoop, callback: Callable[[], None]) -> None:
-    """Schedule ``callback`` on ``loop`` from any thread."""
-    loop.call_soon_threadsafe(callback)

@@ -196,7 +196,7 @@ class TimerListener:
     def _retry_interval(self) -> float:
         if self._lock_retry is not None:
             return self._lock_retry
-        return self._context.settings.seconds(LOCK_RETRY_SETTING, LISTENER_LOCK_RETRY, minimum=0.05)
+        return self._context.settings.number(LOCK_RETRY_SETTING, LISTENER_LOCK_RETRY, minimum=0.05)
 
     def _log_schedule(self, schedule: Schedule, tz: tzinfo) -> None:
         upcoming = next_occurrences(schedule, datetime.now(tz))
@@ -289,7 +289,9 @@ class TimerListener:
             reason=f"Timer fired at {fired_at.isoformat()}",
         )
         try:
-            await self._context.invoker.invoke_with_retries(self.function, trigger, self._retry, self._stopping)
+            await self._context.invoker.invoke_with_retries(
+                self.function, trigger, self._retry, self._stopping, may_continue=self._may_fire
+            )
         except FunctionFailed as exc:
             # The invoker has logged the failure and applied any @app.retry policy; the status is
             # saved and the next occurrence armed below as after a success.

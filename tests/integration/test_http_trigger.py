@@ -78,6 +78,18 @@ def test_unhandled_exception_is_a_bare_500_and_traceback_is_logged(host: HostPro
     assert "Executed 'Functions.boom' (Failed" in host.log
 
 
+def test_timeout_error_raised_by_the_function_is_an_ordinary_failure(host: HostProcess) -> None:
+    assert httpx.get(f"{host.url}/api/user-timeout").status_code == 500
+    host.wait_for_log("TimeoutError: upstream API timed out")
+    failed = [line for line in host.log.splitlines() if "Executed 'Functions.user_timeout' (Failed" in line]
+    assert failed and "Timeout value exceeded" not in host.log.split(failed[0], 1)[1].splitlines()[1]
+
+
+def test_encoded_slash_stays_inside_a_segment(host: HostProcess) -> None:
+    assert httpx.get(f"{host.url}/api/files/a%2Fb/c").text == "a%2Fb/c"
+    assert httpx.get(f"{host.url}/api/items/1%2F2").status_code == 404
+
+
 def test_function_timeout_is_enforced(host: HostProcess) -> None:
     response = httpx.get(f"{host.url}/api/slow?s=10", timeout=15)
     assert response.status_code == 500
@@ -93,7 +105,8 @@ def test_host_json_log_level_filters_a_function_logs(host: HostProcess) -> None:
 
 
 def test_context_parameter_is_bound(host: HostProcess) -> None:
-    assert httpx.get(f"{host.url}/api/context").text == "with_context:True"
+    # thread_local_storage carries the invocation id in the worker thread, as the worker sets it.
+    assert httpx.get(f"{host.url}/api/context").text == "with_context:True:True"
 
 
 def test_disabled_function_is_not_served(host: HostProcess) -> None:
@@ -134,6 +147,10 @@ def test_enable_auth_enforces_function_and_admin_keys(start_host, tmp_path: Path
     assert httpx.get(admin, headers={"x-functions-key": default}).status_code == 401
     assert httpx.get(admin, headers={"x-functions-key": master}).status_code == 200
     assert httpx.get(f"{host.url}/api/hello").status_code == 200  # anonymous stays open
+    status = f"{host.url}/admin/host/status"
+    assert httpx.get(status).status_code == 401
+    assert httpx.get(status, headers={"x-functions-key": default}).status_code == 401
+    assert httpx.get(status, headers={"x-functions-key": master}).status_code == 200
     assert master not in host.log and default not in host.log
 
 
@@ -145,7 +162,7 @@ def test_keys_are_stored_hashed_and_survive_restart(start_host, tmp_path: Path, 
     master = json.loads(keys_file.read_text())["masterKey"]
     first.stop()
     blob = BlobServiceClient.from_connection_string(storage).get_blob_client(
-        "azure-webjobs-secrets", f"{first.host_id}/host.json"
+        "azure-webjobs-secrets", f"{first.host_id}/amlpipe-keys.json"
     )
     stored = blob.download_blob().readall().decode()
     assert master not in stored and "sha256" in stored

@@ -25,7 +25,14 @@ class Queues:
 
     def __init__(self, storage: str, unique: str):
         self.storage = storage
-        self.names = {"IN_QUEUE": f"in-{unique}", "OUT_QUEUE": f"out-{unique}", "STR_QUEUE": f"str-{unique}"}
+        self.names = {
+            "IN_QUEUE": f"in-{unique}",
+            "OUT_QUEUE": f"out-{unique}",
+            "STR_QUEUE": f"str-{unique}",
+            "MIXED_QUEUE": f"mixed-{unique}",
+            "INPUT_QUEUE": f"input-{unique}",
+            "RESULTS_CONTAINER": f"results-{unique}",
+        }
         self._clients: list[QueueClient] = []
 
     def client(self, name: str) -> QueueClient:
@@ -34,11 +41,14 @@ class Queues:
         return client
 
     def send(self, setting: str, *texts: str, raw: bool = False) -> None:
+        self.send_bytes(setting, *(t.encode() for t in texts), raw=raw)
+
+    def send_bytes(self, setting: str, *bodies: bytes, raw: bool = False) -> None:
         client = self.client(self.names[setting])
         if not client_exists(client):
             client.create_queue()
-        for text in texts:
-            client.send_message(text if raw else b64(text))
+        for body in bodies:
+            client.send_message(body.decode() if raw else base64.b64encode(body).decode())
 
     def peek_all(self, name: str) -> list[str]:
         client = self.client(name)
@@ -164,11 +174,14 @@ def test_competing_hosts_process_each_message_once(
 ) -> None:
     start_host("queue_app", env=queues.names)
     start_host("queue_app", env=queues.names)
-    bodies = [f"sleep:0.05:{i}" for i in range(24)]
+    # 24 half-second messages: one host holds at most batchSize + newBatchThreshold (16) at once,
+    # so the other must take part.
+    bodies = [f"sleep:0.5:{i}" for i in range(24)]
     queues.send("IN_QUEUE", *bodies)
     wait_for(lambda: len(queues.decoded(queues.names["OUT_QUEUE"])) == 24, timeout=30, what="24 outputs")
-    started = sorted(str(e["body"]) for e in entries(journal, fn="consume") if "body" in e)
-    assert started == sorted(bodies)
+    started = [e for e in entries(journal, fn="consume") if "body" in e]
+    assert sorted(str(e["body"]) for e in started) == sorted(bodies)
+    assert len({e["pid"] for e in started}) == 2
 
 
 def test_lease_is_renewed_while_a_long_function_runs(
@@ -235,3 +248,73 @@ def test_missing_queue_setting_fails_start_with_a_clear_error(
 ) -> None:
     with pytest.raises(RuntimeError, match="app setting 'IN_QUEUE' \\(from %IN_QUEUE%\\) is not set"):
         start_host("queue_app", env={"OUT_QUEUE": "x-out", "STR_QUEUE": "x-str"})
+
+
+def test_body_the_trigger_type_cannot_take_is_retried_then_poisoned(
+    host: HostProcess, queues: Queues, journal: Path
+) -> None:
+    # as_text takes `msg: str`; these bytes are not UTF-8, so conversion fails before the call.
+    queues.send_bytes("STR_QUEUE", b"\xff\xfe not utf-8")
+    poison = f"{queues.names['STR_QUEUE']}-poison"
+    wait_for(lambda: len(queues.peek_all(poison)) == 1, timeout=20, what="undecodable body poisoned")
+    assert entries(journal, fn="as_text") == []
+    assert queues.peek_all(queues.names["STR_QUEUE"]) == []
+
+
+def test_no_output_is_written_when_a_later_output_path_cannot_be_resolved(
+    host: HostProcess, queues: Queues, journal: Path, storage: str
+) -> None:
+
+    queues.send("MIXED_QUEUE", '{"other": 1}')  # {target} is missing from the binding data
+    poison = f"{queues.names['MIXED_QUEUE']}-poison"
+    wait_for(lambda: len(queues.peek_all(poison)) == 1, timeout=20, what="unresolvable output poisoned")
+    assert len(entries(journal, fn="mixed")) == 3
+    assert queues.peek_all(queues.names["OUT_QUEUE"]) == []  # the queue output was never sent
+    host.wait_for_log("binding expression '{target}' has no value")
+
+
+def test_output_path_escaping_its_container_is_refused(
+    host: HostProcess, queues: Queues, journal: Path, storage: str
+) -> None:
+    from azure.storage.blob import BlobServiceClient
+
+    queues.send("MIXED_QUEUE", '{"target": "../azure-webjobs-hosts/owned.txt"}', '{"target": "ok/doc.txt"}')
+    poison = f"{queues.names['MIXED_QUEUE']}-poison"
+    wait_for(lambda: len(queues.peek_all(poison)) == 1, timeout=20, what="escaping path poisoned")
+    with BlobServiceClient.from_connection_string(storage) as service:
+        container = service.get_container_client(queues.names["RESULTS_CONTAINER"])
+        wait_for(lambda: container.exists() and [b.name for b in container.list_blobs()] == ["ok/doc.txt"])
+        assert not service.get_blob_client("azure-webjobs-hosts", "owned.txt").exists()
+    host.wait_for_log("has an empty, '.' or '..' segment")
+
+
+def test_blob_input_with_string_data_type_binds_text(
+    host: HostProcess, queues: Queues, journal: Path, storage: str
+) -> None:
+    from azure.storage.blob import BlobServiceClient
+
+    with BlobServiceClient.from_connection_string(storage) as service:
+        service.create_container(queues.names["RESULTS_CONTAINER"])
+        service.get_blob_client(queues.names["RESULTS_CONTAINER"], "in/doc.txt").upload_blob(b"blob text")
+    queues.send("INPUT_QUEUE", '{"name": "in/doc.txt"}', '{"name": "in/missing.txt"}')
+    wait_for(lambda: len(entries(journal, fn="reader")) == 2, what="both reads")
+    seen = sorted(entries(journal, fn="reader"), key=lambda e: str(e["doc"]))
+    assert seen == [
+        {"fn": "reader", "doc": None, "type": "NoneType"},  # a missing input blob binds as None
+        {"fn": "reader", "doc": "blob text", "type": "str"},
+    ]
+
+
+def test_shutdown_with_a_saturated_listener_releases_everything_within_the_grace(
+    start_host: Callable[..., HostProcess], queues: Queues, journal: Path
+) -> None:
+    host = start_host("queue_app", env=queues.names, args=["--shutdown-grace", "1"])
+    queues.send("IN_QUEUE", *[f"sleep:30:{i}" for i in range(12)])
+    # All 12 are in flight (some waiting for a worker thread); at least the pool's worth started.
+    wait_for(lambda: len(entries(journal, fn="consume")) >= 4, timeout=20, what="functions running")
+    # The sync functions cannot be stopped: the host releases their messages and ends the process
+    # instead of waiting 30 s for them (the 20 s stop timeout would fail this test otherwise).
+    assert host.stop(sig=signal.SIGTERM, timeout=20) == 0
+    released = queues.peek_all(queues.names["IN_QUEUE"])
+    assert sorted(base64.b64decode(m).decode() for m in released) == sorted(f"sleep:30:{i}" for i in range(12))
+    assert "Sync function code still running" in host.log

@@ -146,11 +146,11 @@ def test_disabled_setting_with_dots_or_underscores() -> None:
     assert not AppSettings({"AzureWebJobs.f.Disabled": "false"}).is_disabled("f")
 
 
-def test_seconds_settings_have_defaults_and_bounds() -> None:
+def test_numeric_settings_have_defaults_and_bounds() -> None:
     settings = AppSettings({"A": "2.5", "BAD": "soon", "LOW": "0"})
-    assert settings.seconds("A", 1, minimum=1) == 2.5
-    assert settings.seconds("UNSET", 7, minimum=1) == 7
+    assert settings.number("A", 1, minimum=1) == 2.5
+    assert settings.number("UNSET", 7, minimum=1) == 7
     with pytest.raises(HostConfigError, match="App setting BAD must be a number of seconds"):
-        settings.seconds("BAD", 1, minimum=1)
+        settings.number("BAD", 1, minimum=1)
     with pytest.raises(HostConfigError, match="between 1 and 600 seconds"):
-        settings.seconds("LOW", 1, minimum=1, maximum=600)
+        settings.number("LOW", 1, minimum=1, maximum=600)

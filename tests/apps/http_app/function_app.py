@@ -68,7 +68,8 @@ async def slow(req: func.HttpRequest) -> str:
 
 @app.route(route="context", auth_level=func.AuthLevel.ANONYMOUS)
 def with_context(req: func.HttpRequest, context: func.Context) -> str:
-    return f"{context.function_name}:{bool(context.invocation_id)}"
+    same_thread_id = context.thread_local_storage.invocation_id == context.invocation_id
+    return f"{context.function_name}:{bool(context.invocation_id)}:{same_thread_id}"
 
 
 @app.route(route="secured")
@@ -91,3 +92,8 @@ def chatty(req: func.HttpRequest) -> str:
     logging.info("chatty info line")
     logging.warning("chatty warning line")
     return "said things"
+
+
+@app.route(route="user-timeout", auth_level=func.AuthLevel.ANONYMOUS)
+def user_timeout(req: func.HttpRequest) -> str:
+    raise TimeoutError("upstream API timed out")

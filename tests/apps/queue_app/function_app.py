@@ -35,3 +35,20 @@ def as_text(msg: str) -> list[str]:
 def enqueue(req: func.HttpRequest, out: func.Out[str]) -> str:
     out.set(req.get_body().decode("utf-8"))
     return "queued"
+
+
+@app.queue_trigger(arg_name="msg", queue_name="%MIXED_QUEUE%", connection="AzureWebJobsStorage")
+@app.queue_output(arg_name="out", queue_name="%OUT_QUEUE%", connection="AzureWebJobsStorage")
+@app.blob_output(arg_name="doc", path="%RESULTS_CONTAINER%/{target}", connection="AzureWebJobsStorage")
+def mixed(msg: func.QueueMessage, out: func.Out[str], doc: func.Out[str]) -> None:
+    record(fn="mixed", body=msg.get_body().decode("utf-8"), dequeue_count=msg.dequeue_count)
+    out.set("mixed-out")
+    doc.set("mixed-doc")
+
+
+@app.queue_trigger(arg_name="msg", queue_name="%INPUT_QUEUE%", connection="AzureWebJobsStorage")
+@app.blob_input(
+    arg_name="doc", path="%RESULTS_CONTAINER%/{name}", connection="AzureWebJobsStorage", data_type=func.DataType.STRING
+)
+def reader(msg: func.QueueMessage, doc) -> None:  # noqa: ANN001 - no annotation: data_type decides
+    record(fn="reader", doc=doc, type=type(doc).__name__)
