@@ -1,0 +1,1 @@
+"""amlpipe.core: workspace, datastores, datasets, environments, compute and run configuration."""

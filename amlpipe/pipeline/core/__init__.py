@@ -1,0 +1,10 @@
+"""amlpipe.pipeline.core: pipelines, intermediate data and parameters (azureml.pipeline.core)."""
+
+from __future__ import annotations
+
+from amlpipe.pipeline.core._builder import InputPortBinding, PipelineData
+from amlpipe.pipeline.core._parameter import PipelineParameter
+from amlpipe.pipeline.core._pipeline import Pipeline
+from amlpipe.pipeline.core._step import PipelineStep
+
+__all__ = ["InputPortBinding", "Pipeline", "PipelineData", "PipelineParameter", "PipelineStep"]
