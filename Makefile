@@ -20,9 +20,9 @@ $(NODE_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-## start: Azurite on 127.0.0.1:10000-10002 (reused if already up) + the local Functions host on :7071
+## start: Azurite on 127.0.0.1:10000-10002 (reused if already up), the first Owner in .amlpipe/config.json, the host on :7071
 start: install
-	$(BIN)/amlpipe host --start-azurite
+	$(BIN)/amlpipe host --start-azurite --bootstrap
 
 ## lint: ruff and mypy
 lint: $(PY_STAMP)

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -52,6 +54,9 @@ def host(
         bool, typer.Option("--start-azurite", help="Start Azurite on 10000-10002 (reused if already up).")
     ] = False,
     azurite_location: Annotated[Path, typer.Option(help="Azurite data folder.")] = Path(".azurite"),
+    bootstrap: Annotated[
+        bool, typer.Option("--bootstrap", help="Before serving, run `amlpipe bootstrap` (the first Owner).")
+    ] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
 ) -> None:
     """Run function_app.py locally on Azurite, the way `func start` does."""
@@ -61,10 +66,15 @@ def host(
     _configure_logging(verbose)
     log = logging.getLogger("amlpipe.host")
     azurite = None
+    running: Host | None = None
     try:
         if start_azurite:
             azurite = start_or_reuse(azurite_location)
+            if azurite is not None:
+                _EXIT_CLEANUP.append(azurite.stop)
             log.info("Azurite %s on 127.0.0.1:10000-10002.", "reused" if azurite is None else "started")
+        if bootstrap:
+            _bootstrap(app_dir, port=port, config=None, endpoint=None)
         options = HostOptions(
             app_dir=app_dir,
             port=port,
@@ -74,14 +84,179 @@ def host(
             shutdown_grace=shutdown_grace,
             keys_file=keys_file,
         )
-        asyncio.run(_serve(Host(options)))
+        running = Host(options)
+        asyncio.run(_serve(running))
     except HostError as exc:
         log.error("%s", exc)
         raise typer.Exit(code=1) from exc
     finally:
+        # asyncio.run has removed the loop's handlers: a signal during the rest of shutdown now
+        # ends the process at once (after stopping Azurite, which runs in a session of its own).
+        _EXIT_CLEANUP[:] = [azurite.stop] if azurite is not None else []
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: _exit_now(130))
         if azurite is not None:
             azurite.stop()
             log.info("Azurite stopped.")
+    if running is not None and running.unfinished:
+        # Worker threads running user code cannot be stopped and would keep the process alive.
+        _exit_now(0)
+
+
+_EXIT_CLEANUP: list[Callable[[], None]] = []
+
+
+def _exit_now(code: int) -> None:
+    """End the process now: run the registered cleanups, flush the logs, skip joining threads."""
+    for cleanup in _EXIT_CLEANUP:
+        try:
+            cleanup()
+        except Exception:  # noqa: BLE001 - exiting anyway; say what could not be cleaned up
+            logging.getLogger("amlpipe.host").exception("Cleanup at exit failed")
+    logging.shutdown()
+    os._exit(code)
+
+
+@app.command("bootstrap")
+def bootstrap_command(
+    app_dir: Annotated[Path, typer.Option("--app-dir", help="Folder with function_app.py.")] = Path("."),
+    config: Annotated[Path | None, typer.Option(help="Config to write (default .amlpipe/config.json).")] = None,
+    endpoint: Annotated[str | None, typer.Option(help="Endpoint to record (default http://localhost:PORT).")] = None,
+    port: Annotated[
+        int | None, typer.Option(help="Port of the endpoint (default: local.settings.json, else 7071).")
+    ] = None,
+) -> None:
+    """Create an Owner service principal and write .amlpipe/config.json, unless a working one exists."""
+    _configure_logging(False)
+    _bootstrap(app_dir, port=port, config=config, endpoint=endpoint)
+
+
+def _bootstrap(app_dir: Path, *, port: int | None, config: Path | None, endpoint: str | None) -> None:
+    # The engine's bootstrap reads the app settings the app will see: local.settings.json Values,
+    # with the environment winning, as the host applies them.
+    from azure.core.exceptions import AzureError
+
+    from amlpipe.host.settings import load_local_settings
+    from shared.auth.bootstrap import DEFAULT_CONFIG, bootstrap
+    from shared.errors import AmlPipeError
+
+    local = load_local_settings(app_dir.resolve())
+    settings = {k: v for k, v in local.values.items() if v is not None}
+    settings.update(os.environ)
+    target = config or app_dir / DEFAULT_CONFIG
+    url = endpoint or f"http://localhost:{port or local.port}"
+    try:
+        result = bootstrap(target, endpoint=url, settings=settings)
+    except (AzureError, AmlPipeError, ValueError, OSError) as exc:
+        typer.echo(f"bootstrap failed: {type(exc).__name__}: {exc}", err=True)
+        raise typer.Exit(code=1) from exc
+    verb = "Created" if result.created else "Kept"
+    typer.echo(f"{verb} Owner service principal {result.principal_id} in {result.path}.", err=True)
+
+
+sp_app = typer.Typer(no_args_is_help=True, help="Service principals: create, list, delete (needs an Owner config).")
+app.add_typer(sp_app, name="sp")
+
+
+@sp_app.command("create")
+def sp_create(
+    role: Annotated[str, typer.Option(help="Reader, Operator, Contributor or Owner.")],
+    name: Annotated[str, typer.Option(help="Display name.")] = "",
+    write_config: Annotated[
+        Path | None, typer.Option("--write-config", help="Write a config.json for the new principal (0600).")
+    ] = None,
+    config: Annotated[Path | None, typer.Option(help="Config with Owner credentials (default: nearest).")] = None,
+) -> None:
+    """Create a principal; its secret is shown once (or written with --write-config)."""
+    from amlpipe._config import write_config as write
+
+    session = _Session(config)
+    body = session.call("POST", "/api/principals", json={"displayName": name, "role": role})
+    if write_config is not None:
+        path = write(
+            write_config,
+            {
+                "endpoint": session.endpoint,
+                "tenant_id": body["tenantId"],
+                "service_principal_id": body["id"],
+                "service_principal_password": body["secret"],
+            },
+        )
+        typer.echo(f"Created {body['role']} service principal {body['id']}; credentials written to {path}.")
+        return
+    typer.echo(f"service_principal_id:       {body['id']}")
+    typer.echo(f"service_principal_password: {body['secret']}")
+    typer.echo(f"tenant_id:                  {body['tenantId']}")
+    typer.echo(f"role:                       {body['role']}")
+    typer.echo("The password is shown only now: keep it safe.", err=True)
+
+
+@sp_app.command("list")
+def sp_list(
+    config: Annotated[Path | None, typer.Option(help="Config with Owner credentials (default: nearest).")] = None,
+) -> None:
+    """List principals (never their secrets)."""
+    body = _Session(config).call("GET", "/api/principals")
+    for p in body.get("value", []):
+        state = " (disabled)" if p.get("disabled") else ""
+        typer.echo(f"{p['id']}  {p['role']:<11}  {p['createdTime']}  {p.get('displayName', '')}{state}")
+
+
+@sp_app.command("delete")
+def sp_delete(
+    principal_id: Annotated[str, typer.Argument(metavar="ID", help="The principal's id.")],
+    config: Annotated[Path | None, typer.Option(help="Config with Owner credentials (default: nearest).")] = None,
+) -> None:
+    """Delete a principal (succeeds if it is already gone)."""
+    _Session(config).call("DELETE", f"/api/principals/{principal_id}")
+    typer.echo(f"Deleted {principal_id}.")
+
+
+class _Session:
+    """Calls the REST API with the credentials of a config file; errors become exit code 1."""
+
+    def __init__(self, config: Path | None):
+        from amlpipe._config import load_config
+        from amlpipe.core.authentication import ServicePrincipalAuthentication
+        from amlpipe.exceptions import UserErrorException
+
+        try:
+            found = load_config(config)
+        except UserErrorException as exc:
+            typer.echo(str(exc), err=True)
+            raise typer.Exit(code=1) from exc
+        if not (found.endpoint and found.tenant_id and found.service_principal_id and found.service_principal_password):
+            typer.echo(f"{found.path} lacks endpoint, tenant_id or service principal credentials.", err=True)
+            raise typer.Exit(code=1)
+        self.endpoint = found.endpoint.rstrip("/")
+        self.auth = ServicePrincipalAuthentication(
+            found.tenant_id, found.service_principal_id, found.service_principal_password, endpoint=self.endpoint
+        )
+
+    def call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        import requests
+
+        from amlpipe.exceptions import AuthenticationException
+
+        try:
+            response = requests.request(
+                method, self.endpoint + path, headers=self.auth.get_authentication_header(), timeout=30, **kwargs
+            )
+        except AuthenticationException as exc:
+            typer.echo(str(exc), err=True)
+            raise typer.Exit(code=1) from exc
+        except requests.RequestException as exc:
+            typer.echo(f"Could not reach {self.endpoint}: {type(exc).__name__}.", err=True)
+            raise typer.Exit(code=1) from exc
+        try:
+            body = response.json() if response.content else {}
+        except ValueError:
+            body = {}
+        if response.status_code >= 400:
+            error = body.get("Error", {}) if isinstance(body, dict) else {}
+            typer.echo(f"{response.status_code}: {error.get('Message') or response.reason}", err=True)
+            raise typer.Exit(code=1)
+        return body if isinstance(body, dict) else {}
 
 
 async def _serve(host: Host) -> None:
@@ -93,7 +268,7 @@ async def _serve(host: Host) -> None:
         signals += 1
         if signals > 1:
             logging.getLogger("amlpipe.host").warning("Second signal: exiting now.")
-            raise SystemExit(130)
+            _exit_now(130)
         host.request_stop()
 
     for sig in (signal.SIGINT, signal.SIGTERM):

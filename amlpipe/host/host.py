@@ -12,7 +12,6 @@ import logging
 import os
 import re
 import socket
-import threading
 from collections.abc import Iterator, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -266,7 +265,7 @@ class Host:
                 self._pool.shutdown(wait=False, cancel_futures=True)
             for handler in logging.getLogger().handlers:
                 handler.removeFilter(function_logs)
-            self.unfinished = sorted(t.name for t in threading.enumerate() if t.name.startswith("fn") and t.is_alive())
+            self.unfinished = context.invoker.running_threads()
             if self.unfinished:
                 # Python cannot stop a running thread; the CLI ends the process instead of waiting.
                 log.warning("Sync function code still running in %s at shutdown.", ", ".join(self.unfinished))

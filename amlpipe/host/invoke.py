@@ -219,6 +219,11 @@ class Invoker:
         self._timeout = timeout.total_seconds() if timeout is not None else None
         self._app_dir = app_dir
         self._pool = pool
+        self._running = _RunningThreads()
+
+    def running_threads(self) -> list[str]:
+        """Worker threads running sync user code now; Python cannot stop them."""
+        return self._running.names()
 
     async def invoke(self, function: FunctionSpec, trigger: Trigger) -> Outcome:
         """Invoke ``function``; raise ``FunctionFailed`` if it raises or times out."""
@@ -314,7 +319,9 @@ class Invoker:
         if function.is_async:
             return await asyncio.create_task(function.user_function(**kwargs), context=context)
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, functools.partial(context.run, _run_sync, function, kwargs))
+        return await loop.run_in_executor(
+            self._pool, functools.partial(context.run, self._running.run, function, kwargs)
+        )
 
     async def _read_blob(self, function: FunctionSpec, binding: BindingSpec, data: Mapping[str, Any]) -> Any:
         assert binding.path is not None
@@ -368,12 +375,32 @@ class Invoker:
             self._wakeups.notify(blob_written_key(service.url, container))
 
 
-def _run_sync(function: FunctionSpec, kwargs: dict[str, Any]) -> Any:
-    """Runs in the worker thread: thread-local state the worker sets there, then the function."""
-    context = kwargs.get("context")
-    if isinstance(context, _Context):
-        context.thread_local_storage.invocation_id = context.invocation_id
-    return function.user_function(**kwargs)
+class _RunningThreads:
+    """Names of the worker threads running user code right now (idle pool threads are not)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._names: dict[str, int] = {}
+
+    def run(self, function: FunctionSpec, kwargs: dict[str, Any]) -> Any:
+        """Runs in the worker thread: thread-local state the worker sets there, then the function."""
+        context = kwargs.get("context")
+        if isinstance(context, _Context):
+            context.thread_local_storage.invocation_id = context.invocation_id
+        name = threading.current_thread().name
+        with self._lock:
+            self._names[name] = self._names.get(name, 0) + 1
+        try:
+            return function.user_function(**kwargs)
+        finally:
+            with self._lock:
+                self._names[name] -= 1
+                if not self._names[name]:
+                    del self._names[name]
+
+    def names(self) -> list[str]:
+        with self._lock:
+            return sorted(self._names)
 
 
 def _queue_messages(value: Any) -> list[str | bytes]:

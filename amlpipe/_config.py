@@ -1,0 +1,116 @@
+"""Finding and reading the workspace config, ``.amlpipe/config.json`` (as azureml's ``.azureml/config.json``)::
+
+    {"endpoint": "http://localhost:7071", "tenant_id": "...",
+     "service_principal_id": "...", "service_principal_password": "..."}
+
+``find_config`` searches the starting folder, then each parent, for ``.amlpipe/config.json`` and then
+``config.json``; the nearest wins.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from amlpipe.exceptions import UserErrorException
+
+CONFIG_DIR = ".amlpipe"
+CONFIG_FILE = "config.json"
+ENDPOINT_ENV = "AMLPIPE_ENDPOINT"
+
+
+def find_config(path: str | os.PathLike[str] | None = None) -> Path | None:
+    """The nearest config file from ``path`` (default: the current folder) upwards, or None.
+
+    ``path`` may also name a config file directly.
+    """
+    start = Path(path) if path is not None else Path.cwd()
+    if start.is_file():
+        return start
+    start = start.resolve()
+    for folder in (start, *start.parents):
+        for candidate in (folder / CONFIG_DIR / CONFIG_FILE, folder / CONFIG_FILE):
+            if candidate.is_file():
+                return candidate
+    return None
+
+
+@dataclass(frozen=True)
+class WorkspaceConfig:
+    """A parsed config file."""
+
+    path: Path
+    endpoint: str | None
+    tenant_id: str | None
+    service_principal_id: str | None
+    service_principal_password: str | None
+
+    def __repr__(self) -> str:  # never show the password
+        return f"WorkspaceConfig(path={self.path!s}, endpoint={self.endpoint!r}, tenant_id={self.tenant_id!r})"
+
+
+def load_config(path: str | os.PathLike[str] | None = None) -> WorkspaceConfig:
+    """Read the nearest config (see ``find_config``).
+
+    Raises:
+        UserErrorException: no config was found, or it is not a JSON object.
+    """
+    found = find_config(path)
+    if found is None:
+        where = Path(path) if path is not None else Path.cwd()
+        raise UserErrorException(
+            f"We could not find {CONFIG_DIR}/{CONFIG_FILE} or {CONFIG_FILE} in {where} or its parents. "
+            "Run 'make start' (which writes one), or pass the path."
+        )
+    try:
+        data = json.loads(found.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise UserErrorException(f"{found} is not a readable JSON file: {exc}") from exc
+    if not isinstance(data, dict):
+        raise UserErrorException(f"{found} must hold a JSON object.")
+
+    def text(key: str) -> str | None:
+        value = data.get(key)
+        return value if isinstance(value, str) and value else None
+
+    return WorkspaceConfig(
+        path=found,
+        endpoint=text("endpoint"),
+        tenant_id=text("tenant_id"),
+        service_principal_id=text("service_principal_id"),
+        service_principal_password=text("service_principal_password"),
+    )
+
+
+def default_endpoint() -> str | None:
+    """The endpoint of the nearest config, else ``AMLPIPE_ENDPOINT``, else None."""
+    found = find_config()
+    if found is not None:
+        try:
+            endpoint = load_config(found).endpoint
+        except UserErrorException:
+            endpoint = None
+        if endpoint:
+            return endpoint
+    return os.environ.get(ENDPOINT_ENV) or None
+
+
+def write_config(path: str | os.PathLike[str], config: Mapping[str, Any]) -> Path:
+    """Write ``config`` to ``path`` atomically with mode 0600 (it holds a secret); return the path."""
+    target = Path(path)
+    target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd, temp = tempfile.mkstemp(prefix=".config-", dir=target.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(dict(config), handle, indent=2)
+            handle.write("\n")
+        os.replace(temp, target)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+    return target
