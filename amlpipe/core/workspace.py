@@ -1,0 +1,110 @@
+"""``Workspace``: the amlpipe service a user works with (azureml's ``azureml.core.Workspace``).
+
+Here a workspace is one amlpipe Functions app: its ``endpoint`` and the credentials to call it.
+``Workspace.from_config()`` reads ``.amlpipe/config.json`` (or ``config.json``), found by searching
+the current folder and its parents, as azureml searches for ``.azureml/config.json``.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from amlpipe._client import ServiceClient
+from amlpipe._config import load_config
+from amlpipe.core.authentication import AbstractAuthentication, ServicePrincipalAuthentication
+from amlpipe.exceptions import UserErrorException
+
+DEFAULT_NAME = "amlpipe"
+
+
+class Workspace:
+    """An amlpipe service and the credentials to use it.
+
+    Args:
+        subscription_id: accepted for azureml compatibility (there are no subscriptions here).
+        resource_group: accepted for azureml compatibility.
+        workspace_name: a display name (default ``"amlpipe"``).
+        auth: how to authenticate; ``ServicePrincipalAuthentication`` with the config's principal
+            when created by ``from_config``.
+        endpoint: the service URL, e.g. ``http://localhost:7071`` (default: ``auth.endpoint``).
+    """
+
+    def __init__(
+        self,
+        subscription_id: str | None = None,
+        resource_group: str | None = None,
+        workspace_name: str | None = None,
+        auth: AbstractAuthentication | None = None,
+        _location: str | None = None,
+        _disable_service_check: bool = False,
+        _workspace_id: str | None = None,
+        sku: str = "basic",
+        tags: dict[str, str] | None = None,
+        _cloud: str = "AzureCloud",
+        *,
+        endpoint: str | None = None,
+    ) -> None:
+        if auth is None:
+            raise UserErrorException(
+                "Workspace needs auth=ServicePrincipalAuthentication(...), or use Workspace.from_config()."
+            )
+        if endpoint is None:
+            endpoint = getattr(auth, "endpoint", None)
+        if not endpoint:
+            raise UserErrorException("Workspace needs endpoint='http://host:port' (the amlpipe service).")
+        self.subscription_id = subscription_id
+        self.resource_group = resource_group
+        self.name = workspace_name or DEFAULT_NAME
+        self.sku = sku
+        self.tags = dict(tags or {})
+        self._auth = auth
+        self._endpoint = endpoint.rstrip("/")
+        self._client = ServiceClient(self._endpoint, auth)
+
+    @classmethod
+    def from_config(
+        cls,
+        path: str | os.PathLike[str] | None = None,
+        auth: AbstractAuthentication | None = None,
+        _logger: Any = None,
+        _file_name: str | None = None,
+    ) -> Workspace:
+        """The workspace described by the nearest ``.amlpipe/config.json`` or ``config.json``.
+
+        Args:
+            path: a folder to start the search from, or a config file (default: the current folder).
+            auth: credentials to use instead of the config's service principal.
+            _file_name: a config file name to look for instead (azureml compatibility).
+        """
+        start = os.path.join(path or os.getcwd(), _file_name) if _file_name else path
+        config = load_config(start)
+        if config.endpoint is None:
+            raise UserErrorException(f"{config.path} has no 'endpoint'.")
+        if auth is None:
+            missing = [
+                key
+                for key in ("tenant_id", "service_principal_id", "service_principal_password")
+                if getattr(config, key) is None
+            ]
+            if missing:
+                raise UserErrorException(f"{config.path} lacks {', '.join(missing)}; pass auth=... or fix the file.")
+            assert config.tenant_id and config.service_principal_id and config.service_principal_password
+            auth = ServicePrincipalAuthentication(
+                config.tenant_id,
+                config.service_principal_id,
+                config.service_principal_password,
+                endpoint=config.endpoint,
+            )
+        return cls(auth=auth, endpoint=config.endpoint)
+
+    @property
+    def endpoint(self) -> str:
+        """The service's base URL."""
+        return self._endpoint
+
+    def get_details(self) -> dict[str, Any]:
+        return {"name": self.name, "endpoint": self._endpoint}
+
+    def __repr__(self) -> str:
+        return f"Workspace.create(name='{self.name}', endpoint='{self._endpoint}')"
