@@ -8,12 +8,18 @@ the current folder and its parents, as azureml searches for ``.azureml/config.js
 from __future__ import annotations
 
 import os
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from amlpipe._client import ServiceClient
 from amlpipe._config import load_config
 from amlpipe.core.authentication import AbstractAuthentication, ServicePrincipalAuthentication
 from amlpipe.exceptions import UserErrorException
+
+if TYPE_CHECKING:
+    from amlpipe.core.compute import ComputeTarget
+    from amlpipe.core.dataset import Dataset
+    from amlpipe.core.datastore import AzureBlobDatastore
 
 DEFAULT_NAME = "amlpipe"
 
@@ -103,8 +109,77 @@ class Workspace:
         """The service's base URL."""
         return self._endpoint
 
+    def get_default_datastore(self) -> AzureBlobDatastore:
+        """The default datastore, ``workspaceblobstore``."""
+        from amlpipe.core.datastore import Datastore
+
+        return Datastore.get_default(self)
+
+    @property
+    def datastores(self) -> dict[str, AzureBlobDatastore]:
+        """Every datastore, by name (the default included)."""
+        from amlpipe.core.datastore import Datastore
+
+        return {d.name: d for d in Datastore.list(self)}
+
+    @property
+    def compute_targets(self) -> dict[str, ComputeTarget]:
+        """Every compute target, by name (the built-in ``local`` is not listed)."""
+        from amlpipe.core.compute import ComputeTarget
+
+        return {c.name: c for c in ComputeTarget.list(self)}
+
+    @property
+    def datasets(self) -> dict[str, Dataset]:
+        """The latest version of every registered dataset, by name."""
+        from amlpipe.core.dataset import Dataset
+
+        return Dataset.get_all(self)
+
+    @property
+    def experiments(self) -> dict[str, Any]:
+        """Every experiment, by name."""
+        from amlpipe.core.experiment import Experiment  # type: ignore[import-not-found,unused-ignore]
+
+        return {e.name: e for e in Experiment.list(self)}
+
+    def _graph_registry(self) -> _ApiRegistry:
+        """What pipeline validation asks of the workspace, answered from the service.
+
+        Each call returns a new object that fetches each list once, so one validation costs at most
+        three requests and sees one consistent view.
+        """
+        return _ApiRegistry(self._client)
+
     def get_details(self) -> dict[str, Any]:
         return {"name": self.name, "endpoint": self._endpoint}
 
     def __repr__(self) -> str:
         return f"Workspace.create(name='{self.name}', endpoint='{self._endpoint}')"
+
+
+class _ApiRegistry:
+    """``shared.graph.validate.Registry`` over the service API, each list fetched once."""
+
+    def __init__(self, client: ServiceClient) -> None:
+        self._client = client
+        self._cache: dict[str, dict[str, int]] = {}
+
+    def _names(self, path: str, value: Callable[[dict[str, Any]], int] = lambda _: 0) -> dict[str, int]:
+        if path not in self._cache:
+            items = self._client.get(path)["value"]
+            self._cache[path] = {item["name"].lower(): value(item) for item in items}
+        return self._cache[path]
+
+    def has_compute_target(self, name: str) -> bool:
+        """Whether ``name`` is ``local`` or a created target."""
+        return name.lower() == "local" or name.lower() in self._names("computetargets")
+
+    def has_dataset(self, name: str, version: int | None) -> bool:
+        """Whether dataset ``name`` is registered (versions run 1..latest, none removed alone)."""
+        latest = self._names("datasets", lambda item: int(item["version"])).get(name.lower())
+        return latest is not None and (version is None or 1 <= version <= latest)
+
+    def has_datastore(self, name: str) -> bool:
+        """Whether ``name`` is a datastore (the default included)."""
+        return name.lower() in self._names("datastores")

@@ -1,0 +1,253 @@
+"""Datastores (azureml.core.Datastore): named blob containers of the workspace.
+
+    ds = ws.get_default_datastore()                      # workspaceblobstore
+    ds.upload(src_dir="data", target_path="data/", overwrite=True)
+    blob = Datastore.register_azure_blob_container(ws, "blob_data", "training", "myaccount", account_key=key)
+    blob.download("local_copy", prefix="data/training")
+
+Credentials go to the service once, at registration; they are never read back. Uploads and downloads
+move the bytes straight to and from Blob storage with a SAS the service grants for an hour (read for
+Readers, read and write for Contributors).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from azure.storage.blob import ContainerClient
+
+from amlpipe.core.compute import _require_service
+from amlpipe.data import _transfer
+from amlpipe.data.data_reference import DataReference
+from amlpipe.exceptions import ServiceException, UserErrorException
+
+__all__ = ["AzureBlobDatastore", "Datastore"]
+
+DEFAULT_DATASTORE = "workspaceblobstore"
+
+
+def _get(workspace: Any, name: str) -> dict[str, Any]:
+    try:
+        body: dict[str, Any] = _require_service(workspace).get(f"datastores/{name}")
+    except ServiceException as exc:
+        if exc.status_code == 404:
+            raise UserErrorException(f"Datastore '{name}' was not found in the workspace.") from exc
+        raise
+    return body
+
+
+class Datastore:
+    """A datastore of a workspace; ``Datastore(ws, name)`` gets a registered one (the default when None).
+
+    Args:
+        workspace: the workspace.
+        name: the datastore's name; None means the workspace's default datastore.
+
+    Raises:
+        UserErrorException: there is no datastore ``name``.
+    """
+
+    def __new__(cls, workspace: Any = None, name: str | None = None, **kwargs: Any) -> Datastore:
+        # azureml answers Datastore(ws, name) with the datastore's own type.
+        return super().__new__(AzureBlobDatastore if cls is Datastore else cls)
+
+    def __init__(self, workspace: Any, name: str | None = None, **kwargs: Any) -> None:
+        body = kwargs.get("_body")
+        if body is None:
+            body = _get(workspace, name or DEFAULT_DATASTORE)
+        self.workspace = workspace
+        self._load(body)
+
+    def _load(self, body: dict[str, Any]) -> None:
+        self.name: str = body["name"]
+        self.datastore_type: str = body.get("datastoreType", "AzureBlob")
+        self.container_name: str = body["containerName"]
+        self.account_name: str = body["accountName"]
+        self.protocol: str = body.get("protocol", "https")
+        self.endpoint: str = body.get("endpoint", "")
+        self.credential_type: str = body.get("credentialType", "None")
+        self.is_default: bool = bool(body.get("isDefault"))
+        # azureml exposes these; the service never returns a credential.
+        self.account_key: str | None = None
+        self.sas_token: str | None = None
+
+    @classmethod
+    def _from_json(cls, workspace: Any, body: dict[str, Any]) -> AzureBlobDatastore:
+        return AzureBlobDatastore(workspace, body["name"], _body=body)
+
+    @staticmethod
+    def get(workspace: Any, datastore_name: str) -> AzureBlobDatastore:
+        """The datastore ``datastore_name``.
+
+        Raises:
+            UserErrorException: there is none.
+        """
+        return Datastore._from_json(workspace, _get(workspace, datastore_name))
+
+    @staticmethod
+    def get_default(workspace: Any) -> AzureBlobDatastore:
+        """The workspace's default datastore (``workspaceblobstore``)."""
+        return Datastore.get(workspace, DEFAULT_DATASTORE)
+
+    @staticmethod
+    def list(workspace: Any) -> list[AzureBlobDatastore]:
+        """Every datastore of the workspace, the default first."""
+        body = _require_service(workspace).get("datastores")
+        return [Datastore._from_json(workspace, item) for item in body["value"]]
+
+    @staticmethod
+    def register_azure_blob_container(
+        workspace: Any,
+        datastore_name: str,
+        container_name: str,
+        account_name: str,
+        sas_token: str | None = None,
+        account_key: str | None = None,
+        protocol: str | None = None,
+        endpoint: str | None = None,
+        overwrite: bool = False,
+        create_if_not_exists: bool = False,
+        skip_validation: bool = False,
+        blob_cache_timeout: int | None = None,
+        grant_workspace_access: bool = False,
+        subscription_id: str | None = None,
+        resource_group: str | None = None,
+    ) -> AzureBlobDatastore:
+        """Register an Azure Blob container as a datastore.
+
+        Args:
+            workspace: the workspace.
+            datastore_name: letters, digits and underscores (case-insensitive, unique).
+            container_name: the blob container.
+            account_name: the storage account.
+            sas_token: a SAS token for the container (stored encrypted; never returned).
+            account_key: the account key (stored encrypted; never returned). Needed for
+                ``upload``/``download`` through amlpipe, which mints short-lived SAS tokens from it.
+            protocol: ``"https"`` (default) or ``"http"``.
+            endpoint: the DNS suffix (default ``core.windows.net``), or the full account URL, e.g.
+                ``http://127.0.0.1:10000/devstoreaccount1`` for Azurite.
+            overwrite: replace an existing registration with a different definition.
+            create_if_not_exists: create the container if it does not exist.
+
+        Raises:
+            UserErrorException: an invalid argument, or the name is taken and ``overwrite`` is False.
+        """
+        body: dict[str, Any] = {
+            "datastoreType": "AzureBlob",
+            "containerName": container_name,
+            "accountName": account_name,
+            "overwrite": overwrite,
+            "createIfNotExists": create_if_not_exists,
+        }
+        for key, value in (("sasToken", sas_token), ("accountKey", account_key), ("protocol", protocol)):
+            if value is not None:
+                body[key] = value
+        if endpoint is not None:
+            body["endpoint"] = endpoint
+        try:
+            answer = _require_service(workspace).put(f"datastores/{datastore_name}", body)
+        except ServiceException as exc:
+            if 400 <= exc.status_code < 500 and exc.status_code not in (401, 403):
+                raise UserErrorException(exc.message) from exc
+            raise
+        return Datastore._from_json(workspace, answer)
+
+    def unregister(self) -> None:
+        """Remove this registration (the container and its data stay)."""
+        _require_service(self.workspace).delete(f"datastores/{self.name}")
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r}, container_name={self.container_name!r})"
+
+
+class AzureBlobDatastore(Datastore):
+    """A blob container datastore (azureml.data.azure_storage_datastore.AzureBlobDatastore)."""
+
+    def _container(self, *, write: bool) -> ContainerClient:
+        access = _require_service(self.workspace).post(
+            f"datastores/{self.name}/sas", {"permission": "write" if write else "read"}
+        )
+        url = access["containerUrl"] + (f"?{access['sasToken']}" if access["sasToken"] else "")
+        return ContainerClient.from_container_url(url)
+
+    def upload(
+        self,
+        src_dir: str | os.PathLike[str],
+        target_path: str | None = None,
+        overwrite: bool = False,
+        show_progress: bool = True,
+    ) -> DataReference:
+        """Upload every file under ``src_dir`` to ``target_path`` (existing blobs kept unless ``overwrite``).
+
+        Returns:
+            A ``DataReference`` to ``target_path`` on this datastore.
+
+        Raises:
+            UserErrorException: ``src_dir`` is not a folder, or ``target_path`` is absolute or has ``..``.
+        """
+        prefix = _transfer.blob_prefix(target_path, "target_path")
+        source = Path(src_dir)
+        if not source.is_dir():
+            raise UserErrorException(f"src_dir '{src_dir}' is not a directory.")
+        files = [(f, _join(prefix, "/".join(f.relative_to(source).parts))) for f in _transfer.walk(source)]
+        with self._container(write=True) as container:
+            _transfer.upload(container, files, overwrite=overwrite, show_progress=show_progress)
+        return self.path(prefix or None)
+
+    def upload_files(
+        self,
+        files: list[str],
+        relative_root: str | None = None,
+        target_path: str | None = None,
+        overwrite: bool = False,
+        show_progress: bool = True,
+    ) -> DataReference:
+        """Upload ``files``, named relative to ``relative_root`` (default: their common folder), under ``target_path``.
+
+        Raises:
+            UserErrorException: a file is missing or outside ``relative_root``, or ``target_path`` is unsafe.
+        """
+        prefix = _transfer.blob_prefix(target_path, "target_path")
+        pairs = [(path, _join(prefix, name)) for path, name in _transfer.relative_names(files, relative_root)]
+        with self._container(write=True) as container:
+            _transfer.upload(container, pairs, overwrite=overwrite, show_progress=show_progress)
+        return self.path(prefix or None)
+
+    def download(
+        self,
+        target_path: str | os.PathLike[str],
+        prefix: str | None = None,
+        overwrite: bool = False,
+        show_progress: bool = True,
+    ) -> int:
+        """Download the blobs under ``prefix`` into ``target_path``, keeping their paths.
+
+        Returns:
+            How many files were downloaded (existing files are kept unless ``overwrite``).
+
+        Raises:
+            UserErrorException: ``prefix`` is unsafe, or a blob name would land outside ``target_path``.
+        """
+        clean = _transfer.blob_prefix(prefix, "prefix")
+        with self._container(write=False) as container:
+            return _transfer.download(
+                container, Path(target_path), clean, overwrite=overwrite, show_progress=show_progress
+            )
+
+    def path(self, path: str | None = None, data_reference_name: str | None = None) -> DataReference:
+        """A ``DataReference`` to ``path`` on this datastore (its root when None)."""
+        return DataReference(datastore=self, data_reference_name=data_reference_name, path_on_datastore=path)
+
+    def as_mount(self) -> DataReference:
+        """A reference to the datastore's root, mounted."""
+        return self.path().as_mount()
+
+    def as_download(self, path_on_compute: str | None = None) -> DataReference:
+        """A reference to the datastore's root, downloaded."""
+        return self.path().as_download(path_on_compute=path_on_compute)
+
+
+def _join(prefix: str, name: str) -> str:
+    return f"{prefix}/{name}" if prefix else name

@@ -1,0 +1,79 @@
+"""The workspace registry: datastores, datasets and compute targets, in Azure Tables.
+
+    from shared.registry import default_registry
+
+    check_graph(graph, default_registry())   # has_compute_target / has_dataset / has_datastore
+
+One module per noun (``datastores``, ``datasets``, ``compute``), each with its store class. The
+built-ins need no registration: the datastore ``workspaceblobstore`` (container ``azureml-blobstore``
+on the app's own storage account) and the compute target ``local`` (steps run by the Functions app
+itself, on no named pool). Every other compute target must be created first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from azure.data.tables import TableServiceClient
+from azure.storage.blob import BlobServiceClient
+
+from shared import storage
+from shared.registry.compute import LOCAL_COMPUTE, ComputeTargetRecord, ComputeTargetStore
+from shared.registry.datasets import DatasetRecord, DatasetStore
+from shared.registry.datastores import DEFAULT_CONTAINER, DEFAULT_DATASTORE, DatastoreRecord, DatastoreStore
+
+__all__ = [
+    "DEFAULT_CONTAINER",
+    "DEFAULT_DATASTORE",
+    "LOCAL_COMPUTE",
+    "ComputeTargetRecord",
+    "ComputeTargetStore",
+    "DatasetRecord",
+    "DatasetStore",
+    "DatastoreRecord",
+    "DatastoreStore",
+    "WorkspaceRegistry",
+    "default_registry",
+]
+
+
+class WorkspaceRegistry:
+    """The three stores of one storage account; implements ``shared.graph.validate.Registry``.
+
+    Args:
+        tables: the account's table service client (the caller owns it).
+        blobs: the account's blob service client (the default datastore lives there).
+        settings: app settings for table names (default: the environment).
+    """
+
+    def __init__(
+        self, tables: TableServiceClient, blobs: BlobServiceClient, *, settings: Mapping[str, str] | None = None
+    ) -> None:
+        self.datastores = DatastoreStore(tables, blobs, settings=settings)
+        self.datasets = DatasetStore(tables, settings=settings)
+        self.compute_targets = ComputeTargetStore(tables, settings=settings)
+
+    def has_compute_target(self, name: str) -> bool:
+        """Whether ``name`` is ``local`` or a created compute target (case-insensitive)."""
+        return self.compute_targets.exists(name)
+
+    def has_dataset(self, name: str, version: int | None) -> bool:
+        """Whether dataset ``name`` is registered (at ``version``, or any version when None)."""
+        return self.datasets.exists(name, version)
+
+    def has_datastore(self, name: str) -> bool:
+        """Whether ``name`` is ``workspaceblobstore`` or a registered datastore (case-insensitive)."""
+        return self.datastores.exists(name)
+
+
+_default: dict[str, WorkspaceRegistry] = {}
+
+
+def default_registry() -> WorkspaceRegistry:
+    """The registry of the app's own storage account (``AzureWebJobsStorage``), one per process."""
+    connection = storage.connection_string()
+    found = _default.get(connection)
+    if found is None:
+        shared = storage.clients()
+        found = _default[connection] = WorkspaceRegistry(shared.tables, shared.blobs)
+    return found

@@ -1,0 +1,365 @@
+"""Datastores: named blob containers, and short-lived SAS URLs so clients move bytes to them directly.
+
+Table ``amlpipedatastores`` (plus ``AMLPIPE_TABLE_PREFIX``), one entity per registered datastore:
+
+    PartitionKey    <name, lower case>   names are case-insensitive; one partition per datastore
+    RowKey          "datastore"
+    Name            the name as registered
+    DatastoreType   "AzureBlob"
+    ContainerName, AccountName, Protocol, Endpoint
+    CredentialType  "AccountKey" | "Sas" | "None"
+    Credential      the key or SAS token, sealed by ``credentials.CredentialSealer`` (never in clear)
+    CreatedTime     datetime (UTC)
+
+The default datastore ``workspaceblobstore`` (container ``azureml-blobstore`` on the app's own
+account, ``AzureWebJobsStorage``) is never stored: it always exists and cannot be re-registered.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from azure.core import MatchConditions
+from azure.core.exceptions import (
+    AzureError,
+    ResourceExistsError,
+    ResourceModifiedError,
+    ResourceNotFoundError,
+)
+from azure.data.tables import TableServiceClient, UpdateMode
+from azure.storage.blob import BlobServiceClient, ContainerClient, ContainerSasPermissions, generate_container_sas
+
+from shared import storage
+from shared.errors import AmlPipeError, BadRequestError, ConflictError, NotFoundError
+from shared.registry._table import LazyTable
+from shared.registry.credentials import CredentialSealer
+from shared.registry.datastore_spec import (
+    AZURE_BLOB,
+    DEFAULT_ENDPOINT,
+    NAME_PATTERN,
+    BlobDatastoreSpec,
+    name_problem,
+    parse_blob_spec,
+)
+
+TABLE = "amlpipedatastores"
+__all__ = [
+    "AZURE_BLOB",
+    "DEFAULT_CONTAINER",
+    "DEFAULT_DATASTORE",
+    "DEFAULT_ENDPOINT",
+    "BlobDatastoreSpec",
+    "ContainerAccess",
+    "DatastoreRecord",
+    "DatastoreStore",
+    "name_problem",
+    "parse_blob_spec",
+]
+
+ROW = "datastore"
+DEFAULT_DATASTORE = "workspaceblobstore"
+DEFAULT_CONTAINER = "azureml-blobstore"
+SAS_LIFETIME = timedelta(hours=1)
+
+
+@dataclass(frozen=True)
+class DatastoreRecord:
+    """A datastore as the API shows it: no credential, only its type."""
+
+    name: str
+    container_name: str
+    account_name: str
+    protocol: str
+    endpoint: str
+    credential_type: str
+    created_time: datetime | None = None
+    is_default: bool = False
+    datastore_type: str = AZURE_BLOB
+    etag: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "datastoreType": self.datastore_type,
+            "containerName": self.container_name,
+            "accountName": self.account_name,
+            "protocol": self.protocol,
+            "endpoint": self.endpoint,
+            "credentialType": self.credential_type,
+            "isDefault": self.is_default,
+            "createdTime": None if self.created_time is None else self.created_time.isoformat(),
+        }
+
+
+@dataclass(frozen=True)
+class ContainerAccess:
+    """A short-lived way into a datastore's container: ``container_url`` + ``?`` + ``sas_token``."""
+
+    datastore: str
+    container_url: str
+    sas_token: str = field(repr=False)
+    permissions: str
+    expires_on: datetime
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "datastore": self.datastore,
+            "containerUrl": self.container_url,
+            "sasToken": self.sas_token,
+            "permissions": self.permissions,
+            "expiresOn": self.expires_on.isoformat(),
+        }
+
+
+def _record(entity: Any, etag: str | None = None) -> DatastoreRecord:
+    return DatastoreRecord(
+        name=entity["Name"],
+        container_name=entity["ContainerName"],
+        account_name=entity["AccountName"],
+        protocol=entity["Protocol"],
+        endpoint=entity["Endpoint"],
+        credential_type=entity["CredentialType"],
+        created_time=entity["CreatedTime"],
+        etag=etag if etag is not None else entity.metadata.get("etag"),
+    )
+
+
+class DatastoreStore:
+    """Register, read, list and unregister datastores, and mint SAS URLs for them.
+
+    Args:
+        tables: the account's table service client (the caller owns it).
+        blobs: the app's blob service client: the default datastore's account, and the key store.
+        settings: app settings (default: the environment).
+    """
+
+    def __init__(
+        self, tables: TableServiceClient, blobs: BlobServiceClient, *, settings: Mapping[str, str] | None = None
+    ) -> None:
+        self._table = LazyTable(tables, storage.table_name(TABLE, settings))
+        self._blobs = blobs
+        self._sealer = CredentialSealer(blobs, settings=settings)
+        self._default_ready = False
+        self._lock = threading.Lock()
+
+    def default(self) -> DatastoreRecord:
+        """The built-in ``workspaceblobstore``."""
+        return DatastoreRecord(
+            name=DEFAULT_DATASTORE,
+            container_name=DEFAULT_CONTAINER,
+            account_name=self._blobs.account_name or "",
+            protocol=self._blobs.scheme,
+            endpoint=self._blobs.url.rstrip("/"),
+            credential_type="AccountKey",
+            is_default=True,
+        )
+
+    def exists(self, name: str) -> bool:
+        """Whether ``name`` is the default or a registered datastore."""
+        return self.find(name) is not None
+
+    def find(self, name: str) -> DatastoreRecord | None:
+        """Datastore ``name`` (case-insensitive), or None."""
+        if not isinstance(name, str) or not NAME_PATTERN.match(name):
+            return None
+        if name.lower() == DEFAULT_DATASTORE:
+            return self.default()
+        entity = self._entity(name)
+        return None if entity is None else _record(entity)
+
+    def get(self, name: str) -> DatastoreRecord:
+        """Datastore ``name``.
+
+        Raises:
+            NotFoundError: there is none.
+        """
+        found = self.find(name)
+        if found is None:
+            raise NotFoundError(f"Datastore '{name}' not found in the workspace.", target="name")
+        return found
+
+    def list(self) -> list[DatastoreRecord]:
+        """The default datastore, then every registered one by name."""
+        entities = self._table.client().query_entities(f"RowKey eq '{ROW}'")
+        return [self.default(), *sorted((_record(e) for e in entities), key=lambda r: r.name.lower())]
+
+    def register(self, name: str, spec: BlobDatastoreSpec, *, overwrite: bool = False) -> tuple[DatastoreRecord, bool]:
+        """Register blob datastore ``name``; return it and whether anything was written.
+
+        Registering the same definition again is a no-op; a different one needs ``overwrite``.
+        With ``spec.create_if_not_exists`` the container is created first; if that fails nothing
+        is stored.
+
+        Raises:
+            BadRequestError: an invalid or reserved name, or the container could not be created.
+            ConflictError: the datastore exists with another definition and ``overwrite`` is False,
+                or it changed while being overwritten.
+        """
+        problem = name_problem(name)
+        if problem:
+            raise BadRequestError(problem, target="name")
+        if name.lower() == DEFAULT_DATASTORE:
+            raise BadRequestError(
+                f"'{DEFAULT_DATASTORE}' is the workspace's built-in datastore; choose another name.", target="name"
+            )
+        existing = self._entity(name)
+        if existing is not None and self._same(existing, spec):
+            return _record(existing), False
+        if existing is not None and not overwrite:
+            raise ConflictError(
+                f"Datastore '{existing['Name']}' already exists with a different definition;"
+                " pass overwrite=True to replace it.",
+                target="name",
+            )
+        if spec.create_if_not_exists:
+            self._create_container(name, spec)
+        entity: dict[str, Any] = {
+            "PartitionKey": name.lower(),
+            "RowKey": ROW,
+            "Name": name if existing is None else existing["Name"],
+            "DatastoreType": AZURE_BLOB,
+            "ContainerName": spec.container_name,
+            "AccountName": spec.account_name,
+            "Protocol": spec.protocol,
+            "Endpoint": spec.endpoint,
+            "CredentialType": spec.credential_type,
+            "Credential": "" if spec.credential is None else self._sealer.seal(spec.credential, bound_to=name.lower()),
+            "CreatedTime": datetime.now(UTC).replace(microsecond=0),
+        }
+        client = self._table.client()
+        try:
+            if existing is None:
+                meta = client.create_entity(entity)
+            else:
+                meta = client.update_entity(
+                    entity,
+                    mode=UpdateMode.REPLACE,
+                    etag=existing.metadata["etag"],
+                    match_condition=MatchConditions.IfNotModified,
+                )
+        except (ResourceExistsError, ResourceModifiedError, ResourceNotFoundError):
+            raise ConflictError(
+                f"Datastore '{name}' was changed by another request meanwhile; read it and retry.", target="name"
+            ) from None
+        return _record(entity, etag=meta.get("etag") or ""), True
+
+    def unregister(self, name: str) -> None:
+        """Remove datastore ``name`` (its data stays); removing one that does not exist does nothing.
+
+        Raises:
+            BadRequestError: ``name`` is the default datastore.
+        """
+        if isinstance(name, str) and name.lower() == DEFAULT_DATASTORE:
+            raise BadRequestError(
+                f"The built-in datastore '{DEFAULT_DATASTORE}' cannot be unregistered.", target="name"
+            )
+        if isinstance(name, str) and NAME_PATTERN.match(name):
+            self._table.client().delete_entity(name.lower(), ROW)
+
+    def container_access(self, name: str, *, write: bool) -> ContainerAccess:
+        """A SAS URL for datastore ``name``'s container: read+list, plus add/create/write when ``write``.
+
+        Raises:
+            NotFoundError: no such datastore.
+            BadRequestError: it was registered with a SAS token (amlpipe never hands that out, and
+                cannot derive a shorter one from it).
+        """
+        record = self.get(name)
+        permission = ContainerSasPermissions(read=True, list=True, add=write, create=write, write=write)
+        now = datetime.now(UTC).replace(microsecond=0)
+        expiry = now + SAS_LIFETIME
+        key: str | None
+        if record.is_default:
+            account, key, url = self._default_account()
+            self._ensure_default_container()
+        else:
+            entity = self._entity(name)
+            if entity is None:
+                raise NotFoundError(f"Datastore '{name}' not found in the workspace.", target="name")
+            if record.credential_type == "Sas":
+                raise BadRequestError(
+                    f"Datastore '{record.name}' was registered with a SAS token, which amlpipe does not hand out;"
+                    " register it with account_key to upload or download through amlpipe.",
+                    target="name",
+                )
+            spec = _spec(entity)
+            account, url = spec.account_name, spec.account_url
+            key = None if record.credential_type == "None" else self._open(entity)
+        container_url = f"{url}/{record.container_name}"
+        token = ""
+        if key is not None:
+            token = generate_container_sas(
+                account, record.container_name, account_key=key, permission=permission,
+                start=now - timedelta(minutes=5), expiry=expiry,
+            )  # fmt: skip
+        return ContainerAccess(record.name, container_url, token, str(permission), expiry)
+
+    # -- helpers
+
+    def _entity(self, name: str) -> Any:
+        try:
+            return self._table.client().get_entity(name.lower(), ROW)
+        except ResourceNotFoundError:
+            return None
+
+    def _open(self, entity: Any) -> str:
+        return self._sealer.open(entity["Credential"], bound_to=entity["PartitionKey"])
+
+    def _same(self, entity: Any, spec: BlobDatastoreSpec) -> bool:
+        stored = _spec(entity)
+        if replace(stored, create_if_not_exists=False) != replace(spec, credential=None, create_if_not_exists=False):
+            return False
+        if spec.credential is None:
+            return stored.credential_type == "None"
+        return bool(entity["Credential"]) and self._open(entity) == spec.credential
+
+    def _create_container(self, name: str, spec: BlobDatastoreSpec) -> None:
+        if spec.credential_type == "AccountKey":
+            credential: Any = {"account_name": spec.account_name, "account_key": spec.credential}
+        else:
+            credential = spec.credential
+        client = ContainerClient(spec.account_url, spec.container_name, credential=credential)
+        try:
+            client.create_container()
+        except ResourceExistsError:
+            pass
+        except AzureError as exc:  # the message of a storage error never holds the key
+            raise BadRequestError(
+                f"Could not create container '{spec.container_name}' for datastore '{name}':"
+                f" {type(exc).__name__}. Check the account, endpoint and credential.",
+                target="containerName",
+            ) from None
+        finally:
+            client.close()
+
+    def _default_account(self) -> tuple[str, str, str]:
+        credential = self._blobs.credential
+        account = getattr(credential, "account_name", None)
+        key = getattr(credential, "account_key", None)
+        if not account or not key:
+            raise AmlPipeError("The app's storage connection has no account key, so it cannot mint SAS tokens.")
+        return account, key, self._blobs.url.rstrip("/")
+
+    def _ensure_default_container(self) -> None:
+        with self._lock:
+            if self._default_ready:
+                return
+            try:
+                self._blobs.create_container(DEFAULT_CONTAINER)
+            except ResourceExistsError:
+                pass
+            self._default_ready = True
+
+
+def _spec(entity: Any) -> BlobDatastoreSpec:
+    return BlobDatastoreSpec(
+        container_name=entity["ContainerName"],
+        account_name=entity["AccountName"],
+        protocol=entity["Protocol"],
+        endpoint=entity["Endpoint"],
+        credential_type=entity["CredentialType"],
+    )

@@ -1,0 +1,257 @@
+"""The workspace registry on the real app over HTTP: datastores (with upload/download), datasets,
+compute targets; roles, azureml error bodies, and rejected requests that leave nothing behind."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from azure.storage.blob import BlobServiceClient
+
+from amlpipe.core import ComputeTarget, Dataset, Datastore, Workspace
+from amlpipe.core.authentication import ServicePrincipalAuthentication
+from amlpipe.core.compute import AmlCompute, ComputeTargetException
+from amlpipe.data.data_reference import DataReference
+from amlpipe.exceptions import ServiceException, UserErrorException
+from amlpipe.host.testing import HostProcess
+from shared.auth.bootstrap import bootstrap
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.integration
+
+
+@dataclass
+class Registry:
+    host: HostProcess
+    owner: Workspace
+    contributor: Workspace
+    reader: Workspace
+    reader_token: str
+    account_url: str
+    account_key: str
+
+    def call(self, method: str, path: str, *, token: str | None = None, body: Any = None) -> requests.Response:
+        headers = {} if token is None else {"Authorization": f"Bearer {token}"}
+        return requests.request(method, f"{self.host.url}/api/{path}", json=body, headers=headers, timeout=30)
+
+    @property
+    def owner_token(self) -> str:
+        return self.owner._auth.get_authentication_header()["Authorization"].split(" ", 1)[1]
+
+
+def workspace(url: str, tenant: str, principal: str, secret: str) -> Workspace:
+    return Workspace(auth=ServicePrincipalAuthentication(tenant, principal, secret, endpoint=url), endpoint=url)
+
+
+@pytest.fixture(scope="module")
+def registry(storage: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+    unique = uuid.uuid4().hex[:10]
+    env = {
+        "AzureWebJobsStorage": storage,
+        "AzureFunctionsWebHost__hostid": f"e2e-registry-{unique}",
+        "AMLPIPE_TABLE_PREFIX": f"g{unique}",
+        "AMLPIPE_TOKEN_SIGNING_KEY": uuid.uuid4().hex * 2,
+    }
+    config_path = tmp_path_factory.mktemp("registry") / ".amlpipe" / "config.json"
+    host = HostProcess(ROOT, env=env, args=["--shutdown-grace", "5"]).start()
+    try:
+        bootstrap(config_path, endpoint=host.url, settings=env)
+        config = json.loads(config_path.read_text())
+        owner = Workspace.from_config(config_path)
+        made: dict[str, Workspace] = {}
+        for role in ("Contributor", "Reader"):
+            created = owner._client.post("principals", {"displayName": f"e2e {role}", "role": role})
+            made[role] = workspace(host.url, config["tenant_id"], created["id"], created["secret"])
+        reader_token = made["Reader"]._auth.get_authentication_header()["Authorization"].split(" ", 1)[1]
+        with BlobServiceClient.from_connection_string(storage) as blobs:
+            account_url, key = blobs.url.rstrip("/"), blobs.credential.account_key
+        yield Registry(host, owner, made["Contributor"], made["Reader"], reader_token, account_url, key)
+    finally:
+        host.stop(timeout=20)
+
+
+def error_of(response: requests.Response) -> dict[str, Any]:
+    body: dict[str, Any] = response.json()["Error"]
+    assert set(body) >= {"Code", "Message", "Details"}
+    return body
+
+
+# --- datastores ---------------------------------------------------------------------------------
+
+
+def test_the_default_datastore_is_always_there(registry: Registry) -> None:
+    default = registry.reader.get_default_datastore()
+    assert default.name == "workspaceblobstore" and default.container_name == "azureml-blobstore"
+    assert Datastore(registry.reader).name == "workspaceblobstore"
+    assert "workspaceblobstore" in registry.reader.datastores
+
+
+def test_a_blob_container_is_registered_once_and_its_key_never_comes_back(registry: Registry) -> None:
+    ws = registry.contributor
+    blob = Datastore.register_azure_blob_container(
+        ws, "blob_data", "training-data", "devstoreaccount1", account_key=registry.account_key,
+        endpoint=registry.account_url, create_if_not_exists=True,
+    )  # fmt: skip
+    assert blob.name == "blob_data" and blob.account_key is None and blob.sas_token is None
+    again = Datastore.register_azure_blob_container(
+        ws, "blob_data", "training-data", "devstoreaccount1", account_key=registry.account_key,
+        endpoint=registry.account_url,
+    )  # fmt: skip
+    assert again.container_name == "training-data"
+    assert Datastore(workspace=registry.reader, name="BLOB_DATA").name == "blob_data"
+    raw = registry.call("GET", "datastores", token=registry.reader_token)
+    assert raw.status_code == 200 and registry.account_key not in raw.text
+    assert [d["name"] for d in raw.json()["value"]] == ["workspaceblobstore", "blob_data"]
+    with pytest.raises(UserErrorException, match="overwrite=True"):
+        Datastore.register_azure_blob_container(ws, "blob_data", "other", "devstoreaccount1")
+    conflict = registry.call("PUT", "datastores/blob_data", token=registry.owner_token,
+                             body={"containerName": "other", "accountName": "devstoreaccount1"})  # fmt: skip
+    assert conflict.status_code == 409 and error_of(conflict)["Target"] == "name"
+
+
+def test_upload_and_download_go_straight_to_blob_and_refuse_traversal(registry: Registry, tmp_path: Path) -> None:
+    source = tmp_path / "src"
+    (source / "sub").mkdir(parents=True)
+    (source / "a.csv").write_text("x,y\n1,2\n")
+    (source / "sub" / "b.csv").write_text("x,y\n3,4\n")
+    for ws in (registry.contributor, registry.owner):
+        datastore = ws.get_default_datastore()
+        reference = datastore.upload(str(source), target_path="data/round", overwrite=True, show_progress=False)
+        assert isinstance(reference, DataReference) and reference.path_on_datastore == "data/round"
+    blob = Datastore.get(registry.contributor, "blob_data")
+    blob.upload_files([str(source / "a.csv")], target_path="single", overwrite=True, show_progress=False)
+    # A Reader downloads with a read-only SAS.
+    out = tmp_path / "out"
+    count = Datastore.get_default(registry.reader).download(str(out), prefix="data/round", show_progress=False)
+    assert count == 2 and (out / "data" / "round" / "sub" / "b.csv").read_text() == "x,y\n3,4\n"
+    assert Datastore.get_default(registry.reader).download(str(out), prefix="data/round", show_progress=False) == 0
+    assert Datastore.get(registry.reader, "blob_data").download(str(out), prefix="single", show_progress=False) == 1
+    with pytest.raises(UserErrorException, match="target_path"):
+        blob.upload(str(source), target_path="../escape", show_progress=False)
+    with pytest.raises(UserErrorException, match="target_path"):
+        blob.upload_files([str(source / "a.csv")], target_path="/abs", show_progress=False)
+    with pytest.raises(UserErrorException, match="prefix"):
+        blob.download(str(out), prefix="../../etc", show_progress=False)
+    # ...and a Reader cannot write: the service refuses the write SAS.
+    write = registry.call("POST", "datastores/workspaceblobstore/sas", token=registry.reader_token,
+                          body={"permission": "write"})  # fmt: skip
+    assert write.status_code == 403 and error_of(write)["Code"] == "Forbidden"
+    with pytest.raises(ServiceException) as caught:
+        Datastore.get_default(registry.reader).upload(str(source), target_path="nope", show_progress=False)
+    assert caught.value.status_code == 403
+
+
+# --- datasets -----------------------------------------------------------------------------------
+
+
+def test_datasets_register_with_versions_like_azureml(registry: Registry) -> None:
+    ws = registry.contributor
+    store = ws.get_default_datastore()
+    first = Dataset.File.from_files(path=[(store, "data/round/**")]).register(ws, "raw_dataset", tags={"a": "b"})
+    assert (first.name, first.version, first.tags) == ("raw_dataset", 1, {"a": "b"}) and first.id
+    same = Dataset.File.from_files(path=[(store, "data/round/**")]).register(ws, "raw_dataset")
+    assert same.version == 1 and same.id == first.id
+    tabular = Dataset.Tabular.from_delimited_files(path=[(store, "data/round/*.csv")])
+    with pytest.raises(UserErrorException, match="create_new_version=True"):
+        tabular.register(ws, "raw_dataset")
+    second = tabular.register(ws, "raw_dataset", create_new_version=True)
+    assert second.version == 2 and type(second).__name__ == "TabularDataset"
+    assert Dataset.get_by_name(registry.reader, "raw_dataset").version == 2
+    assert type(Dataset.get_by_name(registry.reader, "raw_dataset", version=1)).__name__ == "FileDataset"
+    assert registry.reader.datasets["raw_dataset"].version == 2
+    assert Dataset.get_by_name(ws, "raw_dataset").as_named_input("raw_data").dataset.version == 2
+    with pytest.raises(UserErrorException, match='Cannot find dataset registered with name "nope"'):
+        Dataset.get_by_name(registry.reader, "nope")
+    missing = registry.call("GET", "datasets/raw_dataset?version=9", token=registry.reader_token)
+    assert missing.status_code == 404 and "versions: 1, 2" in error_of(missing)["Message"]
+
+
+# --- compute targets ----------------------------------------------------------------------------
+
+
+def test_compute_targets_follow_the_dp100_pattern(registry: Registry) -> None:
+    ws = registry.contributor
+    with pytest.raises(ComputeTargetException):
+        ComputeTarget(workspace=ws, name="aml-cluster")
+    config = AmlCompute.provisioning_configuration(vm_size="STANDARD_DS11_V2", max_nodes=2)
+    cluster = ComputeTarget.create(ws, "aml-cluster", config)
+    cluster.wait_for_completion(show_output=False)
+    found = ComputeTarget(workspace=registry.reader, name="aml-cluster")
+    assert isinstance(found, AmlCompute) and found.scale_settings and found.scale_settings.maximum_node_count == 2
+    assert ComputeTarget.create(ws, "aml-cluster", config).name == "aml-cluster"  # same settings: no error
+    with pytest.raises(ComputeTargetException, match="different settings"):
+        ComputeTarget.create(ws, "aml-cluster", AmlCompute.provisioning_configuration(max_nodes=8))
+    assert isinstance(found, AmlCompute)
+    found.workspace = ws
+    found.update(max_nodes=3)
+    assert found.scale_settings and found.scale_settings.maximum_node_count == 3
+    assert list(registry.reader.compute_targets) == ["aml-cluster"]
+    checks = ws._graph_registry()
+    assert checks.has_compute_target("aml-cluster") and checks.has_compute_target("local")
+    assert checks.has_datastore("blob_data") and checks.has_dataset("raw_dataset", 2)
+    assert not checks.has_dataset("raw_dataset", 3) and not checks.has_compute_target("gpu-cluster")
+    ComputeTarget.create(ws, "scratch", config).delete()
+    with pytest.raises(ComputeTargetException):
+        ComputeTarget(ws, "scratch")
+
+
+# --- auth, errors, and nothing left behind ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "status"),
+    [
+        ("GET", "datastores", None, 401),
+        ("PUT", "computetargets/x-cluster", {"maxNodes": 1}, 403),
+        ("PUT", "datastores/x_store", {"containerName": "abc", "accountName": "abc"}, 403),
+        ("POST", "datasets/x/versions", {"definition": {}}, 403),
+    ],
+)
+def test_401_without_a_token_and_403_for_readers_writing(
+    registry: Registry, method: str, path: str, body: Any, status: int
+) -> None:
+    token = None if status == 401 else registry.reader_token
+    response = registry.call(method, path, token=token, body=body)
+    assert response.status_code == status and error_of(response)["Code"] in ("Unauthorized", "Forbidden")
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "target", "after"),
+    [
+        ("computetargets/bad-cluster", {"maxNodes": 0}, "maxNodes", "computetargets/bad-cluster"),
+        ("computetargets/local", {"maxNodes": 1}, "name", "computetargets/local"),
+        ("datastores/bad_store", {"containerName": "abc", "accountName": "Bad_Name"}, "accountName",
+         "datastores/bad_store"),
+        ("datastores/bad-name", {"containerName": "abc", "accountName": "abc"}, "name", "datastores/bad-name"),
+    ],
+)  # fmt: skip
+def test_a_rejected_put_is_a_400_naming_the_field_and_writes_nothing(
+    registry: Registry, path: str, body: Any, target: str, after: str
+) -> None:
+    response = registry.call("PUT", path, token=registry.owner_token, body=body)
+    assert response.status_code == 400, response.text
+    assert error_of(response)["Code"] == "BadArgument" and error_of(response)["Target"] == target
+    assert registry.call("GET", after, token=registry.owner_token).status_code == 404
+
+
+def test_a_dataset_on_a_missing_datastore_is_a_400_and_writes_nothing(registry: Registry) -> None:
+    body = {"definition": {"kind": "File", "paths": [{"datastore": "missing", "path": "x/**"}]}}
+    response = registry.call("POST", "datasets/orphan/versions", token=registry.owner_token, body=body)
+    assert response.status_code == 400 and error_of(response)["Target"] == "definition.paths[0].datastore"
+    traversal = {"definition": {"kind": "File", "paths": [{"datastore": "workspaceblobstore", "path": "../x"}]}}
+    response = registry.call("POST", "datasets/orphan/versions", token=registry.owner_token, body=traversal)
+    assert response.status_code == 400 and error_of(response)["Target"] == "definition.paths[0].path"
+    assert registry.call("GET", "datasets/orphan", token=registry.owner_token).status_code == 404
+
+
+def test_unknown_names_are_404(registry: Registry) -> None:
+    for path in ("datastores/nope", "datasets/nope", "computetargets/nope", "datastores/nope/sas"):
+        method = "POST" if path.endswith("sas") else "GET"
+        response = registry.call(method, path, token=registry.owner_token, body={} if method == "POST" else None)
+        assert response.status_code == 404 and error_of(response)["Code"] == "NotFound", path

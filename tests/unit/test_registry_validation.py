@@ -1,0 +1,199 @@
+"""Pure checks of the registry: names, datastore and dataset definitions, compute sizes, safe paths."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import amlpipe.core
+from amlpipe.core import Dataset
+from amlpipe.core.compute import AmlCompute, ComputeTarget
+from amlpipe.data import _transfer
+from amlpipe.data.datapath import DataPath
+from amlpipe.exceptions import UserErrorException
+from shared.errors import BadRequestError
+from shared.registry import compute, datasets, datastores
+
+
+def test_the_public_surface_of_amlpipe_core_is_locked() -> None:
+    assert amlpipe.core.__all__ == sorted(amlpipe.core.__all__)
+    assert amlpipe.core.__all__ == [
+        "ComputeTarget",
+        "Dataset",
+        "Datastore",
+        "Environment",
+        "Experiment",
+        "Run",
+        "Workspace",
+    ]
+
+
+@pytest.mark.parametrize("name", ["blob_data", "A1", "x" * 255, "workspaceblobstore"])
+def test_valid_datastore_names(name: str) -> None:
+    assert datastores.name_problem(name) is None
+
+
+@pytest.mark.parametrize("name", ["", "has-dash", "has space", "x" * 256, "dots.no", 3])
+def test_invalid_datastore_names_say_the_rule(name: Any) -> None:
+    assert "letters, digits and underscores" in (datastores.name_problem(name) or "")
+
+
+@pytest.mark.parametrize("name", ["aml-cluster", "cpu1", "Ab"])
+def test_valid_compute_names(name: str) -> None:
+    assert compute.name_problem(name) is None
+
+
+@pytest.mark.parametrize("name", ["a", "1abc", "under_score", "x" * 17, "local", "LOCAL"])
+def test_invalid_or_reserved_compute_names(name: str) -> None:
+    assert compute.name_problem(name)
+
+
+@pytest.mark.parametrize("name", ["raw_dataset", "diabetes-v2", "a.b"])
+def test_valid_dataset_names(name: str) -> None:
+    assert datasets.name_problem(name) is None
+
+
+@pytest.mark.parametrize("name", ["", "-lead", "a/b", "a b", "x" * 251])
+def test_invalid_dataset_names(name: str) -> None:
+    assert datasets.name_problem(name)
+
+
+BLOB = {"containerName": "training", "accountName": "myaccount", "accountKey": "a2V5"}
+
+
+@pytest.mark.parametrize(
+    ("change", "target"),
+    [
+        ({"containerName": "Upper"}, "containerName"),
+        ({"containerName": "a--b"}, "containerName"),
+        ({"accountName": "no_underscore"}, "accountName"),
+        ({"accountKey": "not base64!"}, "accountKey"),
+        ({"sasToken": "sv=1"}, "sasToken"),
+        ({"protocol": "ftp"}, "protocol"),
+        ({"endpoint": "http://host/path?x=1"}, "endpoint"),
+        ({"createIfNotExists": "yes"}, "createIfNotExists"),
+        ({"datastoreType": "AzureFile"}, "datastoreType"),
+        ({"bucket": "x"}, "bucket"),
+    ],
+)
+def test_blob_registrations_name_the_bad_field(change: dict[str, Any], target: str) -> None:
+    with pytest.raises(BadRequestError) as caught:
+        datastores.parse_blob_spec({**BLOB, **change})
+    assert caught.value.target == target
+
+
+def test_a_credential_never_appears_in_a_message_or_repr() -> None:
+    both = {**BLOB, "sasToken": "sv=1&sig=topsecret"}
+    with pytest.raises(BadRequestError) as caught:
+        datastores.parse_blob_spec(both)
+    assert "topsecret" not in caught.value.message and "a2V5" not in caught.value.message
+    spec = datastores.parse_blob_spec(BLOB)
+    assert spec.credential == "a2V5" and "a2V5" not in repr(spec)
+    assert spec.account_url == "https://myaccount.blob.core.windows.net"
+    azurite = datastores.parse_blob_spec({**BLOB, "endpoint": "http://127.0.0.1:10000/devstoreaccount1"})
+    assert azurite.account_url == "http://127.0.0.1:10000/devstoreaccount1"
+
+
+@pytest.mark.parametrize(
+    ("path", "reason"),
+    [("/abs/x.csv", "absolute"), ("../up/x", "'..'"), ("a\\b", "backslash"), ("", "empty")],
+)
+def test_dataset_paths_must_stay_on_their_datastore(path: str, reason: str) -> None:
+    with pytest.raises(BadRequestError) as caught:
+        datasets.parse_definition({"kind": "File", "paths": [{"datastore": "ds", "path": path}]})
+    assert caught.value.target == "definition.paths[0].path" and reason in caught.value.message
+
+
+def test_tabular_options_get_azureml_defaults_and_are_checked() -> None:
+    parsed = datasets.parse_definition({"kind": "Tabular", "paths": [{"datastore": "ds", "path": "d/*.csv"}]})
+    assert parsed.options["separator"] == "," and parsed.options["header"] == "all_files_same_headers"
+    same = datasets.parse_definition(
+        {"kind": "Tabular", "paths": [{"datastore": "DS", "path": "d/*.csv"}], "options": {"header": True}}
+    )
+    assert same.fingerprint == parsed.fingerprint
+    with pytest.raises(BadRequestError) as caught:
+        datasets.parse_definition(
+            {"kind": "Tabular", "paths": [{"datastore": "ds", "path": "x"}], "options": {"encoding": "ebcdic"}}
+        )
+    assert caught.value.target == "definition.options.encoding" and "utf8" in caught.value.message
+    with pytest.raises(BadRequestError, match="File dataset takes no options"):
+        datasets.parse_definition({"kind": "File", "paths": [{"datastore": "ds", "path": "x"}], "options": {"a": 1}})
+
+
+@pytest.mark.parametrize(
+    ("body", "target"),
+    [({"maxNodes": 0}, "maxNodes"), ({"minNodes": 5, "maxNodes": 2}, "minNodes"), ({"maxNodes": True}, "maxNodes"),
+     ({"computeType": "Kubernetes"}, "computeType"), ({"gpu": 1}, "gpu")],
+)  # fmt: skip
+def test_compute_specs_name_the_bad_field(body: dict[str, Any], target: str) -> None:
+    with pytest.raises(BadRequestError) as caught:
+        compute.parse_compute_spec(body)
+    assert caught.value.target == target
+
+
+def test_an_update_keeps_what_it_does_not_name() -> None:
+    base = compute.ComputeSpec(vm_size="STANDARD_DS11_V2", min_nodes=1, max_nodes=2)
+    assert compute.parse_compute_spec({"maxNodes": 8}, base=base) == compute.ComputeSpec("STANDARD_DS11_V2", 1, 8)
+
+
+# --- the SDK side ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", ["/etc", "../x", "a/../../b", "a\\b", "C:/x", "a\0b"])
+def test_unsafe_target_paths_and_prefixes_are_refused(value: str) -> None:
+    with pytest.raises(UserErrorException, match="target_path"):
+        _transfer.blob_prefix(value, "target_path")
+
+
+def test_safe_prefixes_are_normalised() -> None:
+    assert _transfer.blob_prefix(None, "p") == "" and _transfer.blob_prefix("./data//x/", "p") == "data/x"
+
+
+@pytest.mark.parametrize("name", ["../evil.txt", "a/../../evil", "/etc/passwd", "c:/x", "a\\..\\b"])
+def test_a_download_never_lands_outside_its_folder(tmp_path: Path, name: str) -> None:
+    with pytest.raises(UserErrorException, match="outside the target folder"):
+        _transfer.local_destination(tmp_path.resolve(), name)
+
+
+def test_a_download_does_not_follow_a_symlink_out(tmp_path: Path) -> None:
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    root.mkdir()
+    outside.mkdir()
+    (root / "link").symlink_to(outside, target_is_directory=True)
+    with pytest.raises(UserErrorException):
+        _transfer.local_destination(root.resolve(), "link/file.txt")
+    assert _transfer.local_destination(root.resolve(), "data/file.txt") == root.resolve() / "data" / "file.txt"
+
+
+def test_upload_files_names_are_relative_to_the_common_folder(tmp_path: Path) -> None:
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    one, two = tmp_path / "a" / "x.csv", tmp_path / "a" / "b" / "y.csv"
+    one.write_text("1")
+    two.write_text("2")
+    names = [n for _, n in _transfer.relative_names([str(one), str(two)], None)]
+    assert names == ["x.csv", "b/y.csv"]
+    assert [n for _, n in _transfer.relative_names([str(two)], str(tmp_path))] == ["a/b/y.csv"]
+    with pytest.raises(UserErrorException, match="not a common path"):
+        _transfer.relative_names([str(one)], str(tmp_path / "a" / "b"))
+
+
+def test_dataset_definitions_from_azureml_style_paths() -> None:
+    ds = Dataset.Tabular.from_delimited_files(path=[("blob_data", "/data/*.csv"), DataPath("other", "x/y.csv")])
+    assert ds.definition["paths"] == [
+        {"datastore": "blob_data", "path": "data/*.csv"},
+        {"datastore": "other", "path": "x/y.csv"},
+    ]
+    files = Dataset.File.from_files(path=("blob_data", ""))
+    assert files.definition == {"kind": "File", "paths": [{"datastore": "blob_data", "path": "**"}], "options": {}}
+    assert files.as_mount().mode == "mount" and files.as_named_input("raw").name == "raw"
+    with pytest.raises(UserErrorException, match="read from datastores"):
+        Dataset.File.from_files(path="https://example.com/data.csv")
+
+
+def test_compute_targets_still_build_offline() -> None:
+    target = ComputeTarget(None, "aml-cluster")
+    assert type(target) is ComputeTarget and target.name == "aml-cluster"
+    config = AmlCompute.provisioning_configuration(vm_size="STANDARD_DS11_V2", max_nodes=2)
+    assert config.max_nodes == 2
