@@ -3,8 +3,19 @@
 import azure.functions as func
 
 from functions.auth import bp as auth_bp
+from functions.endpoints import bp as endpoints_bp
 from functions.health import bp as health_bp
+from functions.openapi import bp as openapi_bp
+from functions.pipelines import bp as pipelines_bp
+from functions.registry import bp as registry_bp
+from functions.runs import bp as runs_bp
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 app.register_functions(health_bp)
 app.register_functions(auth_bp)
+app.register_functions(registry_bp)  # datastores, datasets, compute targets
+# pipelines, endpoints, runs and the OpenAPI document
+app.register_functions(pipelines_bp)
+app.register_functions(endpoints_bp)
+app.register_functions(runs_bp)
+app.register_functions(openapi_bp)

@@ -336,8 +336,13 @@ def test_public_surface_is_locked() -> None:
         "InputPortBinding",
         "Pipeline",
         "PipelineData",
+        "PipelineEndpoint",
+        "PipelineIdVersion",
         "PipelineParameter",
+        "PipelineRun",
         "PipelineStep",
+        "PublishedPipeline",
+        "StepRun",
     ]
     assert amlpipe.pipeline.steps.__all__ == ["CommandStep", "DataTransferStep", "EstimatorStep", "PythonScriptStep"]
     assert amlpipe.data.__all__ == ["DataPath", "DataPathComputeBinding", "DataReference", "DatasetConsumptionConfig"]

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Collection
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from amlpipe.data._names import name_of
 from amlpipe.pipeline.core._step import PipelineStep
@@ -15,7 +16,14 @@ from shared.graph import model as m
 from shared.graph.snapshot import list_files
 from shared.graph.validate import Registry, validate_graph
 
+if TYPE_CHECKING:
+    from amlpipe.core.experiment import Experiment
+    from amlpipe.core.workspace import Workspace
+    from amlpipe.pipeline.core._published import PublishedPipeline
+    from amlpipe.pipeline.core._run import PipelineRun
+
 _KWARGS = ("enable_email_notification",)
+log = logging.getLogger("amlpipe.pipeline")
 
 
 class Pipeline:
@@ -128,6 +136,107 @@ class Pipeline:
             return None
         registry: Registry | None = factory()
         return registry
+
+    # -- publishing and submitting -------------------------------------------------------------
+
+    def publish(
+        self,
+        name: str | None = None,
+        description: str | None = None,
+        version: str | None = None,
+        continue_on_step_failure: bool | None = None,
+    ) -> PublishedPipeline:
+        """Upload the steps' snapshots and publish the pipeline; returns the ``PublishedPipeline``."""
+        from amlpipe.pipeline.core._published import PublishedPipeline
+        from amlpipe.pipeline.core._submission import graph_with_snapshots
+
+        client = self._require_workspace()._client
+        graph = graph_with_snapshots(self, client)
+        body: dict[str, Any] = {"Name": name or self._description or "", "Graph": graph.to_wire()}
+        if description is not None:
+            body["Description"] = description
+        if version is not None:
+            body["Version"] = version
+        if continue_on_step_failure is not None:
+            body["ContinueRunOnStepFailure"] = bool(continue_on_step_failure)
+        return PublishedPipeline._from_entity(self._workspace, client.post("pipelines", body))
+
+    def submit(
+        self,
+        experiment_name: str,
+        pipeline_parameters: dict[str, Any] | None = None,
+        continue_on_step_failure: bool = False,
+        regenerate_outputs: bool = False,
+        parent_run_id: str | None = None,
+        credential_passthrough: bool | None = None,
+        **kwargs: Any,
+    ) -> PipelineRun:
+        """Run the pipeline in ``experiment_name`` (snapshots uploaded first); returns the ``PipelineRun``.
+
+        Raises:
+            ValueError: an unknown keyword argument.
+        """
+        from amlpipe.core.experiment import Experiment
+
+        for key in kwargs:
+            if key not in _KWARGS:
+                raise ValueError(f"parameter {key} is not recognized for Pipeline.submit ")
+        experiment = Experiment(self._require_workspace(), experiment_name)
+        return self._submit(
+            experiment, pipeline_parameters, continue_on_step_failure, regenerate_outputs, parent_run_id
+        )
+
+    def _submit_to_experiment(
+        self, experiment: Experiment, tags: dict[str, str] | None = None, **kwargs: Any
+    ) -> PipelineRun:
+        """``Experiment.submit(pipeline, ...)``: recognised keys are read, others ignored (as azureml)."""
+        parameters = kwargs.get("pipeline_parameters")
+        if parameters is None and "pipeline_params" in kwargs:
+            log.warning("pipeline_params is deprecated; use pipeline_parameters.")
+            parameters = kwargs["pipeline_params"]
+        return self._submit(
+            experiment,
+            parameters,
+            bool(kwargs.get("continue_on_step_failure", False)),
+            bool(kwargs.get("regenerate_outputs", False)),
+            kwargs.get("parent_run_id", kwargs.get("_parent_run_id")),
+            tags,
+        )
+
+    def _submit(
+        self,
+        experiment: Experiment,
+        parameters: dict[str, Any] | None,
+        continue_on_step_failure: bool,
+        regenerate_outputs: bool,
+        parent_run_id: str | None,
+        tags: dict[str, str] | None = None,
+    ) -> PipelineRun:
+        from amlpipe.pipeline.core._run import PipelineRun
+        from amlpipe.pipeline.core._submission import graph_with_snapshots, submit_body
+
+        client = experiment.workspace._client
+        graph = graph_with_snapshots(self, client)
+        if graph.description is None:  # azureml names an unnamed pipeline after its experiment
+            graph = graph.model_copy(update={"description": experiment.name})
+        body = submit_body(
+            experiment.name,
+            parameters,
+            continue_on_step_failure=continue_on_step_failure,
+            parent_run_id=parent_run_id,
+            tags=tags,
+        )
+        body["RegenerateOutputs"] = bool(regenerate_outputs)
+        body["Graph"] = graph.to_wire()
+        entity = client.post("PipelineRuns/Submit", body)
+        print(f"Submitted PipelineRun {entity['Id']}")
+        return PipelineRun(experiment, entity["Id"], _entity=entity)
+
+    def _require_workspace(self) -> Workspace:
+        if self._workspace is None or getattr(self._workspace, "_client", None) is None:
+            raise ValueError("This pipeline has no workspace; create it with Pipeline(workspace, steps).")
+        workspace: Workspace = self._workspace
+        return workspace
 
     def __repr__(self) -> str:
         return f"Pipeline(description={self._description!r}, steps={[s.name for s in self._steps]!r})"

@@ -1,0 +1,207 @@
+"""``GET /api/openapi.json``: the OpenAPI 3.1 document, built from the route table below.
+
+Every HTTP route of the app must have a row here; ``tests/unit/test_openapi.py`` fails when a route
+registered in ``function_app.py`` is missing, so a new route cannot ship undocumented.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import pkgutil
+import re
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Any
+
+import azure.functions as func
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+
+from functions import _edge as edge
+from shared.graph import graph_json_schema
+from shared.pipelines import wire as w
+from shared.version import VERSION
+
+bp = func.Blueprint()
+
+GRAPH = "PipelineGraph"
+
+
+@dataclass(frozen=True)
+class Route:
+    """One documented operation. ``role`` None means anonymous; bodies are models or schema names."""
+
+    method: str
+    path: str
+    summary: str
+    role: str | None
+    request: type[BaseModel] | str | None = None
+    response: type[BaseModel] | str | None = None
+    status: int = 200
+    query: tuple[tuple[str, str], ...] = field(default=())
+    tag: str = "pipelines"
+
+
+_OBJ = "Object"
+ROUTES: tuple[Route, ...] = (
+    Route("GET", "/api/health", "Liveness and storage reachability.", None, response=_OBJ, tag="health"),
+    Route("GET", "/api/openapi.json", "This document.", None, response=_OBJ, tag="health"),
+    Route("POST", "/api/oauth2/token", "OAuth2 client-credentials grant (form or JSON).", None,
+          request=_OBJ, response=_OBJ, tag="auth"),
+    Route("POST", "/api/principals", "Create a service principal (its secret is shown once).", "Owner",
+          request=_OBJ, response=_OBJ, status=201, tag="auth"),
+    Route("GET", "/api/principals", "List service principals.", "Owner", response=_OBJ, tag="auth"),
+    Route("GET", "/api/principals/{principal_id}", "Get a service principal.", "Owner", response=_OBJ, tag="auth"),
+    Route("DELETE", "/api/principals/{principal_id}", "Delete a service principal (idempotent).", "Owner",
+          status=204, tag="auth"),
+    Route("POST", "/api/snapshots/{sha256}", "Ask to upload a source snapshot (zip) by its sha256.", "Operator",
+          response=w.SnapshotTicket),
+    Route("POST", "/api/pipelines", "Publish a pipeline graph.", "Contributor",
+          request=w.PublishBody, response=w.PublishedPipelineEntity),
+    Route("GET", "/api/pipelines", "List published pipelines.", "Reader", response=w.PublishedPipelineList,
+          query=(("active_only", "true (default) lists Active pipelines only"),)),
+    Route("GET", "/api/pipelines/{pipeline_id}", "Get a published pipeline.", "Reader",
+          response=w.PublishedPipelineEntity),
+    Route("GET", "/api/pipelines/{pipeline_id}/graph", "The graph of a published pipeline.", "Reader",
+          response=GRAPH),
+    Route("POST", "/api/pipelines/{pipeline_id}/enable", "Set a published pipeline Active.", "Contributor",
+          response=w.PublishedPipelineEntity),
+    Route("POST", "/api/pipelines/{pipeline_id}/disable", "Set a published pipeline Disabled.", "Contributor",
+          response=w.PublishedPipelineEntity),
+    Route("POST", "/api/PipelineEndpoints", "Create a pipeline endpoint (names are unique).", "Contributor",
+          request=w.CreateEndpointBody, response=w.PipelineEndpointEntity),
+    Route("GET", "/api/PipelineEndpoints", "List pipeline endpoints, or get one by ?name=.", "Reader",
+          response=w.PipelineEndpointList, query=(("name", "an endpoint name"), ("active_only", "true or false"))),
+    Route("GET", "/api/PipelineEndpoints/{endpoint_id}", "Get a pipeline endpoint.", "Reader",
+          response=w.PipelineEndpointEntity),
+    Route("POST", "/api/PipelineEndpoints/{endpoint_id}/versions", "Add a published pipeline as a version.",
+          "Contributor", request=w.AddVersionBody, response=w.PipelineEndpointEntity),
+    Route("PUT", "/api/PipelineEndpoints/{endpoint_id}/default", "Set the default version.", "Contributor",
+          request=w.SetDefaultBody, response=w.PipelineEndpointEntity),
+    Route("POST", "/api/PipelineRuns/PipelineSubmit/{pipeline_id}", "Run a published pipeline.", "Operator",
+          request=w.SubmitBody, response=w.PipelineRunEntity, tag="runs",
+          query=(("parentRunId", "a parent run in the same experiment"),)),
+    Route("POST", "/api/PipelineRuns/PipelineEndpointSubmit/Id/{endpoint_id}",
+          "Run a pipeline endpoint by id.", "Operator", request=w.SubmitBody, response=w.PipelineRunEntity,
+          tag="runs", query=(("pipelineVersion", "a version (default: the endpoint's default)"),)),
+    Route("POST", "/api/PipelineRuns/PipelineEndpointSubmit/Id/{endpoint_id}/{version}",
+          "Run a version of a pipeline endpoint.", "Operator", request=w.SubmitBody, response=w.PipelineRunEntity,
+          tag="runs"),
+    Route("POST", "/api/PipelineRuns/PipelineEndpointSubmit/Name", "Run a pipeline endpoint by name.", "Operator",
+          request=w.SubmitBody, response=w.PipelineRunEntity, tag="runs",
+          query=(("name", "the endpoint's name (required)"), ("pipelineVersion", "a version"))),
+    Route("POST", "/api/PipelineRuns/Submit", "Run an unpublished graph.", "Operator",
+          request=w.AdHocSubmitBody, response=w.PipelineRunEntity, tag="runs"),
+    Route("GET", "/api/PipelineRuns", "Runs of an experiment, published pipeline or schedule.", "Reader",
+          response=w.PipelineRunList, tag="runs",
+          query=(("experimentName", "an experiment"), ("pipelineId", "a published pipeline"),
+                 ("scheduleId", "a schedule"), ("top", "at most this many (1-1000, default 100)"))),
+    Route("GET", "/api/PipelineRuns/{run_id}", "A run with its step runs.", "Reader",
+          response=w.PipelineRunEntity, tag="runs"),
+    Route("POST", "/api/PipelineRuns/{run_id}/cancel", "Cancel a run (idempotent).", "Operator",
+          response=w.PipelineRunEntity, tag="runs"),
+    Route("GET", "/api/experiments", "List experiments.", "Reader", response=w.ExperimentList, tag="runs"),
+    Route("GET", "/api/experiments/{name}", "Get an experiment.", "Reader", response=w.ExperimentEntity, tag="runs"),
+)  # fmt: skip
+
+
+def all_routes() -> tuple[Route, ...]:
+    """:data:`ROUTES` plus the ``OPENAPI_ROUTES`` any module of the ``functions`` package declares.
+
+    Another area documents its routes by defining ``OPENAPI_ROUTES: tuple[Route, ...]`` in its
+    blueprint module; a row there wins over a row here with the same method and path.
+    """
+    import functions
+
+    found: dict[tuple[str, str], Route] = {(r.method, r.path): r for r in ROUTES}
+    for info in pkgutil.iter_modules(functions.__path__):
+        if info.name in ("openapi", "_edge"):
+            continue
+        module = importlib.import_module(f"functions.{info.name}")
+        for route in getattr(module, "OPENAPI_ROUTES", ()):
+            found[(route.method, route.path)] = route
+    return tuple(found.values())
+
+
+@cache
+def openapi_document() -> dict[str, Any]:
+    """The OpenAPI 3.1 document of every route in :func:`all_routes`."""
+    routes = all_routes()
+    models: list[type[BaseModel]] = [w.ErrorResponse]
+    for route in routes:
+        for model in (route.request, route.response):
+            if isinstance(model, type) and model not in models:
+                models.append(model)
+    _, defs = models_json_schema([(m, "validation") for m in models], ref_template="#/components/schemas/{model}")
+    schemas: dict[str, Any] = dict(defs.get("$defs", {}))
+    graph = graph_json_schema()
+    for name, schema in graph.pop("$defs", {}).items():
+        schemas[name] = schema
+    schemas[GRAPH] = graph
+    schemas[_OBJ] = {"type": "object"}
+    schemas = json.loads(json.dumps(schemas).replace('"#/$defs/', '"#/components/schemas/'))
+    paths: dict[str, dict[str, Any]] = {}
+    for route in routes:
+        paths.setdefault(route.path, {})[route.method.lower()] = _operation(route)
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "amlpipe",
+            "version": VERSION,
+            "description": "Azure ML v1-style pipelines on Azure Functions. Errors use azureml's body "
+            '{"Error": {"Code", "Message", "Target", "Details"}}.',
+        },
+        "servers": [{"url": "/"}],
+        "paths": paths,
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT",
+                           "description": "A token from POST /api/oauth2/token (or the external issuer)."},
+            },
+        },
+    }  # fmt: skip
+
+
+def _operation(route: Route) -> dict[str, Any]:
+    name = re.sub(r"[^A-Za-z0-9]+", "_", f"{route.method}_{route.path.removeprefix('/api/')}").strip("_")
+    params = [
+        {"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
+        for p in re.findall(r"\{(\w+)\}", route.path)
+    ] + [{"name": q, "in": "query", "required": False, "description": d, "schema": {"type": "string"}}
+         for q, d in route.query]  # fmt: skip
+    responses: dict[str, Any] = {
+        str(route.status): {"description": "Success"}
+        if route.response is None
+        else {"description": "Success", "content": {"application/json": {"schema": _ref(route.response)}}}
+    }
+    error = {"description": "", "content": {"application/json": {"schema": _ref(w.ErrorResponse)}}}
+    for status, text in (("400", "Invalid request"), ("404", "Not found"), ("409", "Conflict")):
+        responses[status] = {**error, "description": text}
+    op: dict[str, Any] = {
+        "operationId": name,
+        "summary": route.summary,
+        "tags": [route.tag],
+        "parameters": params,
+        "responses": responses,
+    }
+    if route.role is not None:
+        op["security"] = [{"bearer": []}]
+        op["description"] = f"Requires role {route.role} or higher."
+        responses["401"] = {**error, "description": "No valid bearer token"}
+        responses["403"] = {**error, "description": f"The caller's role is below {route.role}"}
+    if route.request is not None:
+        op["requestBody"] = {"required": True, "content": {"application/json": {"schema": _ref(route.request)}}}
+    return op
+
+
+def _ref(model: type[BaseModel] | str) -> dict[str, str]:
+    name = model if isinstance(model, str) else model.__name__
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+@bp.route(route="openapi.json", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+def get_openapi(req: func.HttpRequest) -> func.HttpResponse:
+    """The OpenAPI document (anonymous, like the health route)."""
+    return edge.handle_errors(lambda: edge.json_response(openapi_document()), name="get_openapi")

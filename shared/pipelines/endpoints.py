@@ -1,0 +1,304 @@
+"""Pipeline endpoints: one stable name and URL over numbered versions of published pipelines.
+
+Rules (azureml's ``PipelineEndpoint``), pure functions of the endpoint: versions are ``"0"``, ``"1"``...
+in the order pipelines are added; ``add`` of a pipeline already on the endpoint adds no version;
+``set_default`` / ``set_default_version`` of a pipeline or version not on the endpoint is a 400.
+
+Tables (plus ``AMLPIPE_TABLE_PREFIX``):
+
+    amlpipeendpoints       PartitionKey <endpoint id>, RowKey "endpoint": Name, Description, Status,
+                           DefaultVersion, Versions (JSON [[version, pipeline id], ...]), CreatedDate
+    amlpipeendpointnames   PartitionKey <lower-cased name, key-escaped>, RowKey "name": EndpointId
+
+Creating writes the name row first: its insert is what makes names unique (409). A name row whose
+endpoint row is missing (a create that died halfway) is reclaimed by the next create.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
+
+from azure.core import MatchConditions
+from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
+from azure.data.tables import TableServiceClient, UpdateMode
+
+from shared.errors import BadRequestError, ConflictError, NotFoundError
+from shared.pipelines._storage import LazyTable, as_datetime, iso, key, utcnow
+from shared.pipelines.ids import is_guid
+from shared.pipelines.published import MAX_DESCRIPTION, MAX_NAME, PipelineStatus
+
+TABLE = "amlpipeendpoints"
+NAMES_TABLE = "amlpipeendpointnames"
+ROW = "endpoint"
+NAME_ROW = "name"
+
+
+@dataclass(frozen=True)
+class EndpointVersion:
+    """One version of an endpoint: a version string and the published pipeline it runs."""
+
+    version: str
+    pipeline_id: str
+
+
+@dataclass(frozen=True)
+class PipelineEndpoint:
+    """A pipeline endpoint. ``etag`` is None until stored."""
+
+    id: str
+    name: str
+    description: str | None
+    status: PipelineStatus
+    default_version: str
+    versions: tuple[EndpointVersion, ...]
+    created_date: datetime
+    last_modified_date: datetime
+    etag: str | None = None
+
+    def pipeline_for(self, version: str | None) -> str:
+        """The published pipeline id of ``version`` (the default version when None).
+
+        Raises:
+            BadRequestError: the endpoint has no such version.
+        """
+        wanted = self.default_version if version is None else version
+        for item in self.versions:
+            if item.version == wanted:
+                return item.pipeline_id
+        raise BadRequestError(
+            f"Pipeline endpoint {self.name!r} has no version {wanted!r}; versions: "
+            f"{[v.version for v in self.versions]}.",
+            target="pipelineVersion",
+        )
+
+    def to_json(self, submit_url: str) -> dict[str, Any]:
+        """The endpoint's JSON: ``Url`` is its submit URL by id."""
+        return {
+            "Id": self.id,
+            "Name": self.name,
+            "Description": self.description,
+            "Status": self.status.value,
+            "DefaultVersion": self.default_version,
+            "PipelineVersionList": [{"Version": v.version, "PipelineId": v.pipeline_id} for v in self.versions],
+            "Url": submit_url,
+            "CreatedDate": iso(self.created_date),
+            "LastModifiedDate": iso(self.last_modified_date),
+            "Etag": self.etag,
+        }
+
+
+def check_endpoint_name(name: Any) -> str:
+    """``name`` if it is a valid endpoint name.
+
+    Raises:
+        BadRequestError: empty, too long, or with control characters.
+    """
+    if not isinstance(name, str) or not name.strip() or len(name) > MAX_NAME:
+        raise BadRequestError(f"Name must be 1 to {MAX_NAME} characters.", target="Name")
+    if any(ord(c) < 32 or ord(c) == 127 for c in name):
+        raise BadRequestError("Name may not contain control characters.", target="Name")
+    return name
+
+
+def new_endpoint(name: str, description: str | None, pipeline_id: str) -> PipelineEndpoint:
+    """A new Active endpoint whose version "0" (the default) is ``pipeline_id``."""
+    check_endpoint_name(name)
+    if description is not None and len(description) > MAX_DESCRIPTION:
+        raise BadRequestError(f"Description must be at most {MAX_DESCRIPTION} characters.", target="Description")
+    now = utcnow()
+    return PipelineEndpoint(
+        id=str(uuid.uuid4()),
+        name=name,
+        description=description,
+        status=PipelineStatus.ACTIVE,
+        default_version="0",
+        versions=(EndpointVersion("0", pipeline_id),),
+        created_date=now,
+        last_modified_date=now,
+    )
+
+
+def add_version(endpoint: PipelineEndpoint, pipeline_id: str, *, make_default: bool = False) -> PipelineEndpoint:
+    """``endpoint`` with ``pipeline_id`` added as the next version (none added if it is already there)."""
+    existing = [v for v in endpoint.versions if v.pipeline_id == pipeline_id]
+    versions = endpoint.versions
+    if existing:
+        version = existing[0].version
+    else:
+        version = str(max((int(v.version) for v in versions), default=-1) + 1)
+        versions = (*versions, EndpointVersion(version, pipeline_id))
+    default = version if make_default else endpoint.default_version
+    return replace(endpoint, versions=versions, default_version=default, last_modified_date=utcnow())
+
+
+def set_default_pipeline(endpoint: PipelineEndpoint, pipeline_id: str) -> PipelineEndpoint:
+    """``endpoint`` with the version running ``pipeline_id`` as default.
+
+    Raises:
+        BadRequestError: the pipeline is not on the endpoint (add it first).
+    """
+    for item in endpoint.versions:
+        if item.pipeline_id == pipeline_id:
+            return replace(endpoint, default_version=item.version, last_modified_date=utcnow())
+    raise BadRequestError(
+        f"Published pipeline {pipeline_id!r} is not on pipeline endpoint {endpoint.name!r}; add it with "
+        "add() or add_default() first.",
+        target="PipelineId",
+        code="PipelineNotInEndpoint",
+    )
+
+
+def set_default_version(endpoint: PipelineEndpoint, version: str) -> PipelineEndpoint:
+    """``endpoint`` with ``version`` as default.
+
+    Raises:
+        BadRequestError: the endpoint has no such version.
+    """
+    if not any(v.version == version for v in endpoint.versions):
+        raise BadRequestError(
+            f"Pipeline endpoint {endpoint.name!r} has no version {version!r}; versions: "
+            f"{[v.version for v in endpoint.versions]}.",
+            target="Version",
+            code="VersionNotInEndpoint",
+        )
+    return replace(endpoint, default_version=version, last_modified_date=utcnow())
+
+
+class PipelineEndpointStore:
+    """Pipeline endpoints and their name index in Table storage."""
+
+    def __init__(self, tables: TableServiceClient) -> None:
+        self._table = LazyTable(tables, TABLE)
+        self._names = LazyTable(tables, NAMES_TABLE)
+
+    def create_endpoint(self, endpoint: PipelineEndpoint) -> PipelineEndpoint:
+        """Store a new endpoint.
+
+        Raises:
+            ConflictError: another endpoint has that name (names compare case-insensitively).
+        """
+        name_key = key(endpoint.name.lower())
+        names = self._names.client()
+        for _ in range(3):
+            try:
+                names.create_entity({"PartitionKey": name_key, "RowKey": NAME_ROW, "EndpointId": endpoint.id})
+                break
+            except ResourceExistsError:
+                row = names.get_entity(name_key, NAME_ROW)
+                if row["EndpointId"] == endpoint.id:
+                    break
+                if self._find(str(row["EndpointId"])) is not None:
+                    raise ConflictError(
+                        f"A pipeline endpoint named {endpoint.name!r} already exists; choose another name.",
+                        target="Name",
+                    ) from None
+                # A create that died after the name row: reclaim the name (ETag-guarded).
+                try:
+                    names.delete_entity(
+                        name_key, NAME_ROW, etag=row.metadata["etag"], match_condition=MatchConditions.IfNotModified
+                    )
+                except HttpResponseError:
+                    pass
+        else:
+            raise ConflictError(f"The name {endpoint.name!r} is being claimed concurrently; retry.", target="Name")
+        try:
+            meta = self._table.client().create_entity(_to_entity(endpoint))
+        except ResourceExistsError:
+            return self.get_endpoint(endpoint.id)
+        return replace(endpoint, etag=str(meta.get("etag")))
+
+    def get_endpoint(self, endpoint_id: str) -> PipelineEndpoint:
+        """The endpoint ``endpoint_id``.
+
+        Raises:
+            NotFoundError: there is none.
+        """
+        found = self._find(endpoint_id)
+        if found is None:
+            raise NotFoundError(f"Pipeline endpoint {endpoint_id!r} does not exist.", target="id")
+        return found
+
+    def get_endpoint_by_name(self, name: str) -> PipelineEndpoint:
+        """The endpoint called ``name`` (case-insensitive).
+
+        Raises:
+            NotFoundError: there is none.
+        """
+        try:
+            row = self._names.client().get_entity(key(name.lower()), NAME_ROW)
+        except (ResourceNotFoundError, HttpResponseError) as exc:
+            raise NotFoundError(f"Pipeline endpoint named {name!r} does not exist.", target="name") from exc
+        found = self._find(str(row["EndpointId"]))
+        if found is None:
+            raise NotFoundError(f"Pipeline endpoint named {name!r} does not exist.", target="name")
+        return found
+
+    def list_endpoints(self, *, active_only: bool = True) -> list[PipelineEndpoint]:
+        """Every endpoint (only Active ones when ``active_only``), by name."""
+        query = f"RowKey eq '{ROW}'" + (" and Status eq 'Active'" if active_only else "")
+        found = [_from_entity(e) for e in self._table.client().query_entities(query)]
+        return sorted(found, key=lambda e: e.name.lower())
+
+    def replace_endpoint(self, endpoint: PipelineEndpoint) -> PipelineEndpoint:
+        """Write ``endpoint`` if nobody changed it since it was read (its ``etag``).
+
+        Raises:
+            ConflictError: it changed meanwhile (412); read it again and redo the change.
+        """
+        try:
+            meta = self._table.client().update_entity(
+                _to_entity(endpoint),
+                mode=UpdateMode.REPLACE,
+                etag=endpoint.etag,
+                match_condition=MatchConditions.IfNotModified,
+            )
+        except HttpResponseError as exc:
+            if exc.status_code == 412:
+                raise ConflictError(
+                    f"Pipeline endpoint {endpoint.name!r} changed meanwhile; try again.", target="Etag"
+                ) from exc
+            raise
+        return replace(endpoint, etag=str(meta.get("etag")))
+
+    def _find(self, endpoint_id: str) -> PipelineEndpoint | None:
+        if not is_guid(endpoint_id):
+            return None
+        try:
+            return _from_entity(self._table.client().get_entity(endpoint_id, ROW))
+        except ResourceNotFoundError:
+            return None
+
+
+def _to_entity(e: PipelineEndpoint) -> dict[str, Any]:
+    return {
+        "PartitionKey": e.id,
+        "RowKey": ROW,
+        "Name": e.name,
+        "Description": e.description,
+        "Status": e.status.value,
+        "DefaultVersion": e.default_version,
+        "Versions": json.dumps([[v.version, v.pipeline_id] for v in e.versions]),
+        "CreatedDate": e.created_date,
+        "LastModifiedDate": e.last_modified_date,
+    }
+
+
+def _from_entity(e: Any) -> PipelineEndpoint:
+    created = as_datetime(e["CreatedDate"])
+    modified = as_datetime(e.get("LastModifiedDate")) or created
+    assert created is not None and modified is not None
+    return PipelineEndpoint(
+        id=str(e["PartitionKey"]),
+        name=str(e["Name"]),
+        description=e.get("Description"),
+        status=PipelineStatus(e["Status"]),
+        default_version=str(e["DefaultVersion"]),
+        versions=tuple(EndpointVersion(str(v), str(p)) for v, p in json.loads(e["Versions"])),
+        created_date=created,
+        last_modified_date=modified,
+        etag=str(e.metadata.get("etag")),
+    )

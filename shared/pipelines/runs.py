@@ -1,0 +1,394 @@
+"""Pipeline runs and their step runs: the state the orchestrator advances.
+
+Table ``amlpiperuns`` (plus ``AMLPIPE_TABLE_PREFIX``): one partition per run, so a run and its steps
+are read with one query and created in one atomic batch, and no partition is shared by two runs:
+
+    PartitionKey  <run id>
+    RowKey        "run"                the run: status, graph, assignments, tags, ...
+                  "step:<step name>"   one per step (name key-escaped): status, reuse
+
+Index tables list runs newest first (RowKey = inverted timestamp + run id; property RunId):
+
+    amlpiperunsbyexperiment  PartitionKey <experiment name>
+    amlpiperunsbypipeline    PartitionKey <published pipeline id>
+    amlpiperunsbyschedule    PartitionKey <schedule id>
+
+Updates are ETag-guarded read-modify-write loops; index rows are upserts (idempotent).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from azure.core import MatchConditions
+from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
+from azure.data.tables import TableServiceClient, TableTransactionError, UpdateMode
+
+from shared.errors import ConflictError, NotFoundError
+from shared.pipelines._storage import LazyTable, as_datetime, inverted_key, iso, key, utcnow
+from shared.pipelines.ids import is_guid
+
+TABLE = "amlpiperuns"
+INDEX_TABLES = {
+    "experiment": "amlpiperunsbyexperiment",
+    "pipeline": "amlpiperunsbypipeline",
+    "schedule": "amlpiperunsbyschedule",
+}
+RUN_ROW = "run"
+STEP_PREFIX = "step:"
+_BATCH = 100
+
+
+class RunStatus(StrEnum):
+    """A pipeline run's status; the value is the wire string."""
+
+    NOT_STARTED = "NotStarted"
+    RUNNING = "Running"
+    FAILED = "Failed"
+    FINISHED = "Finished"
+    CANCELED = "Canceled"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in (RunStatus.FAILED, RunStatus.FINISHED, RunStatus.CANCELED)
+
+
+class StepStatus(StrEnum):
+    """A step run's status; the value is the wire string."""
+
+    NOT_STARTED = "NotStarted"
+    QUEUED = "Queued"
+    RUNNING = "Running"
+    FAILED = "Failed"
+    FINISHED = "Finished"
+    CANCELED = "Canceled"
+    PARTIALLY_EXECUTED = "PartiallyExecuted"
+    BYPASSED = "Bypassed"
+
+
+@dataclass(frozen=True)
+class StepRun:
+    """One step of a run. Reuse fields are filled in by the orchestrator."""
+
+    run_id: str
+    name: str
+    status: StepStatus = StepStatus.NOT_STARTED
+    start_time: datetime | None = None
+    end_time: datetime | None = None
+    is_reused: bool = False
+    reused_run_id: str | None = None
+    reused_pipeline_run_id: str | None = None
+    etag: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "Name": self.name,
+            "PipelineRunId": self.run_id,
+            "Status": {
+                "StatusCode": self.status.value,
+                "StartTime": iso(self.start_time),
+                "EndTime": iso(self.end_time),
+            },
+            "IsReused": self.is_reused,
+            "ReusedRunId": self.reused_run_id,
+            "ReusedPipelineRunId": self.reused_pipeline_run_id,
+        }
+
+
+@dataclass(frozen=True)
+class PipelineRun:
+    """A pipeline run as stored. ``parameters`` holds the effective typed values of every parameter."""
+
+    id: str
+    experiment_name: str
+    graph_id: str
+    status: RunStatus
+    creation_time: datetime
+    parameters: dict[str, Any]
+    data_paths: dict[str, dict[str, str]]
+    total_run_steps: int
+    continue_on_step_failure: bool
+    regenerate_outputs: bool = False
+    pipeline_id: str | None = None
+    pipeline_endpoint_id: str | None = None
+    schedule_id: str | None = None
+    parent_run_id: str | None = None
+    description: str | None = None
+    run_source: str = "SDK"
+    run_type: str = "SDK"
+    tags: dict[str, str] = field(default_factory=dict)
+    properties: dict[str, str] = field(default_factory=dict)
+    status_detail: str | None = None
+    end_time: datetime | None = None
+    cancel_requested: bool = False
+    last_modified_date: datetime | None = None
+    etag: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """azureml's PipelineRunEntity shape."""
+        return {
+            "Id": self.id,
+            "Status": {
+                "StatusCode": self.status.value,
+                "StatusDetail": self.status_detail,
+                "CreationTime": iso(self.creation_time),
+                "EndTime": iso(self.end_time),
+            },
+            "GraphId": self.graph_id,
+            "IsSubmitted": True,
+            "HasErrors": self.status == RunStatus.FAILED,
+            "HasWarnings": False,
+            "UploadState": "Completed",
+            "ParameterAssignments": {n: wire_string(v) for n, v in self.parameters.items()},
+            "DataPathAssignments": {
+                n: {"DataStoreName": d["datastore"], "RelativePath": d["path_on_datastore"]}
+                for n, d in self.data_paths.items()
+            },
+            "DataSetDefinitionValueAssignments": {},
+            "RunHistoryExperimentName": self.experiment_name,
+            "PipelineId": self.pipeline_id,
+            "PipelineEndpointId": self.pipeline_endpoint_id,
+            "ParentRunId": self.parent_run_id,
+            "Description": self.description,
+            "RunSource": self.run_source,
+            "RunType": self.run_type,
+            "TotalRunSteps": self.total_run_steps,
+            "ScheduleId": self.schedule_id,
+            "ContinueRunOnStepFailure": self.continue_on_step_failure,
+            "RegenerateOutputs": self.regenerate_outputs,
+            "CancelRequested": self.cancel_requested,
+            "tags": dict(self.tags),
+            "Properties": dict(self.properties),
+            "EntityStatus": "Active",
+            "Etag": self.etag,
+            "CreatedDate": iso(self.creation_time),
+            "LastModifiedDate": iso(self.last_modified_date or self.creation_time),
+        }
+
+
+def wire_string(value: Any) -> str:
+    """A parameter value as azureml's ParameterAssignments shows it (bools as ``true``/``false``)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def cancel(run: PipelineRun) -> PipelineRun:
+    """The run after a cancel request: a NotStarted run is Canceled; a Running one is marked for the
+    orchestrator; a finished one is unchanged (cancel is idempotent)."""
+    if run.status.is_terminal:
+        return run
+    now = utcnow()
+    if run.status == RunStatus.NOT_STARTED:
+        return replace(run, status=RunStatus.CANCELED, end_time=now, cancel_requested=True, last_modified_date=now)
+    if run.cancel_requested:
+        return run
+    return replace(run, cancel_requested=True, last_modified_date=now)
+
+
+class RunStore:
+    """Runs, step runs and the run indexes in Table storage."""
+
+    def __init__(self, tables: TableServiceClient) -> None:
+        self._table = LazyTable(tables, TABLE)
+        self._indexes = {name: LazyTable(tables, base) for name, base in INDEX_TABLES.items()}
+
+    def create_run(self, run: PipelineRun, steps: list[StepRun]) -> PipelineRun:
+        """Store a new run with its step rows, then its index rows.
+
+        The run and steps go in one batch per 100 rows, the run row last, so a reader never sees a run
+        without its steps; repeating the call with the same run is a no-op.
+        """
+        table = self._table.client()
+        rows = [_step_entity(s) for s in steps] + [_run_entity(run)]
+        for start in range(0, len(rows), _BATCH):
+            chunk = rows[start : start + _BATCH]
+            try:
+                table.submit_transaction([("upsert" if r["RowKey"] != RUN_ROW else "create", r) for r in chunk])
+            except TableTransactionError as exc:
+                if exc.status_code != 409:
+                    raise
+                return self.get_run(run.id)  # already created by an earlier attempt
+        for index, partition in (
+            ("experiment", run.experiment_name),
+            ("pipeline", run.pipeline_id),
+            ("schedule", run.schedule_id),
+        ):
+            if partition:
+                self._indexes[index].client().upsert_entity(
+                    {"PartitionKey": key(partition), "RowKey": inverted_key(run.creation_time, run.id), "RunId": run.id}
+                )
+        return self.get_run(run.id)
+
+    def get_run(self, run_id: str) -> PipelineRun:
+        """The run ``run_id``.
+
+        Raises:
+            NotFoundError: there is none.
+        """
+        if not is_guid(run_id):
+            raise NotFoundError(f"Pipeline run {run_id!r} does not exist.", target="run_id")
+        try:
+            return _run_from(self._table.client().get_entity(run_id, RUN_ROW))
+        except ResourceNotFoundError as exc:
+            raise NotFoundError(f"Pipeline run {run_id!r} does not exist.", target="run_id") from exc
+
+    def list_steps(self, run_id: str) -> list[StepRun]:
+        """The step runs of ``run_id`` (empty for an unknown run)."""
+        if not is_guid(run_id):
+            return []
+        query = f"PartitionKey eq '{run_id}' and RowKey ge 'step:' and RowKey lt 'step;'"
+        return [_step_from(e) for e in self._table.client().query_entities(query)]
+
+    def list_runs(self, by: str, value: str, *, top: int = 100) -> list[PipelineRun]:
+        """Runs of an experiment / published pipeline / schedule (``by``), newest first, at most ``top``."""
+        index = self._indexes[by].client()
+        found: list[PipelineRun] = []
+        safe = key(value).replace("'", "''")
+        for row in index.query_entities(f"PartitionKey eq '{safe}'", results_per_page=top):
+            try:
+                found.append(self.get_run(str(row["RunId"])))
+            except NotFoundError:
+                continue
+            if len(found) >= top:
+                break
+        return found
+
+    def update_run(self, run_id: str, change: Callable[[PipelineRun], PipelineRun]) -> PipelineRun:
+        """Apply ``change`` to the stored run, retrying when someone else wrote first (ETag).
+
+        Raises:
+            NotFoundError: no such run.
+            ConflictError: it kept changing underneath.
+        """
+        table = self._table.client()
+        for _ in range(8):
+            current = self.get_run(run_id)
+            updated = change(current)
+            if updated == current:
+                return current
+            try:
+                meta = table.update_entity(
+                    _run_entity(updated),
+                    mode=UpdateMode.REPLACE,
+                    etag=current.etag,
+                    match_condition=MatchConditions.IfNotModified,
+                )
+            except HttpResponseError as exc:
+                if exc.status_code == 412:
+                    continue
+                raise
+            return replace(updated, etag=str(meta.get("etag")))
+        raise ConflictError(f"Pipeline run {run_id!r} changed meanwhile; try again.", target="run_id")
+
+    def cancel_run(self, run_id: str) -> PipelineRun:
+        """Cancel ``run_id`` (see :func:`cancel`); NotStarted steps of a canceled run become Canceled."""
+        run = self.update_run(run_id, cancel)
+        if run.status == RunStatus.CANCELED:
+            table = self._table.client()
+            for step in self.list_steps(run_id):
+                if step.status in (StepStatus.NOT_STARTED, StepStatus.QUEUED):
+                    try:
+                        table.update_entity(
+                            {**_step_entity(replace(step, status=StepStatus.CANCELED, end_time=run.end_time))},
+                            mode=UpdateMode.REPLACE,
+                            etag=step.etag,
+                            match_condition=MatchConditions.IfNotModified,
+                        )
+                    except HttpResponseError as exc:
+                        if exc.status_code != 412:  # the orchestrator moved it: its decision wins
+                            raise
+        return run
+
+
+def _run_entity(run: PipelineRun) -> dict[str, Any]:
+    return {
+        "PartitionKey": run.id,
+        "RowKey": RUN_ROW,
+        "ExperimentName": run.experiment_name,
+        "GraphId": run.graph_id,
+        "Status": run.status.value,
+        "StatusDetail": run.status_detail,
+        "CreationTime": run.creation_time,
+        "EndTime": run.end_time,
+        "LastModifiedDate": run.last_modified_date or run.creation_time,
+        "Parameters": json.dumps(run.parameters),
+        "DataPaths": json.dumps(run.data_paths),
+        "TotalRunSteps": run.total_run_steps,
+        "ContinueOnStepFailure": run.continue_on_step_failure,
+        "RegenerateOutputs": run.regenerate_outputs,
+        "PipelineId": run.pipeline_id,
+        "PipelineEndpointId": run.pipeline_endpoint_id,
+        "ScheduleId": run.schedule_id,
+        "ParentRunId": run.parent_run_id,
+        "Description": run.description,
+        "RunSource": run.run_source,
+        "RunType": run.run_type,
+        "Tags": json.dumps(run.tags),
+        "Properties": json.dumps(run.properties),
+        "CancelRequested": run.cancel_requested,
+    }
+
+
+def _run_from(e: Any) -> PipelineRun:
+    created = as_datetime(e["CreationTime"])
+    assert created is not None
+    return PipelineRun(
+        id=str(e["PartitionKey"]),
+        experiment_name=str(e["ExperimentName"]),
+        graph_id=str(e["GraphId"]),
+        status=RunStatus(e["Status"]),
+        status_detail=e.get("StatusDetail"),
+        creation_time=created,
+        end_time=as_datetime(e.get("EndTime")),
+        last_modified_date=as_datetime(e.get("LastModifiedDate")),
+        parameters=json.loads(e["Parameters"]),
+        data_paths=json.loads(e["DataPaths"]),
+        total_run_steps=int(e["TotalRunSteps"]),
+        continue_on_step_failure=bool(e["ContinueOnStepFailure"]),
+        regenerate_outputs=bool(e.get("RegenerateOutputs", False)),
+        pipeline_id=e.get("PipelineId"),
+        pipeline_endpoint_id=e.get("PipelineEndpointId"),
+        schedule_id=e.get("ScheduleId"),
+        parent_run_id=e.get("ParentRunId"),
+        description=e.get("Description"),
+        run_source=str(e.get("RunSource") or "SDK"),
+        run_type=str(e.get("RunType") or "SDK"),
+        tags=json.loads(e.get("Tags") or "{}"),
+        properties=json.loads(e.get("Properties") or "{}"),
+        cancel_requested=bool(e.get("CancelRequested", False)),
+        etag=str(e.metadata.get("etag")),
+    )
+
+
+def _step_entity(step: StepRun) -> dict[str, Any]:
+    return {
+        "PartitionKey": step.run_id,
+        "RowKey": STEP_PREFIX + key(step.name),
+        "Name": step.name,
+        "Status": step.status.value,
+        "StartTime": step.start_time,
+        "EndTime": step.end_time,
+        "IsReused": step.is_reused,
+        "ReusedRunId": step.reused_run_id,
+        "ReusedPipelineRunId": step.reused_pipeline_run_id,
+    }
+
+
+def _step_from(e: Any) -> StepRun:
+    return StepRun(
+        run_id=str(e["PartitionKey"]),
+        name=str(e["Name"]),
+        status=StepStatus(e["Status"]),
+        start_time=as_datetime(e.get("StartTime")),
+        end_time=as_datetime(e.get("EndTime")),
+        is_reused=bool(e.get("IsReused", False)),
+        reused_run_id=e.get("ReusedRunId"),
+        reused_pipeline_run_id=e.get("ReusedPipelineRunId"),
+        etag=str(e.metadata.get("etag")),
+    )

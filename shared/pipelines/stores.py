@@ -1,0 +1,94 @@
+"""The stores the pipeline engine works with, bundled, and the run queue.
+
+``default_stores()`` builds them once per process on ``shared.storage.clients()``; tests build their
+own with ``Stores.from_clients(StorageClients.from_settings(...))``.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+from dataclasses import dataclass
+
+from azure.core.exceptions import ResourceExistsError
+from azure.storage.queue import QueueClient
+
+from shared import storage
+from shared.graph import Registry
+from shared.pipelines.endpoints import PipelineEndpointStore
+from shared.pipelines.experiments import ExperimentStore
+from shared.pipelines.graphs import GraphStore
+from shared.pipelines.published import PublishedPipelineStore
+from shared.pipelines.runs import RunStore
+from shared.pipelines.snapshots import SnapshotStore
+
+#: The Storage queue the orchestrator consumes: one message ``{"run_id": ...}`` per submitted run.
+RUN_QUEUE = "amlpipe-runs"
+
+
+class RunQueue:
+    """The ``amlpipe-runs`` queue. Messages are base64 JSON (host.json ``messageEncoding``)."""
+
+    def __init__(self, client: QueueClient) -> None:
+        self._client = client
+        self._created = False
+        self._lock = threading.Lock()
+
+    def enqueue_run(self, run_id: str) -> None:
+        """Ask the orchestrator to start ``run_id`` (a reference, never the payload)."""
+        with self._lock:
+            if not self._created:
+                try:
+                    self._client.create_queue()
+                except ResourceExistsError:
+                    pass
+                self._created = True
+        text = json.dumps({"run_id": run_id})
+        self._client.send_message(base64.b64encode(text.encode("utf-8")).decode("ascii"))
+
+
+@dataclass
+class Stores:
+    """Every store of the pipeline engine, on one storage account."""
+
+    graphs: GraphStore
+    snapshots: SnapshotStore
+    published: PublishedPipelineStore
+    endpoints: PipelineEndpointStore
+    experiments: ExperimentStore
+    runs: RunStore
+    queue: RunQueue
+
+    @classmethod
+    def from_clients(cls, clients: storage.StorageClients) -> Stores:
+        return cls(
+            graphs=GraphStore(clients.blobs),
+            snapshots=SnapshotStore(clients.blobs),
+            published=PublishedPipelineStore(clients.tables),
+            endpoints=PipelineEndpointStore(clients.tables),
+            experiments=ExperimentStore(clients.tables),
+            runs=RunStore(clients.tables),
+            queue=RunQueue(clients.queues.get_queue_client(RUN_QUEUE)),
+        )
+
+
+_default: Stores | None = None
+_lock = threading.Lock()
+
+
+def default_stores() -> Stores:
+    """The process-wide stores on ``AzureWebJobsStorage``."""
+    global _default
+    with _lock:
+        if _default is None:
+            _default = Stores.from_clients(storage.clients())
+        return _default
+
+
+def default_registry() -> Registry:
+    """The workspace registry (datastores, datasets, compute targets) used to validate graphs."""
+    from shared.registry import default_registry as registry  # owned by the registry module
+
+    found: Registry = registry()
+    return found

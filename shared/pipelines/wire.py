@@ -1,0 +1,209 @@
+"""Pydantic models of the pipeline API's JSON bodies, for the OpenAPI document.
+
+The engine shapes answers with ``to_json`` methods and reads bodies with its own checks (which give
+azureml-style messages); ``tests/unit/test_pipeline_wire.py`` keeps these models and those shapes
+the same.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DataPathAssignment(_Body):
+    DataStoreName: str
+    RelativePath: str = ""
+
+
+class SubmitBody(_Body):
+    """azureml's PipelineSubmissionInfo: the body of every submit route."""
+
+    ExperimentName: str = Field(description="The experiment to run in; created if new.")
+    Description: str | None = None
+    RunSource: str | None = Field(default=None, description='"SDK", "API", ...')
+    RunType: str | None = None
+    ParameterAssignments: dict[str, str | int | float | bool] | None = Field(
+        default=None, description="Declared parameter name → value; an undeclared name is a 400."
+    )
+    DataPathAssignments: dict[str, DataPathAssignment] | None = None
+    DataSetDefinitionValueAssignments: dict[str, Any] | None = Field(default=None, description="Not supported yet.")
+    ContinueRunOnStepFailure: bool | None = None
+    EnableNotification: bool | None = None
+    tags: dict[str, str] | None = None
+    Properties: dict[str, str] | None = None
+    ParentRunId: str | None = None
+    RegenerateOutputs: bool | None = None
+
+
+class AdHocSubmitBody(SubmitBody):
+    """An unpublished graph to run: the submit keys plus ``Graph``."""
+
+    Graph: dict[str, Any] = Field(description="A PipelineGraph document.")
+
+
+class RunStatusInfo(_Body):
+    StatusCode: str = Field(description="NotStarted, Running, Failed, Finished or Canceled.")
+    StatusDetail: str | None = None
+    CreationTime: str | None = None
+    EndTime: str | None = None
+
+
+class StepStatusInfo(_Body):
+    StatusCode: str = Field(description="Adds Queued, PartiallyExecuted and Bypassed to the run statuses.")
+    StartTime: str | None = None
+    EndTime: str | None = None
+
+
+class StepRunEntity(_Body):
+    Name: str
+    PipelineRunId: str
+    Status: StepStatusInfo
+    IsReused: bool
+    ReusedRunId: str | None
+    ReusedPipelineRunId: str | None
+
+
+class PipelineRunEntity(_Body):
+    """azureml's PipelineRunEntity."""
+
+    Id: str
+    Status: RunStatusInfo
+    GraphId: str
+    IsSubmitted: bool
+    HasErrors: bool
+    HasWarnings: bool
+    UploadState: str
+    ParameterAssignments: dict[str, str]
+    DataPathAssignments: dict[str, DataPathAssignment]
+    DataSetDefinitionValueAssignments: dict[str, Any]
+    RunHistoryExperimentName: str
+    PipelineId: str | None
+    PipelineEndpointId: str | None
+    ParentRunId: str | None
+    Description: str | None
+    RunSource: str
+    RunType: str
+    TotalRunSteps: int
+    ScheduleId: str | None
+    ContinueRunOnStepFailure: bool
+    RegenerateOutputs: bool
+    CancelRequested: bool
+    tags: dict[str, str]
+    Properties: dict[str, str]
+    EntityStatus: str
+    Etag: str | None
+    CreatedDate: str | None
+    LastModifiedDate: str | None
+    StepRuns: list[StepRunEntity] | None = Field(default=None, description="Only when getting one run.")
+
+
+class PublishBody(_Body):
+    Name: str
+    Description: str | None = None
+    Version: str | None = None
+    ContinueRunOnStepFailure: bool | None = None
+    EnableNotification: bool | None = None
+    Graph: dict[str, Any] | None = Field(default=None, description="A PipelineGraph document (or GraphId).")
+    GraphId: str | None = Field(default=None, description="The id of a stored graph, e.g. a run's GraphId.")
+
+
+class PublishedPipelineEntity(_Body):
+    Id: str
+    Name: str
+    Description: str | None
+    Version: str | None
+    Status: str = Field(description="Active, Disabled or Deprecated.")
+    EntityStatus: str
+    GraphId: str
+    Url: str = Field(description="The full submit URL (PublishedPipeline.endpoint).")
+    ContinueRunOnStepFailure: bool
+    TotalRunSteps: int
+    CreatedDate: str | None
+    LastModifiedDate: str | None
+    Etag: str | None
+
+
+class EndpointVersionEntity(_Body):
+    Version: str
+    PipelineId: str
+
+
+class PipelineEndpointEntity(_Body):
+    Id: str
+    Name: str
+    Description: str | None
+    Status: str
+    DefaultVersion: str
+    PipelineVersionList: list[EndpointVersionEntity]
+    Url: str
+    CreatedDate: str | None
+    LastModifiedDate: str | None
+    Etag: str | None
+
+
+class CreateEndpointBody(_Body):
+    Name: str
+    Description: str | None = None
+    PipelineId: str
+
+
+class AddVersionBody(_Body):
+    PipelineId: str
+    SetDefault: bool = False
+
+
+class SetDefaultBody(_Body):
+    PipelineId: str | None = Field(default=None, description="set_default: a pipeline already on the endpoint.")
+    Version: str | None = Field(default=None, description="set_default_version: a version of the endpoint.")
+
+
+class SnapshotTicket(_Body):
+    exists: bool
+    upload_url: str | None = Field(default=None, description="Write-only blob SAS URL; PUT the zip (BlockBlob).")
+
+
+class ExperimentEntity(_Body):
+    Id: str
+    Name: str
+    CreatedDate: str | None
+
+
+class ErrorDetailBody(_Body):
+    Code: str
+    Message: str
+    Target: str | None = None
+
+
+class ErrorInfo(_Body):
+    Code: str
+    Message: str
+    Target: str | None = None
+    Details: list[ErrorDetailBody] = []
+
+
+class ErrorResponse(_Body):
+    """azureml's error body."""
+
+    Error: ErrorInfo
+
+
+class PublishedPipelineList(_Body):
+    value: list[PublishedPipelineEntity]
+
+
+class PipelineEndpointList(_Body):
+    value: list[PipelineEndpointEntity]
+
+
+class PipelineRunList(_Body):
+    value: list[PipelineRunEntity]
+
+
+class ExperimentList(_Body):
+    value: list[ExperimentEntity]

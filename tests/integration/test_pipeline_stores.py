@@ -1,0 +1,136 @@
+"""The pipeline stores on Azurite: idempotent writes, ETag conflicts, nothing left behind on rejection."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import requests
+from azure.core.exceptions import ResourceNotFoundError
+
+from shared.errors import BadRequestError, ConflictError, NotFoundError
+from shared.graph import parse_graph
+from shared.graph.snapshot import build_snapshot
+from shared.pipelines import publish, submit
+from shared.pipelines.endpoints import new_endpoint
+from shared.pipelines.published import PipelineStatus
+from shared.pipelines.runs import RunStatus
+from shared.pipelines.stores import Stores
+from shared.storage import StorageClients
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def stores(storage: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stores]:
+    monkeypatch.setenv("AMLPIPE_TABLE_PREFIX", f"i{uuid.uuid4().hex[:10]}")
+    with StorageClients.from_connection_string(storage) as clients:
+        yield Stores.from_clients(clients)
+
+
+def _graph(stores: Stores, tmp_path: Path) -> dict[str, object]:
+    (tmp_path / "train.py").write_text("print('hi')\n")
+    snap = build_snapshot(tmp_path)
+    ticket = stores.snapshots.begin_upload(snap.sha256)
+    if not ticket.exists:
+        assert ticket.upload_url is not None
+        put = requests.put(ticket.upload_url, data=snap.data, headers={"x-ms-blob-type": "BlockBlob"}, timeout=30)
+        assert put.status_code == 201
+    return {
+        "parameters": [{"name": "n", "type": "int", "default_value": 1}],
+        "steps": [
+            {
+                "name": "train",
+                "kind": "python_script",
+                "script_name": "train.py",
+                "snapshot": {"sha256": snap.sha256, "size_bytes": snap.size_bytes},
+            }
+        ],
+    }
+
+
+def test_a_snapshot_is_uploaded_once_and_verified(stores: Stores, tmp_path: Path) -> None:
+    graph = parse_graph(_graph(stores, tmp_path))
+    ref = graph.steps[0].snapshot
+    assert ref is not None
+    assert stores.snapshots.begin_upload(ref.sha256).exists
+    assert stores.snapshots.manifest(ref) == ["train.py"]
+
+
+def test_forged_snapshot_bytes_are_refused_and_replaced(stores: Stores) -> None:
+    sha = "ab" * 32
+    ticket = stores.snapshots.begin_upload(sha)
+    assert ticket.upload_url is not None
+    requests.put(ticket.upload_url, data=b"not a zip", headers={"x-ms-blob-type": "BlockBlob"}, timeout=30)
+    from shared.graph.model import SnapshotRef
+
+    with pytest.raises(BadRequestError, match="do not have that sha256"):
+        stores.snapshots.manifest(SnapshotRef(sha256=sha, size_bytes=9))
+    assert not stores.snapshots.begin_upload(sha).exists  # the forged blob is dropped: upload again
+
+
+def test_a_script_missing_from_its_snapshot_is_refused(stores: Stores, tmp_path: Path) -> None:
+    graph = _graph(stores, tmp_path)
+    graph["steps"][0]["script_name"] = "nope.py"  # type: ignore[index]
+    with pytest.raises(BadRequestError):
+        publish.publish_pipeline(stores, {"Name": "p", "Graph": graph}, None)
+    assert stores.published.list_published_pipelines(active_only=False) == []
+
+
+def test_publishing_and_status_changes_are_idempotent(stores: Stores, tmp_path: Path) -> None:
+    pipeline = publish.publish_pipeline(stores, {"Name": "p", "Graph": _graph(stores, tmp_path)}, None)
+    assert stores.published.create_published_pipeline(replace(pipeline, name="other")).name == "p"
+    disabled = stores.published.set_status(pipeline.id, PipelineStatus.DISABLED)
+    assert stores.published.set_status(pipeline.id, PipelineStatus.DISABLED).etag == disabled.etag
+    assert stores.published.list_published_pipelines() == []
+    assert [p.id for p in stores.published.list_published_pipelines(active_only=False)] == [pipeline.id]
+
+
+def test_an_endpoint_write_with_a_stale_etag_is_a_conflict(stores: Stores) -> None:
+    endpoint = stores.endpoints.create_endpoint(new_endpoint("Ep", None, str(uuid.uuid4())))
+    stores.endpoints.replace_endpoint(replace(endpoint, description="first"))
+    with pytest.raises(ConflictError):
+        stores.endpoints.replace_endpoint(replace(endpoint, description="second"))
+    with pytest.raises(ConflictError):
+        stores.endpoints.create_endpoint(new_endpoint("ep", None, str(uuid.uuid4())))
+    assert stores.endpoints.get_endpoint_by_name("EP").description == "first"
+
+
+def test_a_rejected_submission_leaves_nothing_behind(stores: Stores, tmp_path: Path) -> None:
+    pipeline = publish.publish_pipeline(stores, {"Name": "p", "Graph": _graph(stores, tmp_path)}, None)
+    queued = _queued(stores)
+    for body in ({"ExperimentName": "rejected", "ParameterAssignments": {"m": "1"}}, {"ExperimentName": "rejected",
+                 "ParameterAssignments": {"n": "x"}}, {"ParameterAssignments": {}}):  # fmt: skip
+        with pytest.raises(BadRequestError):
+            submit.submit_published(stores, pipeline.id, body, None)
+    with pytest.raises(NotFoundError):
+        stores.experiments.get_experiment("rejected")
+    assert stores.runs.list_runs("pipeline", pipeline.id) == []
+    assert _queued(stores) == queued
+
+
+def test_a_run_is_created_with_its_steps_and_cancel_is_idempotent(stores: Stores, tmp_path: Path) -> None:
+    pipeline = publish.publish_pipeline(stores, {"Name": "p", "Graph": _graph(stores, tmp_path)}, None)
+    run = submit.submit_published(
+        stores, pipeline.id, {"ExperimentName": "exp", "ParameterAssignments": {"n": 4}}, None
+    )
+    assert run.status == RunStatus.NOT_STARTED and run.parameters == {"n": 4}
+    assert stores.runs.create_run(run, []) == run  # a repeated create is a no-op
+    assert [s.name for s in stores.runs.list_steps(run.id)] == ["train"]
+    assert [r.id for r in stores.runs.list_runs("experiment", "exp")] == [run.id]
+    assert [r.id for r in stores.runs.list_runs("pipeline", pipeline.id)] == [run.id]
+    canceled = stores.runs.cancel_run(run.id)
+    assert canceled.status == RunStatus.CANCELED
+    assert stores.runs.cancel_run(run.id).etag == canceled.etag
+    assert [s.status.value for s in stores.runs.list_steps(run.id)] == ["Canceled"]
+
+
+def _queued(stores: Stores) -> int:
+    """Messages in the run queue (shared by the session's tests, so compare counts)."""
+    try:
+        return int(stores.queue._client.get_queue_properties().approximate_message_count or 0)
+    except ResourceNotFoundError:
+        return 0
