@@ -139,7 +139,7 @@ class Workspace:
     @property
     def experiments(self) -> dict[str, Any]:
         """Every experiment, by name."""
-        from amlpipe.core.experiment import Experiment  # type: ignore[import-not-found,unused-ignore]
+        from amlpipe.core.experiment import Experiment  # here: experiment imports this module
 
         return {e.name: e for e in Experiment.list(self)}
 
