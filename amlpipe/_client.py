@@ -8,14 +8,36 @@ from the workspace's authentication, sends and reads JSON, and turns an azureml 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 import requests
 
-from amlpipe.core.authentication import AbstractAuthentication
-from amlpipe.exceptions import ServiceException
+from amlpipe.exceptions import ServiceException, UserErrorException
+
+if TYPE_CHECKING:  # amlpipe.core imports this module: a runtime import would be circular
+    from amlpipe.core.authentication import AbstractAuthentication
 
 DEFAULT_TIMEOUT = 60.0
+
+
+def api_path(*segments: object) -> str:
+    """An API path from ``segments``, each percent-encoded as one whole segment.
+
+    ``api_path("datastores", "../principals")`` is ``datastores/..%2Fprincipals``: a name can never add a
+    segment or reach another route (urllib3 resolves dot segments before sending).
+
+    Raises:
+        UserErrorException: a segment is empty, ``.`` or ``..`` (no amlpipe name is; percent-encoding the dots
+            does not help, since requests decodes ``%2E`` back to ``.``).
+    """
+    return "/".join(_segment(str(segment)) for segment in segments)
+
+
+def _segment(value: str) -> str:
+    if value in ("", ".", ".."):
+        raise UserErrorException(f"{value!r} is not a valid name.")
+    return quote(value, safe="")
 
 
 class ServiceClient:
@@ -26,6 +48,11 @@ class ServiceClient:
         self._auth = auth
         self._timeout = timeout
         self._session = requests.Session()
+
+    @staticmethod
+    def path(*segments: object) -> str:
+        """``api_path(*segments)``: build every path that contains a name or id with it."""
+        return api_path(*segments)
 
     def url(self, path: str) -> str:
         """The full URL of an API path such as ``/datastores``."""

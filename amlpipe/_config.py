@@ -11,13 +11,11 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from amlpipe.exceptions import UserErrorException
+from shared.auth.bootstrap import write_config as write_config  # one implementation, re-exported
 
 CONFIG_DIR = ".amlpipe"
 CONFIG_FILE = "config.json"
@@ -98,19 +96,3 @@ def default_endpoint() -> str | None:
         if endpoint:
             return endpoint
     return os.environ.get(ENDPOINT_ENV) or None
-
-
-def write_config(path: str | os.PathLike[str], config: Mapping[str, Any]) -> Path:
-    """Write ``config`` to ``path`` atomically with mode 0600 (it holds a secret); return the path."""
-    target = Path(path)
-    target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(prefix=".config-", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(dict(config), handle, indent=2)
-            handle.write("\n")
-        os.replace(temp, target)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
-    return target

@@ -171,7 +171,7 @@ def sp_create(
     from amlpipe._config import write_config as write
 
     session = _Session(config)
-    body = session.call("POST", "/api/principals", json={"displayName": name, "role": role})
+    body = session.create_principal(display_name=name, role=role)
     if write_config is not None:
         path = write(
             write_config,
@@ -196,8 +196,7 @@ def sp_list(
     config: Annotated[Path | None, typer.Option(help="Config with Owner credentials (default: nearest).")] = None,
 ) -> None:
     """List principals (never their secrets)."""
-    body = _Session(config).call("GET", "/api/principals")
-    for p in body.get("value", []):
+    for p in _Session(config).list_principals():
         state = " (disabled)" if p.get("disabled") else ""
         typer.echo(f"{p['id']}  {p['role']:<11}  {p['createdTime']}  {p.get('displayName', '')}{state}")
 
@@ -208,14 +207,19 @@ def sp_delete(
     config: Annotated[Path | None, typer.Option(help="Config with Owner credentials (default: nearest).")] = None,
 ) -> None:
     """Delete a principal (succeeds if it is already gone)."""
-    _Session(config).call("DELETE", f"/api/principals/{principal_id}")
+    _Session(config).delete_principal(principal_id)
     typer.echo(f"Deleted {principal_id}.")
 
 
 class _Session:
-    """Calls the REST API with the credentials of a config file; errors become exit code 1."""
+    """The principals API with the credentials of a config file; every error becomes exit code 1.
+
+    Requests go through ``amlpipe._client.ServiceClient``, so errors map to ``ServiceException`` in
+    one place (the SDK's) and ids are quoted as path segments.
+    """
 
     def __init__(self, config: Path | None):
+        from amlpipe._client import ServiceClient
         from amlpipe._config import load_config
         from amlpipe.core.authentication import ServicePrincipalAuthentication
         from amlpipe.exceptions import UserErrorException
@@ -229,34 +233,34 @@ class _Session:
             typer.echo(f"{found.path} lacks endpoint, tenant_id or service principal credentials.", err=True)
             raise typer.Exit(code=1)
         self.endpoint = found.endpoint.rstrip("/")
-        self.auth = ServicePrincipalAuthentication(
+        auth = ServicePrincipalAuthentication(
             found.tenant_id, found.service_principal_id, found.service_principal_password, endpoint=self.endpoint
         )
+        self._client = ServiceClient(self.endpoint, auth, timeout=30)
 
-    def call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
-        import requests
+    def create_principal(self, *, display_name: str, role: str) -> dict[str, Any]:
+        return self._call("POST", "principals", {"displayName": display_name, "role": role})
 
-        from amlpipe.exceptions import AuthenticationException
+    def list_principals(self) -> list[dict[str, Any]]:
+        value = self._call("GET", "principals").get("value", [])
+        return value if isinstance(value, list) else []
+
+    def delete_principal(self, principal_id: str) -> None:
+        self._call("DELETE", self._client.path("principals", principal_id))
+
+    def _call(self, method: str, path: str, body: Any = None) -> dict[str, Any]:
+        from amlpipe.exceptions import AuthenticationException, ServiceException
 
         try:
-            response = requests.request(
-                method, self.endpoint + path, headers=self.auth.get_authentication_header(), timeout=30, **kwargs
-            )
+            answer = self._client.request(method, path, body=body)
         except AuthenticationException as exc:
             typer.echo(str(exc), err=True)
             raise typer.Exit(code=1) from exc
-        except requests.RequestException as exc:
-            typer.echo(f"Could not reach {self.endpoint}: {type(exc).__name__}.", err=True)
+        except ServiceException as exc:
+            prefix = "" if exc.status_code == 0 else f"{exc.status_code}: "
+            typer.echo(f"{prefix}{exc.message}", err=True)
             raise typer.Exit(code=1) from exc
-        try:
-            body = response.json() if response.content else {}
-        except ValueError:
-            body = {}
-        if response.status_code >= 400:
-            error = body.get("Error", {}) if isinstance(body, dict) else {}
-            typer.echo(f"{response.status_code}: {error.get('Message') or response.reason}", err=True)
-            raise typer.Exit(code=1)
-        return body if isinstance(body, dict) else {}
+        return answer if isinstance(answer, dict) else {}
 
 
 async def _serve(host: Host) -> None:

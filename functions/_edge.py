@@ -28,7 +28,12 @@ log = logging.getLogger("amlpipe.api")
 
 #: Largest JSON body an API function accepts unless it says otherwise.
 MAX_JSON_BODY = 1024 * 1024
+#: Deepest nesting of arrays/objects a JSON body may have; no API body comes near it, and code that
+#: walks a body recursively (validation, logging, echoing it back) must never meet Python's limit.
+MAX_JSON_DEPTH = 64
 REALM = "amlpipe"
+#: The attribute ``api(role)`` sets on each endpoint, so the documented roles can be checked against it.
+ROLE_ATTRIBUTE = "__amlpipe_role__"
 
 Handler = Callable[[func.HttpRequest, Principal], func.HttpResponse]
 Endpoint = Callable[[func.HttpRequest], func.HttpResponse]
@@ -60,9 +65,16 @@ def api(role: Role, *, authenticate: Authenticate | None = None) -> Callable[[Ha
         endpoint.__qualname__ = handler.__qualname__
         endpoint.__doc__ = handler.__doc__
         endpoint.__module__ = handler.__module__
+        setattr(endpoint, ROLE_ATTRIBUTE, role)  # read back by role_of: the OpenAPI test ties docs to it
         return endpoint
 
     return decorate
+
+
+def role_of(endpoint: Callable[..., Any]) -> Role | None:
+    """The role ``api(role)`` guards ``endpoint`` with; None for a function it does not guard (anonymous)."""
+    role = getattr(endpoint, ROLE_ATTRIBUTE, None)
+    return role if isinstance(role, Role) else None
 
 
 def handle_errors(call: Callable[[], func.HttpResponse], *, name: str) -> func.HttpResponse:
@@ -98,7 +110,8 @@ def read_json(req: func.HttpRequest, *, limit: int = MAX_JSON_BODY) -> Any:
 
     Raises:
         PayloadTooLargeError: the body is over ``limit`` bytes (413).
-        BadRequestError: the body is empty, not UTF-8 or not JSON; the message says where (400).
+        BadRequestError: the body is empty, not UTF-8, not JSON or nested deeper than
+            ``MAX_JSON_DEPTH``; the message says where (400).
     """
     body = req.get_body() or b""
     if len(body) > limit:
@@ -106,7 +119,7 @@ def read_json(req: func.HttpRequest, *, limit: int = MAX_JSON_BODY) -> Any:
     if not body.strip():
         raise BadRequestError("The request body is empty; send a JSON object.", target="body")
     try:
-        return json.loads(body.decode("utf-8"))
+        value = json.loads(body.decode("utf-8"))
     except UnicodeDecodeError as exc:
         raise BadRequestError("The request body is not UTF-8 text.", target="body") from exc
     except json.JSONDecodeError as exc:
@@ -114,6 +127,11 @@ def read_json(req: func.HttpRequest, *, limit: int = MAX_JSON_BODY) -> Any:
             f"The request body is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}.",
             target="body",
         ) from exc
+    except RecursionError as exc:  # the decoder recurses per level: "[" * 200000 gets here
+        raise _too_deep() from exc
+    if _depth(value) > MAX_JSON_DEPTH:
+        raise _too_deep()
+    return value
 
 
 def read_json_object(req: func.HttpRequest, *, limit: int = MAX_JSON_BODY) -> dict[str, Any]:
@@ -128,6 +146,30 @@ def json_response(body: Any, *, status: int = 200, headers: dict[str, str] | Non
     return func.HttpResponse(
         json.dumps(body), status_code=status, headers=headers or {}, mimetype="application/json", charset="utf-8"
     )
+
+
+def _too_deep() -> BadRequestError:
+    return BadRequestError(
+        f"The request body's JSON nesting is too deep; at most {MAX_JSON_DEPTH} levels of arrays and objects.",
+        target="body",
+    )
+
+
+def _depth(value: Any) -> int:
+    """How deeply ``value`` nests lists and dicts (a scalar is 0), walked without recursion."""
+    deepest = 0
+    pending: list[tuple[Any, int]] = [(value, 0)]
+    while pending:
+        item, level = pending.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        if children is None:
+            continue
+        level += 1
+        if level > MAX_JSON_DEPTH:
+            return level
+        deepest = max(deepest, level)
+        pending.extend((child, level) for child in children)
+    return deepest
 
 
 def _quoted(text: str) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import azure.functions as func
 
 from functions import _edge as edge
-from functions.pipelines import endpoint_url
+from functions.pipelines import endpoint_url, flag, parse_top
 from shared.auth import Principal, Role
 from shared.pipelines import default_stores
 from shared.pipelines import publish as flows
@@ -34,8 +34,8 @@ def list_endpoints(req: func.HttpRequest, caller: Principal) -> func.HttpRespons
     name = req.params.get("name")
     if name is not None:
         return _endpoint(req, stores.endpoints.get_endpoint_by_name(name))
-    active_only = (req.params.get("active_only") or "true").lower() != "false"
-    found = stores.endpoints.list_endpoints(active_only=active_only)
+    found = stores.endpoints.list_endpoints(active_only=flag(req, "active_only", default=True))
+    found = found[: parse_top(req, default=len(found) or 1, maximum=9999)]
     return edge.json_response({"value": [e.to_json(endpoint_url(req, e.id)) for e in found]})
 
 

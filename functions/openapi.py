@@ -57,6 +57,8 @@ ROUTES: tuple[Route, ...] = (
           status=204, tag="auth"),
     Route("POST", "/api/snapshots/{sha256}", "Ask to upload a source snapshot (zip) by its sha256.", "Operator",
           response=w.SnapshotTicket),
+    Route("POST", "/api/snapshots/{sha256}/commit", "Verify an uploaded snapshot and store it by its sha256.",
+          "Operator", request=w.CommitSnapshotBody, response=w.SnapshotRefEntity),
     Route("POST", "/api/pipelines", "Publish a pipeline graph.", "Contributor",
           request=w.PublishBody, response=w.PublishedPipelineEntity),
     Route("GET", "/api/pipelines", "List published pipelines.", "Reader", response=w.PublishedPipelineList,

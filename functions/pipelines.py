@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import azure.functions as func
 
 from functions import _edge as edge
@@ -44,9 +46,18 @@ def _pipeline(req: func.HttpRequest, pipeline: PublishedPipeline) -> func.HttpRe
 @bp.route(route="snapshots/{sha256}", methods=["POST"], auth_level=ANON)
 @edge.api(Role.OPERATOR)
 def begin_snapshot_upload(req: func.HttpRequest, caller: Principal) -> func.HttpResponse:
-    """``{"exists": true}``, or ``{"exists": false, "upload_url": <write-only SAS URL>}`` to PUT the zip to."""
+    """``{"exists": true}``, or ``{"exists": false, "upload_url", "staging_id"}``: PUT the zip there, then commit."""
     ticket = default_stores().snapshots.begin_upload(req.route_params["sha256"])
     return edge.json_response(ticket.to_json())
+
+
+@bp.route(route="snapshots/{sha256}/commit", methods=["POST"], auth_level=ANON)
+@edge.api(Role.OPERATOR)
+def commit_snapshot(req: func.HttpRequest, caller: Principal) -> func.HttpResponse:
+    """``{StagingId}``: verify the uploaded staging blob and store it under its sha256 (400 if refused)."""
+    body = edge.read_json_object(req)
+    ref = default_stores().snapshots.commit(req.route_params["sha256"], body.get("StagingId"))
+    return edge.json_response({"sha256": ref.sha256, "size_bytes": ref.size_bytes})
 
 
 @bp.route(route="pipelines", methods=["POST"], auth_level=ANON)
@@ -61,7 +72,7 @@ def publish_pipeline(req: func.HttpRequest, caller: Principal) -> func.HttpRespo
 @edge.api(Role.READER)
 def list_pipelines(req: func.HttpRequest, caller: Principal) -> func.HttpResponse:
     """Published pipelines, newest first; ``?active_only=false`` includes disabled ones."""
-    active_only = _flag(req, "active_only", default=True)
+    active_only = flag(req, "active_only", default=True)
     found = default_stores().published.list_published_pipelines(active_only=active_only)
     return edge.json_response({"value": [p.to_json(pipeline_url(req, p.id)) for p in found]})
 
@@ -95,7 +106,8 @@ def disable_pipeline(req: func.HttpRequest, caller: Principal) -> func.HttpRespo
     return _pipeline(req, flows.set_pipeline_status(stores, req.route_params["pipeline_id"], PipelineStatus.DISABLED))
 
 
-def _flag(req: func.HttpRequest, name: str, *, default: bool) -> bool:
+def flag(req: func.HttpRequest, name: str, *, default: bool) -> bool:
+    """The boolean query parameter ``name``: ``true``/``1`` or ``false``/``0``; anything else is a 400."""
     raw = req.params.get(name)
     if raw is None:
         return default
@@ -103,4 +115,15 @@ def _flag(req: func.HttpRequest, name: str, *, default: bool) -> bool:
         return True
     if raw.lower() in ("false", "0"):
         return False
-    raise BadRequestError(f"Query parameter {name} must be true or false.", target=name)
+    raise BadRequestError(f"Query parameter {name} must be true or false, not {raw[:40]!r}.", target=name)
+
+
+def parse_top(req: func.HttpRequest, *, default: int, maximum: int) -> int:
+    """The ``top`` query parameter: ASCII digits only, 1 to ``maximum``; anything else is a 400."""
+    raw = req.params.get("top")
+    if raw is None:
+        return default
+    # str.isdigit accepts "²" and other digits int() refuses: match ASCII digits only.
+    if not re.fullmatch(r"[0-9]{1,4}", raw) or not 1 <= int(raw) <= maximum:
+        raise BadRequestError(f"Query parameter top must be a whole number from 1 to {maximum}.", target="top")
+    return int(raw)

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import azure.functions as func
@@ -136,7 +137,8 @@ def get_dataset(req: func.HttpRequest, caller: Principal) -> func.HttpResponse:
     raw = req.params.get("version", "latest")
     version: int | None = None
     if raw != "latest":
-        if not raw.isdigit() or int(raw) < 1:
+        # fullmatch on ASCII digits: str.isdigit() accepts "²", which int() then refuses (a 500).
+        if not re.fullmatch(r"[0-9]{1,9}", raw) or int(raw) < 1:
             raise BadRequestError(f"'version' must be 'latest' or a number from 1; got {raw!r}.", target="version")
         version = int(raw)
     return edge.json_response(default_registry().datasets.get(req.route_params["name"], version).to_json())

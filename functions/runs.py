@@ -5,7 +5,7 @@ from __future__ import annotations
 import azure.functions as func
 
 from functions import _edge as edge
-from functions.pipelines import registry
+from functions.pipelines import parse_top, registry
 from shared.auth import Principal, Role
 from shared.errors import BadRequestError
 from shared.pipelines import default_stores
@@ -73,11 +73,9 @@ def list_runs(req: func.HttpRequest, caller: Principal) -> func.HttpResponse:
             "Give exactly one of the query parameters experimentName, pipelineId or scheduleId.",
             target="experimentName",
         )
-    top_raw = req.params.get("top", "100")
-    if not top_raw.isdigit() or not 1 <= int(top_raw) <= _MAX_TOP:
-        raise BadRequestError(f"top must be a whole number from 1 to {_MAX_TOP}.", target="top")
+    top = parse_top(req, default=100, maximum=_MAX_TOP)
     by, value = given[0]
-    runs = default_stores().runs.list_runs(by, value, top=int(top_raw))
+    runs = default_stores().runs.list_runs(by, value, top=top)
     return edge.json_response({"value": [r.to_json() for r in runs]})
 
 

@@ -26,7 +26,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from types import TracebackType
 
-from azure.data.tables import TableServiceClient
+from azure.data.tables import TableClient, TableServiceClient
 from azure.storage.blob import BlobServiceClient
 from azure.storage.queue import QueueServiceClient
 
@@ -64,6 +64,33 @@ def table_name(base: str, settings: Mapping[str, str] | None = None) -> str:
             f" (check {TABLE_PREFIX_SETTING})."
         )
     return name
+
+
+class LazyTable:
+    """One table, created (if absent) the first time it is used; shared by every store.
+
+    Args:
+        tables: the account's table service client (the caller owns it).
+        name: the table's full name, prefix applied: ``table_name(base, settings)``.
+    """
+
+    def __init__(self, tables: TableServiceClient, name: str) -> None:
+        self._tables = tables
+        self.name = name
+        self._client: TableClient | None = None
+        self._lock = threading.Lock()
+
+    @classmethod
+    def for_base(cls, tables: TableServiceClient, base: str, settings: Mapping[str, str] | None = None) -> LazyTable:
+        """The table ``base`` with ``AMLPIPE_TABLE_PREFIX`` from ``settings`` (default: the environment)."""
+        return cls(tables, table_name(base, settings))
+
+    def client(self) -> TableClient:
+        """The table's client; the table exists once this returns."""
+        with self._lock:
+            if self._client is None:
+                self._client = self._tables.create_table_if_not_exists(self.name)
+            return self._client
 
 
 @dataclass

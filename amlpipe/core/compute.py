@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from amlpipe._client import ServiceClient
+from amlpipe._client import ServiceClient, api_path
 from amlpipe.exceptions import ServiceException, UserErrorException
 
 __all__ = [
@@ -119,7 +119,7 @@ class ComputeTarget:
         client = _service(workspace)
         if client is not None and name.lower() != LOCAL:
             try:
-                self._load(client.get(f"computetargets/{name}"))
+                self._load(client.get(api_path("computetargets", name)))
             except ServiceException as exc:
                 if exc.status_code == 404:
                     raise ComputeTargetException(
@@ -161,7 +161,7 @@ class ComputeTarget:
             )
         client = _require_service(workspace)
         try:
-            body = client.put(f"computetargets/{name}", provisioning_configuration._to_json())
+            body = client.put(api_path("computetargets", name), provisioning_configuration._to_json())
         except ServiceException as exc:
             if 400 <= exc.status_code < 500:
                 raise ComputeTargetException(f"Compute target creation failed: {exc.message}") from exc
@@ -185,7 +185,7 @@ class ComputeTarget:
 
     def delete(self) -> None:
         """Delete this target from the workspace (deleting a missing one does nothing)."""
-        _require_service(self.workspace).delete(f"computetargets/{self.name}")
+        _require_service(self.workspace).delete(api_path("computetargets", self.name))
 
     def serialize(self) -> dict[str, Any]:
         """The target as a dictionary (azureml's shape, reduced)."""
@@ -251,7 +251,7 @@ class AmlCompute(ComputeTarget):
             body["etag"] = self._etag
         client = _require_service(self.workspace)
         try:
-            self._load(client.patch(f"computetargets/{self.name}", body))
+            self._load(client.patch(api_path("computetargets", self.name), body))
         except ServiceException as exc:
             if 400 <= exc.status_code < 500:
                 raise ComputeTargetException(f"Compute target update failed: {exc.message}") from exc

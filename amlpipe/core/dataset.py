@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 from typing import Any, ClassVar
 
+from amlpipe._client import api_path
 from amlpipe.core.compute import _require_service
 from amlpipe.data._names import name_of
 from amlpipe.data.data_reference import DataReference
@@ -112,7 +113,7 @@ class Dataset:
             "createNewVersion": create_new_version,
         }
         try:
-            answer = _require_service(workspace).post(f"datasets/{name}/versions", body)
+            answer = _require_service(workspace).post(api_path("datasets", name, "versions"), body)
         except ServiceException as exc:
             if exc.status_code in (400, 404, 409):
                 raise UserErrorException(exc.message) from exc
@@ -129,7 +130,7 @@ class Dataset:
         if version != "latest" and not (isinstance(version, int) or str(version).isdigit()):
             raise UserErrorException(f"version must be 'latest' or a positive integer, got {version!r}.")
         try:
-            answer = _require_service(workspace).get(f"datasets/{name}", params={"version": str(version)})
+            answer = _require_service(workspace).get(api_path("datasets", name), params={"version": str(version)})
         except ServiceException as exc:
             if exc.status_code in (400, 404):
                 raise UserErrorException(
@@ -153,7 +154,7 @@ class Dataset:
         """Unregister every version of this dataset (the data stays)."""
         if self.name is None:
             raise UserErrorException("This dataset is not registered.")
-        _require_service(self._workspace).delete(f"datasets/{self.name}")
+        _require_service(self._workspace).delete(api_path("datasets", self.name))
 
     def as_named_input(self, name: str) -> DatasetConsumptionConfig:
         """This dataset as a step input called ``name`` (``Run.input_datasets[name]``)."""

@@ -18,6 +18,7 @@ from typing import Any
 
 from azure.storage.blob import ContainerClient
 
+from amlpipe._client import api_path
 from amlpipe.core.compute import _require_service
 from amlpipe.data import _transfer
 from amlpipe.data.data_reference import DataReference
@@ -30,7 +31,7 @@ DEFAULT_DATASTORE = "workspaceblobstore"
 
 def _get(workspace: Any, name: str) -> dict[str, Any]:
     try:
-        body: dict[str, Any] = _require_service(workspace).get(f"datastores/{name}")
+        body: dict[str, Any] = _require_service(workspace).get(api_path("datastores", name))
     except ServiceException as exc:
         if exc.status_code == 404:
             raise UserErrorException(f"Datastore '{name}' was not found in the workspace.") from exc
@@ -147,7 +148,7 @@ class Datastore:
         if endpoint is not None:
             body["endpoint"] = endpoint
         try:
-            answer = _require_service(workspace).put(f"datastores/{datastore_name}", body)
+            answer = _require_service(workspace).put(api_path("datastores", datastore_name), body)
         except ServiceException as exc:
             if 400 <= exc.status_code < 500 and exc.status_code not in (401, 403):
                 raise UserErrorException(exc.message) from exc
@@ -156,7 +157,7 @@ class Datastore:
 
     def unregister(self) -> None:
         """Remove this registration (the container and its data stay)."""
-        _require_service(self.workspace).delete(f"datastores/{self.name}")
+        _require_service(self.workspace).delete(api_path("datastores", self.name))
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, container_name={self.container_name!r})"
@@ -167,7 +168,7 @@ class AzureBlobDatastore(Datastore):
 
     def _container(self, *, write: bool) -> ContainerClient:
         access = _require_service(self.workspace).post(
-            f"datastores/{self.name}/sas", {"permission": "write" if write else "read"}
+            api_path("datastores", self.name, "sas"), {"permission": "write" if write else "read"}
         )
         url = access["containerUrl"] + (f"?{access['sasToken']}" if access["sasToken"] else "")
         return ContainerClient.from_container_url(url)

@@ -6,6 +6,7 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
+from amlpipe._client import api_path
 from amlpipe.core.workspace import Workspace
 from amlpipe.exceptions import UserErrorException
 
@@ -48,7 +49,7 @@ class Experiment:
             from amlpipe.exceptions import ServiceException
 
             try:
-                self._id = str(self._workspace._client.get(f"experiments/{self._name}")["Id"])
+                self._id = str(self._workspace._client.get(api_path("experiments", self._name))["Id"])
             except ServiceException as exc:
                 if exc.status_code != 404:
                     raise

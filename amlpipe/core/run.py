@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from amlpipe._client import api_path
 from amlpipe.exceptions import AzureMLException
 
 if TYPE_CHECKING:
@@ -81,7 +82,7 @@ class Run:
         return self._entity if self._entity is not None else self._refresh()
 
     def _refresh(self) -> dict[str, Any]:
-        entity: dict[str, Any] = self._experiment.workspace._client.get(f"PipelineRuns/{self._run_id}")
+        entity: dict[str, Any] = self._experiment.workspace._client.get(api_path("PipelineRuns", self._run_id))
         self._entity = entity
         return entity
 

@@ -75,15 +75,22 @@ def _read(path: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else {}
 
 
-def write_config(path: Path, config: Mapping[str, Any]) -> None:
-    """Write ``config`` as JSON to ``path`` atomically, readable by the owner only (0600)."""
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(prefix=".config-", dir=path.parent)  # mkstemp creates it 0600
+def write_config(path: str | os.PathLike[str], config: Mapping[str, Any]) -> Path:
+    """Write ``config`` as JSON to ``path`` atomically, readable by the owner only (0600); return the path.
+
+    The one implementation: the SDK (``amlpipe._config.write_config``, ``amlpipe sp create``) re-exports
+    it, because the SDK may import ``shared`` (it ships in the same distribution and already uses
+    ``shared.graph``) while the engine must never import the SDK.
+    """
+    target = Path(path)
+    target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd, temp = tempfile.mkstemp(prefix=".config-", dir=target.parent)  # mkstemp creates it 0600
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             json.dump(dict(config), handle, indent=2)
             handle.write("\n")
-        os.replace(temp, path)
+        os.replace(temp, target)
     except BaseException:
         Path(temp).unlink(missing_ok=True)
         raise
+    return target

@@ -2,8 +2,8 @@
 
 Table ``amlpipeprincipals`` (plus ``AMLPIPE_TABLE_PREFIX``), one entity per principal:
 
-    PartitionKey  "principal"         one partition: principals are few, and listing is one query
-    RowKey        <principal id>      a GUID, the OAuth2 client_id
+    PartitionKey  <principal id>      a GUID, the OAuth2 client_id (lower case)
+    RowKey        "principal"
     DisplayName   str
     Role          "Reader" | "Operator" | "Contributor" | "Owner"
     CreatedTime   datetime (UTC)
@@ -14,6 +14,11 @@ Table ``amlpipeprincipals`` (plus ``AMLPIPE_TABLE_PREFIX``), one entity per prin
     ScryptN/R/P   the scrypt cost the digest was made with (so the cost can rise for new secrets)
 
 The secret itself is never stored or logged: it is shown once, when the principal is created.
+
+Each principal is its own partition because every authenticated request reads one: a shared partition
+would be a hot partition capping the whole API's request rate. Listing scans the table, which is fine
+for the few principals a workspace has. There is no cache, so a delete or a disable takes effect on
+the very next request.
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ from shared.auth.roles import Role
 from shared.errors import BadRequestError, NotFoundError
 
 TABLE = "amlpipeprincipals"
-PARTITION = "principal"
+ROW = "principal"
 BOOTSTRAP_CREATOR = "bootstrap"
 
 #: scrypt cost for new secrets: N=2^14, r=8, p=1 needs 16 MiB and ~50 ms, paid once per token request.
@@ -167,8 +172,8 @@ class PrincipalStore:
             created_by=created_by,
         )
         entity = {
-            "PartitionKey": PARTITION,
-            "RowKey": principal.id,
+            "PartitionKey": principal.id,
+            "RowKey": ROW,
             "DisplayName": principal.display_name,
             "Role": principal.role.value,
             "CreatedTime": principal.created_time,
@@ -204,9 +209,7 @@ class PrincipalStore:
 
     def list_principals(self) -> list[ServicePrincipal]:
         """Every principal, oldest first."""
-        entities = self._client().query_entities(
-            "PartitionKey eq @pk", parameters={"pk": PARTITION}, select=_PUBLIC_FIELDS
-        )
+        entities = self._client().query_entities("RowKey eq @row", parameters={"row": ROW}, select=_PUBLIC_FIELDS)
         return sorted((_principal(e) for e in entities), key=lambda p: (p.created_time, p.id))
 
     def delete_principal(self, principal_id: str) -> None:
@@ -214,7 +217,7 @@ class PrincipalStore:
         if not is_principal_id(principal_id):
             return
         try:
-            self._client().delete_entity(PARTITION, str(uuid.UUID(principal_id)))
+            self._client().delete_entity(str(uuid.UUID(principal_id)), ROW)
         except ResourceNotFoundError:
             pass
 
@@ -243,7 +246,7 @@ class PrincipalStore:
         if not is_principal_id(principal_id):
             return None
         try:
-            return dict(self._client().get_entity(PARTITION, str(uuid.UUID(principal_id))))
+            return dict(self._client().get_entity(str(uuid.UUID(principal_id)), ROW))
         except ResourceNotFoundError:
             return None
 
@@ -254,7 +257,7 @@ _PUBLIC_FIELDS = ["PartitionKey", "RowKey", "DisplayName", "Role", "CreatedTime"
 def _principal(entity: Any) -> ServicePrincipal:
     created = entity["CreatedTime"]
     return ServicePrincipal(
-        id=entity["RowKey"],
+        id=entity["PartitionKey"],
         display_name=entity.get("DisplayName") or "",
         role=Role.parse(entity["Role"]),
         created_time=_utc(created),

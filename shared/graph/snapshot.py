@@ -7,7 +7,13 @@ folder, and symlinked folders, are left out. Entries are sorted, timestamps and 
 the same files always give the same zip on the same zlib, hence the same address.
 
 ``content_hash`` is the reuse fingerprint of spec §4.1: sha256 over the sorted relative paths and file
-bytes; it does not depend on zip or zlib details. ``extract_snapshot`` refuses zip-slip.
+bytes; it does not depend on zip or zlib details.
+
+One size rule everywhere: the *uncompressed* total of the files may not exceed the limit
+(``AMLPIPE_SNAPSHOT_MAX_BYTES``, default 300 MiB). ``build_snapshot`` applies it to the folder, and
+:func:`check_zip_entries` applies it to a zip's central directory, together with the entry rules
+(no unsafe path, symlink or duplicate). The server checks uploads with ``check_zip_entries`` and
+``extract_snapshot`` uses it before writing anything.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import os
 import stat
 import zipfile
 import zlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -120,14 +127,13 @@ def build_snapshot(source_dir: str | os.PathLike[str], *, max_bytes: int | None 
     sizes = [(rel, path.stat().st_size) for rel, path in files]
     total = sum(size for _, size in sizes)
     if total > limit:
-        largest = sorted(sizes, key=lambda item: (-item[1], item[0]))[:5]
-        listing = ", ".join(f"{rel} ({_human(size)})" for rel, size in largest)
-        raise BadRequestError(
-            f"The snapshot of {str(root)!r} is {_human(total)}, over the limit of {_human(limit)}. "
-            f"Largest files: {listing}. Exclude files with .amlignore, give each step its own "
-            f"source_directory, or raise {MAX_BYTES_ENV}.",
+        raise _too_large(
+            f"The snapshot of {str(root)!r}",
+            total,
+            limit,
+            sizes,
             target="source_directory",
-            code="SnapshotTooLarge",
+            advice=f"Exclude files with .amlignore, give each step its own source_directory, or raise {MAX_BYTES_ENV}.",
         )
     buffer = io.BytesIO()
     digest = hashlib.sha256()
@@ -153,15 +159,16 @@ def build_snapshot(source_dir: str | os.PathLike[str], *, max_bytes: int | None 
 def extract_snapshot(zip_bytes: bytes, dest: str | os.PathLike[str], *, max_bytes: int | None = None) -> list[str]:
     """Unpack a snapshot into ``dest``, refusing anything that could write outside it.
 
-    Every entry is checked before anything is written: absolute paths, ``..`` segments, backslashes,
-    NUL, drive letters, symlinks, duplicates and entries resolving outside ``dest`` are refused, and
-    the uncompressed total may not exceed the limit (counted while reading, not trusted from headers).
+    Every entry is checked (:func:`check_zip_entries`) before anything is written, and entries
+    resolving outside ``dest`` are refused; the uncompressed total is also counted while reading, so
+    a zip whose headers understate its sizes is refused too.
 
     Returns:
         The relative paths of the files written, sorted.
 
     Raises:
-        BadRequestError: the bytes are not a valid zip or an entry is unsafe.
+        BadRequestError: the bytes are not a valid zip, an entry is unsafe (``SnapshotUnsafe``) or the
+            files are over the limit (``SnapshotTooLarge``).
     """
     limit = default_max_bytes() if max_bytes is None else max_bytes
     root = Path(dest).resolve()
@@ -170,23 +177,15 @@ def extract_snapshot(zip_bytes: bytes, dest: str | os.PathLike[str], *, max_byte
         infos = archive.infolist()
     except (zipfile.BadZipFile, zlib.error, EOFError, ValueError, NotImplementedError, RuntimeError) as exc:
         raise BadRequestError(f"The snapshot is not a valid zip file: {exc}", target="snapshot") from exc
+    check_zip_entries(infos, limit)
     planned: list[tuple[zipfile.ZipInfo, Path, str]] = []
-    seen: set[str] = set()
     for info in infos:
-        name = info.filename
         if info.is_dir():
             continue
-        problem = path_problem(name)
-        if problem is None and stat.S_ISLNK(info.external_attr >> 16):
-            problem = "it is a symbolic link"
+        name = info.filename
         target = (root / name).resolve()
-        if problem is None and not target.is_relative_to(root):
-            problem = "it resolves outside the destination folder"
-        if problem is None and name in seen:
-            problem = "it appears twice"
-        if problem is not None:
-            raise BadRequestError(f"Snapshot entry {name!r} is refused: {problem}.", target="snapshot")
-        seen.add(name)
+        if not target.is_relative_to(root):
+            raise _unsafe(name, "it resolves outside the destination folder")
         planned.append((info, target, name))
     written = 0
     try:
@@ -197,7 +196,9 @@ def extract_snapshot(zip_bytes: bytes, dest: str | os.PathLike[str], *, max_byte
                     written += len(chunk)
                     if written > limit:
                         raise BadRequestError(
-                            f"The snapshot unpacks to more than {_human(limit)}; it is refused.", target="snapshot"
+                            f"The snapshot unpacks to more than {_human(limit)}; it is refused.",
+                            target="snapshot",
+                            code="SnapshotTooLarge",
                         )
                     sink.write(chunk)
             os.chmod(target, _FILE_MODE & 0o777)
@@ -206,6 +207,59 @@ def extract_snapshot(zip_bytes: bytes, dest: str | os.PathLike[str], *, max_byte
     finally:
         archive.close()
     return sorted(name for _, _, name in planned)
+
+
+def check_zip_entries(
+    infos: Iterable[zipfile.ZipInfo], limit: int, *, target: str = "snapshot", what: str = "The snapshot"
+) -> list[str]:
+    """Check a snapshot zip's central directory; the sorted names of its files.
+
+    Every entry must be a safe relative path (``path_problem``: not absolute, no ``..`` segment,
+    backslash, NUL or drive letter), not a symbolic link (by its Unix mode in ``external_attr``) and
+    not a duplicate; the sum of the files' *uncompressed* sizes may not exceed ``limit``.
+
+    Raises:
+        BadRequestError: ``SnapshotUnsafe`` naming the first bad entry, or ``SnapshotTooLarge`` naming
+            the five largest files with their sizes.
+    """
+    seen: set[str] = set()
+    sizes: list[tuple[str, int]] = []
+    for info in infos:
+        name = info.filename
+        path = name[:-1] if info.is_dir() else name
+        problem = path_problem(path)
+        if problem is None and stat.S_ISLNK(info.external_attr >> 16):
+            problem = "it is a symbolic link"
+        if problem is None and name in seen:
+            problem = "it appears twice"
+        if problem is not None:
+            raise _unsafe(name, problem, target=target)
+        seen.add(name)
+        if not info.is_dir():
+            sizes.append((name, info.file_size))
+    total = sum(size for _, size in sizes)
+    if total > limit:
+        raise _too_large(what, total, limit, sizes, target=target, advice="Exclude files with .amlignore.")
+    return sorted(name for name, _ in sizes)
+
+
+def _unsafe(name: str, problem: str, *, target: str = "snapshot") -> BadRequestError:
+    return BadRequestError(
+        f"Snapshot entry {name[:300]!r} is refused: {problem}.", target=target, code="SnapshotUnsafe"
+    )
+
+
+def _too_large(
+    what: str, total: int, limit: int, sizes: list[tuple[str, int]], *, target: str, advice: str
+) -> BadRequestError:
+    largest = sorted(sizes, key=lambda item: (-item[1], item[0]))[:5]
+    listing = ", ".join(f"{rel[:200]} ({_human(size)})" for rel, size in largest)
+    return BadRequestError(
+        f"{what} is {_human(total)} uncompressed, over the limit of {_human(limit)}. Largest files: {listing}. "
+        f"{advice}",
+        target=target,
+        code="SnapshotTooLarge",
+    )
 
 
 def _collect(root: Path) -> list[tuple[str, Path]]:

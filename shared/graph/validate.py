@@ -37,6 +37,15 @@ MAX_ARGUMENT_CHARS = 4096
 MAX_ARGUMENTS_TOTAL_CHARS = 32768
 MAX_NAME_CHARS = 255
 
+# azureml lets only these run settings be overridden per run by a PipelineParameter (the SDK checks the
+# same tuple early; the server applies it here so a hand-written graph cannot set anything else).
+RUNCONFIG_PIPELINE_PARAMS = (
+    "NodeCount",
+    "MpiProcessCountPerNode",
+    "TensorflowWorkerCount",
+    "TensorflowParameterServerCount",
+)
+
 _DATA_NAME = re.compile(r"^[A-Za-z0-9_]+$")
 _PARAMETER_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
 _ENV_UNSAFE = re.compile(r"[^A-Za-z0-9_]")
@@ -499,6 +508,12 @@ def _check_params(step: Step, at: str, declared: Mapping[str, ParameterDef]) -> 
             yield ErrorDetail("InvalidParameterValue", f"params {key!r} spans several lines; use one line", where)
     for key, ref in step.runconfig_pipeline_params.items():
         where = f"{at}.runconfig_pipeline_params.{key}"
+        if key not in RUNCONFIG_PIPELINE_PARAMS:
+            yield ErrorDetail(
+                "InvalidRunconfigPipelineParam",
+                f"runconfig_pipeline_params key {key!r} is not supported; use one of {list(RUNCONFIG_PIPELINE_PARAMS)}",
+                where,
+            )
         if key in step.params:
             yield ErrorDetail(
                 "DuplicateParameter", f"Duplicate parameter {key!r} in params and runconfig_pipeline_params", where

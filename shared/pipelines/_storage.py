@@ -1,4 +1,4 @@
-"""Small helpers the pipeline stores share: lazily created tables and containers, keys and clocks."""
+"""Helpers the pipeline stores share: lazily created containers (tables: ``shared.storage.LazyTable``), keys, clocks."""
 
 from __future__ import annotations
 
@@ -7,29 +7,14 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
-from azure.data.tables import TableClient, TableServiceClient
 from azure.storage.blob import BlobServiceClient, ContainerClient
 
-from shared.storage import table_name
+from shared.storage import LazyTable
+
+__all__ = ["LazyContainer", "LazyTable", "as_datetime", "inverted_key", "iso", "key", "utcnow"]
 
 # Ticks of 9999-12-31: an inverted timestamp sorts newest first as a RowKey.
 _MAX_MICROS = 253402300799 * 1_000_000
-
-
-class LazyTable:
-    """A table created on first use (``create_table_if_not_exists`` once per process)."""
-
-    def __init__(self, service: TableServiceClient, base: str) -> None:
-        self.name = table_name(base)
-        self._service = service
-        self._client: TableClient | None = None
-        self._lock = threading.Lock()
-
-    def client(self) -> TableClient:
-        with self._lock:
-            if self._client is None:
-                self._client = self._service.create_table_if_not_exists(self.name)
-            return self._client
 
 
 class LazyContainer:

@@ -8,18 +8,25 @@ Tables (plus ``AMLPIPE_TABLE_PREFIX``):
 
     amlpipeendpoints       PartitionKey <endpoint id>, RowKey "endpoint": Name, Description, Status,
                            DefaultVersion, Versions (JSON [[version, pipeline id], ...]), CreatedDate
-    amlpipeendpointnames   PartitionKey <lower-cased name, key-escaped>, RowKey "name": EndpointId
+    amlpipeendpointnames   PartitionKey <lower-cased name, key-escaped>, RowKey "name": EndpointId, ClaimedAt
 
-Creating writes the name row first: its insert is what makes names unique (409). A name row whose
-endpoint row is missing (a create that died halfway) is reclaimed by the next create.
+Names are unique through the insert of their name row (409). Creating writes the endpoint row
+first, with Status "Provisioning" (invisible to readers), then claims the name, then activates the
+endpoint row (ETag-guarded); losing the claim deletes the provisioning row and answers 409. So a
+name row always points at an endpoint row written before it, and one whose endpoint row is missing,
+still Provisioning, or named otherwise (a rename that died halfway) belongs to a writer that died
+-- but only once the claim is older than ``RECLAIM_AFTER``: a younger one may be a writer still
+at work. Only then is it reclaimed, ETag-guarded (the stale provisioning row first, so its writer
+can no longer activate it). Renames claim the new name the same way, then release the old one.
 """
 
 from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from azure.core import MatchConditions
@@ -35,6 +42,10 @@ TABLE = "amlpipeendpoints"
 NAMES_TABLE = "amlpipeendpointnames"
 ROW = "endpoint"
 NAME_ROW = "name"
+#: The stored status of an endpoint whose name is not claimed yet; readers never see such a row.
+PROVISIONING = "Provisioning"
+#: A name claim younger than this is never reclaimed: its writer may still be at work.
+RECLAIM_AFTER = timedelta(seconds=60)
 
 
 @dataclass(frozen=True)
@@ -172,44 +183,166 @@ class PipelineEndpointStore:
     """Pipeline endpoints and their name index in Table storage."""
 
     def __init__(self, tables: TableServiceClient) -> None:
-        self._table = LazyTable(tables, TABLE)
-        self._names = LazyTable(tables, NAMES_TABLE)
+        self._table = LazyTable.for_base(tables, TABLE)
+        self._names = LazyTable.for_base(tables, NAMES_TABLE)
 
     def create_endpoint(self, endpoint: PipelineEndpoint) -> PipelineEndpoint:
-        """Store a new endpoint.
+        """Store a new endpoint (see the module docstring for the protocol).
 
         Raises:
             ConflictError: another endpoint has that name (names compare case-insensitively).
         """
-        name_key = key(endpoint.name.lower())
+        table = self._table.client()
+        try:
+            etag = str(table.create_entity({**_to_entity(endpoint), "Status": PROVISIONING})["etag"])
+        except ResourceExistsError:
+            found = self._find(endpoint.id)
+            if found is not None:
+                return found  # a repeated create that got through
+            etag = str(table.get_entity(endpoint.id, ROW).metadata["etag"])
+        try:
+            self._claim_name(endpoint.name, endpoint.id)
+        except ConflictError:
+            self._delete_provisioning(endpoint.id, None)
+            raise
+        try:
+            meta = table.update_entity(
+                _to_entity(endpoint),
+                mode=UpdateMode.REPLACE,
+                etag=etag,
+                match_condition=MatchConditions.IfNotModified,
+            )
+        except HttpResponseError as exc:
+            # Our provisioning row was reclaimed as abandoned (we took over RECLAIM_AFTER): give up.
+            raise ConflictError(
+                f"Creating pipeline endpoint {endpoint.name!r} took too long; retry.", target="Name"
+            ) from exc
+        return replace(endpoint, etag=str(meta.get("etag")))
+
+    def set_name(self, endpoint_id: str, name: str) -> PipelineEndpoint:
+        """Rename ``endpoint_id`` to ``name`` (claimed like a create's name; the old name is released).
+
+        Raises:
+            NotFoundError: no such endpoint. ConflictError: another endpoint has that name.
+        """
+        check_endpoint_name(name)
+        current = self.get_endpoint(endpoint_id)
+        if current.name == name:
+            return current
+        same_key = current.name.lower() == name.lower()
+        if not same_key:
+            self._claim_name(name, endpoint_id)
+        try:
+            updated = self.update_endpoint(endpoint_id, lambda e: replace(e, name=name, last_modified_date=utcnow()))
+        except Exception:
+            if not same_key:
+                self._release_name(name, endpoint_id)
+            raise
+        if not same_key:
+            self._release_name(current.name, endpoint_id)
+        return updated
+
+    def set_status(self, endpoint_id: str, status: PipelineStatus) -> PipelineEndpoint:
+        """Set the endpoint's status (idempotent)."""
+        return self.update_endpoint(
+            endpoint_id,
+            lambda e: e if e.status == status else replace(e, status=status, last_modified_date=utcnow()),
+        )
+
+    def update_endpoint(
+        self, endpoint_id: str, change: Callable[[PipelineEndpoint], PipelineEndpoint]
+    ) -> PipelineEndpoint:
+        """Apply ``change`` to the stored endpoint, re-reading and retrying when someone else wrote first.
+
+        Raises:
+            NotFoundError: no such endpoint. ConflictError: it kept changing underneath.
+        """
+        for _ in range(5):
+            current = self.get_endpoint(endpoint_id)
+            updated = change(current)
+            if updated == current:
+                return current
+            try:
+                return self.replace_endpoint(updated)
+            except ConflictError:
+                continue
+        raise ConflictError("The pipeline endpoint kept changing; try again.", target="id")
+
+    def _claim_name(self, name: str, endpoint_id: str) -> None:
+        name_key = key(name.lower())
         names = self._names.client()
         for _ in range(3):
             try:
-                names.create_entity({"PartitionKey": name_key, "RowKey": NAME_ROW, "EndpointId": endpoint.id})
-                break
+                names.create_entity(
+                    {"PartitionKey": name_key, "RowKey": NAME_ROW, "EndpointId": endpoint_id, "ClaimedAt": utcnow()}
+                )
+                return
             except ResourceExistsError:
+                pass
+            try:
                 row = names.get_entity(name_key, NAME_ROW)
-                if row["EndpointId"] == endpoint.id:
-                    break
-                if self._find(str(row["EndpointId"])) is not None:
-                    raise ConflictError(
-                        f"A pipeline endpoint named {endpoint.name!r} already exists; choose another name.",
-                        target="Name",
-                    ) from None
-                # A create that died after the name row: reclaim the name (ETag-guarded).
-                try:
-                    names.delete_entity(
-                        name_key, NAME_ROW, etag=row.metadata["etag"], match_condition=MatchConditions.IfNotModified
-                    )
-                except HttpResponseError:
-                    pass
-        else:
-            raise ConflictError(f"The name {endpoint.name!r} is being claimed concurrently; retry.", target="Name")
+            except ResourceNotFoundError:
+                continue  # released meanwhile: claim again
+            if str(row["EndpointId"]) == endpoint_id:
+                return
+            if not self._reclaim(row, name):
+                raise ConflictError(
+                    f"A pipeline endpoint named {name!r} already exists; choose another name.", target="Name"
+                )
+        raise ConflictError(f"The name {name!r} is being claimed concurrently; retry.", target="Name")
+
+    def _reclaim(self, row: Any, name: str) -> bool:
+        """Delete the abandoned name claim ``row`` (ETag-guarded); False when it is not abandoned."""
+        claimed = as_datetime(row.get("ClaimedAt")) or as_datetime(row.metadata.get("timestamp"))
+        if claimed is not None and utcnow() - claimed < RECLAIM_AFTER:
+            return False
+        owner_id = str(row["EndpointId"])
+        owner = self._row(owner_id)
+        if owner is not None:
+            if owner["Status"] == PROVISIONING:
+                if not self._delete_provisioning(owner_id, str(owner.metadata["etag"])):
+                    return False  # it moved on meanwhile: it is alive
+            elif str(owner["Name"]).lower() == name.lower():
+                return False  # a live endpoint with this name
         try:
-            meta = self._table.client().create_entity(_to_entity(endpoint))
-        except ResourceExistsError:
-            return self.get_endpoint(endpoint.id)
-        return replace(endpoint, etag=str(meta.get("etag")))
+            self._names.client().delete_entity(
+                row["PartitionKey"], NAME_ROW, etag=row.metadata["etag"], match_condition=MatchConditions.IfNotModified
+            )
+        except HttpResponseError:
+            pass  # changed or gone meanwhile: the caller claims again and looks afresh
+        return True
+
+    def _release_name(self, name: str, endpoint_id: str) -> None:
+        names = self._names.client()
+        try:
+            row = names.get_entity(key(name.lower()), NAME_ROW)
+            if str(row["EndpointId"]) == endpoint_id:
+                names.delete_entity(
+                    row["PartitionKey"],
+                    NAME_ROW,
+                    etag=row.metadata["etag"],
+                    match_condition=MatchConditions.IfNotModified,
+                )
+        except HttpResponseError:
+            pass  # gone or taken over: nothing of ours to release
+
+    def _delete_provisioning(self, endpoint_id: str, etag: str | None) -> bool:
+        """Delete a provisioning endpoint row (at ``etag`` when given); whether it is gone."""
+        table = self._table.client()
+        try:
+            if etag is None:
+                row = table.get_entity(endpoint_id, ROW)
+                if row["Status"] != PROVISIONING:
+                    return False
+                etag = str(row.metadata["etag"])
+            table.delete_entity(endpoint_id, ROW, etag=etag, match_condition=MatchConditions.IfNotModified)
+        except ResourceNotFoundError:
+            return True
+        except HttpResponseError as exc:
+            if exc.status_code == 412:
+                return False
+            raise
+        return True
 
     def get_endpoint(self, endpoint_id: str) -> PipelineEndpoint:
         """The endpoint ``endpoint_id``.
@@ -233,13 +366,14 @@ class PipelineEndpointStore:
         except (ResourceNotFoundError, HttpResponseError) as exc:
             raise NotFoundError(f"Pipeline endpoint named {name!r} does not exist.", target="name") from exc
         found = self._find(str(row["EndpointId"]))
-        if found is None:
+        if found is None or found.name.lower() != name.lower():  # a claim of a create or rename under way
             raise NotFoundError(f"Pipeline endpoint named {name!r} does not exist.", target="name")
         return found
 
     def list_endpoints(self, *, active_only: bool = True) -> list[PipelineEndpoint]:
         """Every endpoint (only Active ones when ``active_only``), by name."""
-        query = f"RowKey eq '{ROW}'" + (" and Status eq 'Active'" if active_only else "")
+        status = "Status eq 'Active'" if active_only else f"Status ne '{PROVISIONING}'"
+        query = f"RowKey eq '{ROW}' and {status}"
         found = [_from_entity(e) for e in self._table.client().query_entities(query)]
         return sorted(found, key=lambda e: e.name.lower())
 
@@ -265,10 +399,16 @@ class PipelineEndpointStore:
         return replace(endpoint, etag=str(meta.get("etag")))
 
     def _find(self, endpoint_id: str) -> PipelineEndpoint | None:
+        row = self._row(endpoint_id)
+        if row is None or row["Status"] == PROVISIONING:
+            return None
+        return _from_entity(row)
+
+    def _row(self, endpoint_id: str) -> Any:
         if not is_guid(endpoint_id):
             return None
         try:
-            return _from_entity(self._table.client().get_entity(endpoint_id, ROW))
+            return self._table.client().get_entity(endpoint_id, ROW)
         except ResourceNotFoundError:
             return None
 

@@ -57,7 +57,7 @@ class ExperimentStore:
     """Experiments in Table storage."""
 
     def __init__(self, tables: TableServiceClient) -> None:
-        self._table = LazyTable(tables, TABLE)
+        self._table = LazyTable.for_base(tables, TABLE)
 
     def ensure_experiment(self, name: str) -> Experiment:
         """The experiment ``name``, created if new (safe when two requests race to create it)."""

@@ -13,7 +13,7 @@ from typing import Any
 from shared.errors import BadRequestError, ConflictError, ErrorDetail, GraphValidationError
 from shared.graph import PipelineGraph, Registry, check_graph, parse_graph
 from shared.pipelines import endpoints as ep
-from shared.pipelines.ids import is_guid
+from shared.pipelines.ids import check_sha256, is_guid
 from shared.pipelines.published import PipelineStatus, PublishedPipeline, new_published_pipeline
 from shared.pipelines.stores import Stores
 
@@ -76,9 +76,7 @@ def publish_pipeline(stores: Stores, body: Mapping[str, Any], registry: Registry
     if "Graph" in body:
         graph = check_graph_document(stores, body["Graph"], registry)
     else:
-        graph_id = body["GraphId"]
-        if not isinstance(graph_id, str) or len(graph_id) != 64:
-            raise BadRequestError("GraphId must be the 64-hex-digit id of a stored graph.", target="GraphId")
+        graph_id = check_sha256(body["GraphId"], target="GraphId", what="the id of a stored graph")
         graph = stores.graphs.get_graph(graph_id)
     pipeline = new_published_pipeline(
         name=body.get("Name") or graph.description or "",

@@ -114,7 +114,7 @@ class PublishedPipelineStore:
     """Published pipelines in Table storage."""
 
     def __init__(self, tables: TableServiceClient) -> None:
-        self._table = LazyTable(tables, TABLE)
+        self._table = LazyTable.for_base(tables, TABLE)
 
     def create_published_pipeline(self, pipeline: PublishedPipeline) -> PublishedPipeline:
         """Store ``pipeline``; storing the same id twice is a no-op that returns the stored one."""

@@ -13,7 +13,8 @@ Index tables list runs newest first (RowKey = inverted timestamp + run id; prope
     amlpiperunsbypipeline    PartitionKey <published pipeline id>
     amlpiperunsbyschedule    PartitionKey <schedule id>
 
-Updates are ETag-guarded read-modify-write loops; index rows are upserts (idempotent).
+Rows are created, never upserted over (a repeated create changes nothing); updates are ETag-guarded
+read-modify-write loops; index rows are upserts of values derived from the stored run (idempotent).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from enum import StrEnum
 from typing import Any
 
 from azure.core import MatchConditions
-from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
+from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
 from azure.data.tables import TableServiceClient, TableTransactionError, UpdateMode
 
 from shared.errors import ConflictError, NotFoundError
@@ -195,25 +196,49 @@ class RunStore:
     """Runs, step runs and the run indexes in Table storage."""
 
     def __init__(self, tables: TableServiceClient) -> None:
-        self._table = LazyTable(tables, TABLE)
-        self._indexes = {name: LazyTable(tables, base) for name, base in INDEX_TABLES.items()}
+        self._table = LazyTable.for_base(tables, TABLE)
+        self._indexes = {name: LazyTable.for_base(tables, base) for name, base in INDEX_TABLES.items()}
 
     def create_run(self, run: PipelineRun, steps: list[StepRun]) -> PipelineRun:
-        """Store a new run with its step rows, then its index rows.
+        """Store a new run with its step rows, then its index rows; safe to repeat after any failure.
 
-        The run and steps go in one batch per 100 rows, the run row last, so a reader never sees a run
-        without its steps; repeating the call with the same run is a no-op.
+        Step rows go first (batches of 100, each row *created*, never upserted, so a repeat cannot
+        reset a step the orchestrator has moved), the run row last, so a reader never sees a run
+        without its steps. The index rows are (re)written on every call, also when the run row
+        already exists, so a create that died before them is completed by its retry.
         """
+        stored = self._create_rows(run, steps)
+        self._write_index_rows(stored)
+        return self.get_run(run.id)
+
+    def _create_rows(self, run: PipelineRun, steps: list[StepRun]) -> PipelineRun:
+        """The step rows and the run row (each created if absent); the stored run."""
         table = self._table.client()
-        rows = [_step_entity(s) for s in steps] + [_run_entity(run)]
+        try:
+            return _run_from(table.get_entity(run.id, RUN_ROW))  # an earlier attempt got through
+        except ResourceNotFoundError:
+            pass
+        rows = [_step_entity(s) for s in steps]
         for start in range(0, len(rows), _BATCH):
             chunk = rows[start : start + _BATCH]
             try:
-                table.submit_transaction([("upsert" if r["RowKey"] != RUN_ROW else "create", r) for r in chunk])
+                table.submit_transaction([("create", r) for r in chunk])
             except TableTransactionError as exc:
                 if exc.status_code != 409:
                     raise
-                return self.get_run(run.id)  # already created by an earlier attempt
+                for row in chunk:  # some rows exist from an earlier attempt: create the others
+                    try:
+                        table.create_entity(row)
+                    except ResourceExistsError:
+                        continue
+        try:
+            table.create_entity(_run_entity(run))
+        except ResourceExistsError:
+            pass
+        return _run_from(table.get_entity(run.id, RUN_ROW))
+
+    def _write_index_rows(self, run: PipelineRun) -> None:
+        # Upserts of rows derived only from the stored run: idempotent.
         for index, partition in (
             ("experiment", run.experiment_name),
             ("pipeline", run.pipeline_id),
@@ -223,7 +248,6 @@ class RunStore:
                 self._indexes[index].client().upsert_entity(
                     {"PartitionKey": key(partition), "RowKey": inverted_key(run.creation_time, run.id), "RunId": run.id}
                 )
-        return self.get_run(run.id)
 
     def get_run(self, run_id: str) -> PipelineRun:
         """The run ``run_id``.

@@ -1,36 +1,54 @@
 """Source snapshots in Blob storage, content-addressed: ``amlpipe-snapshots/<sha256>.zip``.
 
-Uploads go straight to Blob storage: ``begin_upload`` answers either that the snapshot exists or a
-short-lived, write-only SAS URL for exactly that blob, which the SDK PUTs the zip to. Nothing trusts
-the uploader: before a graph that references a snapshot is accepted, ``manifest`` downloads the blob
-once, checks its sha256, size and zip structure, and records the verdict next to it
-(``<sha256>.verified.json``: the blob's ETag, size and file list). The record is trusted only while the
-blob's ETag is unchanged, so a blob rewritten through a still-valid SAS is verified again.
+Nobody but this store writes a content-addressed blob. ``begin_upload`` answers either that the
+snapshot exists or a short-lived (15 min), write-only SAS URL on a *staging* blob
+``staging/<random>.zip`` plus its ``staging_id``; the SDK PUTs the zip there and calls
+``commit(sha256, staging_id)``, which streams the staging blob once (hashing it, spooling it to a
+temporary file rather than memory), checks its sha256 and its zip entries
+(:func:`shared.graph.snapshot.check_zip_entries`: safe paths, no symlinks or duplicates, uncompressed
+total under the limit), copies it server-side to ``<sha256>.zip`` with ``If-None-Match: *`` (an
+existing blob has the same address, so the same bytes: it wins) and deletes the staging blob.
+
+The verdict is recorded next to the blob (``<sha256>.verified.json``: the blob's ETag, size and file
+list). ``manifest`` trusts the record while the blob's ETag is unchanged and otherwise verifies the
+blob again the same way, so a blob put there by other means (or by an older version of this store)
+is still checked before a graph that references it is accepted.
+
+Staging blobs that are never committed are left to a lifecycle rule on the ``staging/`` prefix.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 import json
-import re
+import logging
+import tempfile
+import uuid
 import zipfile
 import zlib
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import IO
 
 from azure.core import MatchConditions
-from azure.core.exceptions import ResourceNotFoundError
-from azure.storage.blob import BlobSasPermissions, BlobServiceClient, generate_blob_sas
+from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
+from azure.storage.blob import BlobClient, BlobSasPermissions, BlobServiceClient, generate_blob_sas
 
-from shared.errors import BadRequestError
+from shared.errors import AmlPipeError, BadRequestError
 from shared.graph.model import SnapshotRef
-from shared.graph.snapshot import default_max_bytes
+from shared.graph.snapshot import MAX_BYTES_ENV, check_zip_entries, default_max_bytes
 from shared.pipelines._storage import LazyContainer
+from shared.pipelines.ids import check_sha256
+
+__all__ = ["CONTAINER", "SAS_LIFETIME", "SnapshotStore", "UploadTicket", "check_sha256"]
+
+log = logging.getLogger("amlpipe.snapshots")
 
 CONTAINER = "amlpipe-snapshots"
+STAGING_PREFIX = "staging/"
 SAS_LIFETIME = timedelta(minutes=15)
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_CHUNK = 4 * 1024 * 1024
+_SPOOL_IN_MEMORY = 8 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -39,27 +57,16 @@ class UploadTicket:
 
     exists: bool
     upload_url: str | None = None
+    staging_id: str | None = None
 
     def to_json(self) -> dict[str, object]:
-        return {"exists": True} if self.exists else {"exists": False, "upload_url": self.upload_url}
-
-
-def check_sha256(value: str) -> str:
-    """``value`` if it is 64 lower-case hex digits.
-
-    Raises:
-        BadRequestError: it is not.
-    """
-    if not _SHA256.match(value):
-        raise BadRequestError(
-            f"{value[:80]!r} is not a snapshot address; give the hex sha256 of the zip (64 lower-case hex digits).",
-            target="sha256",
-        )
-    return value
+        if self.exists:
+            return {"exists": True}
+        return {"exists": False, "upload_url": self.upload_url, "staging_id": self.staging_id}
 
 
 class SnapshotStore:
-    """Snapshot blobs, their upload tickets and their verification."""
+    """Snapshot blobs, their upload tickets, commits and verification."""
 
     def __init__(self, blobs: BlobServiceClient, *, max_bytes: int | None = None) -> None:
         self._blobs = blobs
@@ -68,13 +75,23 @@ class SnapshotStore:
 
     @property
     def max_bytes(self) -> int:
-        return default_max_bytes() if self._max_bytes is None else self._max_bytes
+        """The limit on a snapshot's uncompressed total.
+
+        Raises:
+            AmlPipeError: ``AMLPIPE_SNAPSHOT_MAX_BYTES`` is malformed: a deployment fault (500), not the caller's.
+        """
+        if self._max_bytes is not None:
+            return self._max_bytes
+        try:
+            return default_max_bytes()
+        except BadRequestError as exc:
+            raise AmlPipeError(f"The app setting {exc.message}", target=MAX_BYTES_ENV) from exc
 
     def begin_upload(self, sha256: str) -> UploadTicket:
-        """Whether ``sha256`` is already stored (and valid); if not, a write-only SAS URL to upload it.
+        """Whether ``sha256`` is already stored (and valid); if not, a write-only SAS URL on a staging blob.
 
-        A blob that exists but does not verify (a broken or forged upload) is deleted so that the
-        right bytes can be uploaded.
+        A content-addressed blob that exists but does not verify (put there by other means) is deleted
+        so that the right bytes can be committed.
         """
         check_sha256(sha256)
         blob = self._container.client().get_blob_client(f"{sha256}.zip")
@@ -84,7 +101,70 @@ class SnapshotStore:
                 return UploadTicket(exists=True)
             except BadRequestError:
                 blob.delete_blob()
-        return UploadTicket(exists=False, upload_url=self._sas_url(f"{sha256}.zip"))
+        staging_id = uuid.uuid4().hex
+        return UploadTicket(exists=False, upload_url=self._sas_url(_staging_name(staging_id)), staging_id=staging_id)
+
+    def commit(self, sha256: str, staging_id: object) -> SnapshotRef:
+        """Verify the staging blob ``staging_id`` and store it as ``<sha256>.zip``; the staging blob is deleted.
+
+        Raises:
+            BadRequestError: no such staging blob (``SnapshotNotFound``), its bytes do not hash to
+                ``sha256`` (``SnapshotMismatch``), an entry is unsafe (``SnapshotUnsafe``) or it is over
+                the limit (``SnapshotTooLarge``). A refused staging blob is deleted.
+        """
+        check_sha256(sha256)
+        if not isinstance(staging_id, str) or len(staging_id) != 32 or not _is_hex(staging_id):
+            raise BadRequestError("StagingId must be the staging_id begin_upload answered.", target="StagingId")
+        container = self._container.client()
+        staging = container.get_blob_client(_staging_name(staging_id))
+        target = container.get_blob_client(f"{sha256}.zip")
+        try:
+            props = staging.get_blob_properties()
+        except ResourceNotFoundError as exc:
+            if target.exists():  # a repeated commit whose first attempt got through
+                self._verify(sha256, expected_size=None)
+                return SnapshotRef(sha256=sha256, size_bytes=int(target.get_blob_properties().size))
+            raise BadRequestError(
+                f"Nothing was uploaded for staging id {staging_id}; PUT the zip to the upload_url first.",
+                target="StagingId",
+                code="SnapshotNotFound",
+            ) from exc
+        try:
+            manifest = self._check_blob(staging, sha256, int(props.size), str(props.etag), target="snapshot")
+        except BadRequestError:
+            staging.delete_blob()
+            raise
+        try:
+            # Same account: the copy is authorised by the source's SAS (read, short-lived). The source
+            # must still be the bytes we checked (If-Match); an existing target is the same address,
+            # so the same bytes, and wins (If-None-Match: *).
+            copy = target.start_copy_from_url(
+                f"{staging.url}?{self._sas_token(_staging_name(staging_id), BlobSasPermissions(read=True))}",
+                source_etag=str(props.etag),
+                source_match_condition=MatchConditions.IfNotModified,
+                match_condition=MatchConditions.IfMissing,
+            )
+            status = str(copy.get("copy_status"))
+        except ResourceExistsError:
+            status = "exists"
+        except HttpResponseError as exc:
+            if exc.status_code == 412 and target.exists():
+                status = "exists"
+            elif exc.status_code in (409, 412):
+                raise BadRequestError(
+                    "The staging blob changed while it was being committed; upload it again.",
+                    target="StagingId",
+                    code="SnapshotMismatch",
+                ) from exc
+            else:
+                raise
+        if status == "success":
+            target_props = target.get_blob_properties()
+            self._record(sha256, str(target_props.etag), int(target_props.size), manifest)
+        if status in ("success", "exists"):
+            staging.delete_blob()
+        # A pending copy (large blob on Azure) completes on its own; manifest() verifies it when used.
+        return SnapshotRef(sha256=sha256, size_bytes=int(props.size))
 
     def manifest(self, ref: SnapshotRef, *, target: str = "snapshot") -> list[str]:
         """The file list of the verified snapshot ``ref``.
@@ -97,12 +177,11 @@ class SnapshotStore:
     def _verify(self, sha256: str, *, expected_size: int | None, target: str = "snapshot") -> list[str]:
         container = self._container.client()
         blob = container.get_blob_client(f"{sha256}.zip")
-        record_blob = container.get_blob_client(f"{sha256}.verified.json")
         try:
             props = blob.get_blob_properties()
         except ResourceNotFoundError as exc:
             raise BadRequestError(
-                f"Snapshot {sha256} has not been uploaded; POST /api/snapshots/{sha256} and upload it first.",
+                f"Snapshot {sha256} has not been uploaded; POST /api/snapshots/{sha256}, upload it and commit it.",
                 target=target,
                 code="SnapshotNotFound",
             ) from exc
@@ -113,40 +192,70 @@ class SnapshotStore:
                 target=target,
                 code="SnapshotMismatch",
             )
+        copy = getattr(props, "copy", None)
+        if copy is not None and copy.status == "pending":
+            raise BadRequestError(
+                f"Snapshot {sha256} is still being copied into place; try again shortly.",
+                target=target,
+                code="SnapshotPending",
+            )
         try:
-            record = json.loads(record_blob.download_blob().readall())
+            record = json.loads(container.get_blob_client(f"{sha256}.verified.json").download_blob().readall())
             if record.get("etag") == props.etag and record.get("size") == size:
                 return [str(name) for name in record["manifest"]]
         except (ResourceNotFoundError, ValueError, KeyError, TypeError):
             pass
-        if size > self.max_bytes:
+        manifest = self._check_blob(blob, sha256, size, str(props.etag), target=target)
+        self._record(sha256, str(props.etag), size, manifest)
+        return manifest
+
+    def _check_blob(self, blob: BlobClient, sha256: str, size: int, etag: str, *, target: str) -> list[str]:
+        """Stream ``blob`` (at ``etag``) once: its sha256 must be ``sha256`` and its entries safe; its file list."""
+        limit = self.max_bytes
+        # The rule is the uncompressed total (checked on the central directory below); this only
+        # bounds the transfer: a zip is at most a little larger than its files.
+        if size > limit + limit // 100 + 1024 * 1024:
             raise BadRequestError(
-                f"Snapshot {sha256} is {size} bytes, over the limit of {self.max_bytes}.",
+                f"Snapshot {sha256} is a {size}-byte zip, far over the limit of {limit} bytes of files.",
                 target=target,
                 code="SnapshotTooLarge",
             )
-        data = blob.download_blob(etag=props.etag, match_condition=MatchConditions.IfNotModified).readall()
-        if hashlib.sha256(data).hexdigest() != sha256:
-            raise BadRequestError(
-                f"The bytes uploaded for snapshot {sha256} do not have that sha256; upload the zip again.",
-                target=target,
-                code="SnapshotMismatch",
-            )
-        manifest = _zip_manifest(data, sha256, target)
-        record_blob.upload_blob(
-            json.dumps({"etag": props.etag, "size": size, "manifest": manifest}).encode("utf-8"), overwrite=True
+        digest = hashlib.sha256()
+        with tempfile.SpooledTemporaryFile(max_size=_SPOOL_IN_MEMORY) as spool:
+            stream = blob.download_blob(etag=etag, match_condition=MatchConditions.IfNotModified)
+            for chunk in stream.chunks():
+                digest.update(chunk)
+                spool.write(chunk)
+            if digest.hexdigest() != sha256:
+                raise BadRequestError(
+                    f"The bytes uploaded for snapshot {sha256} do not have that sha256; upload the zip again.",
+                    target=target,
+                    code="SnapshotMismatch",
+                )
+            spool.seek(0)
+            return _zip_entries(spool, sha256, limit, target)
+
+    def _record(self, sha256: str, etag: str, size: int, manifest: list[str]) -> None:
+        record = {"etag": etag, "size": size, "manifest": manifest}
+        self._container.client().get_blob_client(f"{sha256}.verified.json").upload_blob(
+            json.dumps(record).encode("utf-8"), overwrite=True
         )
-        return manifest
 
     def _sas_url(self, blob_name: str) -> str:
+        token = self._sas_token(blob_name, BlobSasPermissions(create=True, write=True))
+        return f"{self._container.client().get_blob_client(blob_name).url}?{token}"
+
+    def _sas_token(self, blob_name: str, permission: BlobSasPermissions) -> str:
+        # Never called with a content-addressed name for write: only staging blobs are writable.
+        if (permission.write or permission.create) and not blob_name.startswith(STAGING_PREFIX):
+            raise AmlPipeError(f"Refusing to issue write access on {blob_name!r}.")
         start = datetime.now(UTC) - timedelta(minutes=1)
         expiry = start + SAS_LIFETIME
         credential = self._blobs.credential
         account_key = getattr(credential, "account_key", None)
         account = str(self._blobs.account_name)
-        permission = BlobSasPermissions(create=True, write=True)
         if account_key:
-            token = generate_blob_sas(
+            return generate_blob_sas(
                 account,
                 CONTAINER,
                 blob_name,
@@ -155,27 +264,33 @@ class SnapshotStore:
                 start=start,
                 expiry=expiry,
             )
-        else:  # managed identity on Azure: sign with a user delegation key
-            delegation = self._blobs.get_user_delegation_key(start, expiry)
-            token = generate_blob_sas(
-                account,
-                CONTAINER,
-                blob_name,
-                user_delegation_key=delegation,
-                permission=permission,
-                start=start,
-                expiry=expiry,
-            )
-        url = self._container.client().get_blob_client(blob_name).url
-        return f"{url}?{token}"
+        # managed identity on Azure: sign with a user delegation key
+        delegation = self._blobs.get_user_delegation_key(start, expiry)
+        return generate_blob_sas(
+            account,
+            CONTAINER,
+            blob_name,
+            user_delegation_key=delegation,
+            permission=permission,
+            start=start,
+            expiry=expiry,
+        )
 
 
-def _zip_manifest(data: bytes, sha256: str, target: str) -> list[str]:
+def _staging_name(staging_id: str) -> str:
+    return f"{STAGING_PREFIX}{staging_id}.zip"
+
+
+def _is_hex(value: str) -> bool:
+    return all(c in "0123456789abcdef" for c in value)
+
+
+def _zip_entries(data: IO[bytes], sha256: str, limit: int, target: str) -> list[str]:
     try:
-        with zipfile.ZipFile(io.BytesIO(data)) as archive:
-            names = sorted(info.filename for info in archive.infolist() if not info.is_dir())
+        with zipfile.ZipFile(data) as archive:
+            infos = archive.infolist()
     except (zipfile.BadZipFile, zlib.error, EOFError, ValueError, NotImplementedError) as exc:
         raise BadRequestError(
             f"Snapshot {sha256} is not a valid zip file: {exc}", target=target, code="SnapshotMismatch"
         ) from exc
-    return names
+    return check_zip_entries(infos, limit, target=target, what=f"Snapshot {sha256}")

@@ -1,7 +1,8 @@
 """Pydantic models of the pipeline API's JSON bodies, for the OpenAPI document.
 
 The engine shapes answers with ``to_json`` methods and reads bodies with its own checks (which give
-azureml-style messages); ``tests/unit/test_pipeline_wire.py`` keeps these models and those shapes
+azureml-style messages); ``tests/unit/test_pipeline_submission.py``
+(``test_published_pipelines_and_endpoints_match_their_wire_models``) keeps these models and those shapes
 the same.
 """
 
@@ -165,7 +166,19 @@ class SetDefaultBody(_Body):
 
 class SnapshotTicket(_Body):
     exists: bool
-    upload_url: str | None = Field(default=None, description="Write-only blob SAS URL; PUT the zip (BlockBlob).")
+    upload_url: str | None = Field(
+        default=None, description="Write-only SAS URL of a staging blob (15 min); PUT the zip (BlockBlob), then commit."
+    )
+    staging_id: str | None = Field(default=None, description="Give it to POST /api/snapshots/{sha256}/commit.")
+
+
+class CommitSnapshotBody(_Body):
+    StagingId: str = Field(description="The staging_id of the upload ticket.")
+
+
+class SnapshotRefEntity(_Body):
+    sha256: str
+    size_bytes: int
 
 
 class ExperimentEntity(_Body):

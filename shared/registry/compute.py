@@ -25,7 +25,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from azure.core import MatchConditions
-from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
+from azure.core.exceptions import (
+    HttpResponseError,
+    ResourceExistsError,
+    ResourceModifiedError,
+    ResourceNotFoundError,
+)
 from azure.data.tables import TableServiceClient, UpdateMode
 
 from shared import storage
@@ -41,6 +46,8 @@ MAX_VM_SIZE_CHARS = 64
 DEFAULT_IDLE_SECONDS = 1800
 
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9-]{1,15}$")
+# What an HTTP header can carry: printable ASCII. Anything else would fail in the client, not in storage.
+_ETAG = re.compile(r"[\x21-\x7e][\x20-\x7e]{0,255}")
 _NAME_RULE = "2-16 characters: letters, digits and '-', starting with a letter"
 
 
@@ -236,9 +243,11 @@ class ComputeTargetStore:
 
         Raises:
             NotFoundError: there is no such target.
-            BadRequestError: an invalid value.
+            BadRequestError: an invalid value, or an ``etag`` that is no ETag.
             ConflictError: the target changed since ``etag``.
         """
+        if etag is not None and not _ETAG.fullmatch(etag):
+            raise BadRequestError("'etag' must be the ETag a previous read returned.", target="etag")
         current = self.get(name)
         spec = parse_compute_spec(body, base=current.spec)
         entity = {
@@ -259,6 +268,17 @@ class ComputeTargetStore:
             ) from None
         except ResourceNotFoundError:
             raise NotFoundError(f"Compute target '{name}' not found in the workspace.", target="name") from None
+        except HttpResponseError as exc:
+            # A malformed If-Match is the caller's mistake, but storage answers it with a plain 400
+            # (and may answer a mismatch with a bare 412) rather than ResourceModifiedError.
+            if exc.status_code == 412:
+                raise ConflictError(
+                    f"Compute target '{current.name}' changed since it was read; read it again and retry.",
+                    target="etag",
+                ) from exc
+            if exc.status_code == 400:
+                raise BadRequestError("'etag' must be the ETag a previous read returned.", target="etag") from exc
+            raise
         return replace(current, spec=spec, etag=meta.get("etag"))
 
     def delete(self, name: str) -> None:

@@ -21,8 +21,14 @@ DEFAULT_ENDPOINT = "core.windows.net"
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_]{1,255}$")
 _CONTAINER = re.compile(r"^(?=.{3,63}$)[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9]))*$")
 _ACCOUNT = re.compile(r"^[a-z0-9]{3,24}$")
-_SUFFIX = re.compile(r"^[a-z0-9]+(?:[.-][a-z0-9]+)*$")
-_URL = re.compile(r"^https?://[A-Za-z0-9.\-]+(?::[0-9]{1,5})?(?:/[A-Za-z0-9._\-]+)*/?$")
+#: The storage DNS suffixes of Azure's clouds: public, China, US Government, Germany (legacy).
+AZURE_STORAGE_SUFFIXES = ("core.windows.net", "core.chinacloudapi.cn", "core.usgovcloudapi.net", "core.cloudapi.de")
+#: Hosts that mean "this machine": allowed only when the app itself runs on development storage (Azurite).
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "[::1]"})
+_URL = re.compile(
+    r"^(?P<scheme>https?)://(?P<host>[A-Za-z0-9.\-]+|\[::1\])(?::(?P<port>[0-9]{1,5}))?(?:/[A-Za-z0-9._\-]+)*/?$"
+)
+_HOST_LABEL = re.compile(r"^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?$")
 _FIELDS = ("containerName", "accountName", "accountKey", "sasToken", "protocol", "endpoint", "createIfNotExists")
 
 
@@ -54,6 +60,35 @@ class BlobDatastoreSpec:
         if self.endpoint.startswith(("http://", "https://")):
             return self.endpoint.rstrip("/")
         return f"{self.protocol}://{self.account_name}.blob.{self.endpoint}"
+
+
+def is_loopback_url(url: str) -> bool:
+    """Whether ``url`` is an http(s) URL on this machine (127.0.0.1, localhost or [::1])."""
+    match = _URL.match(url)
+    return match is not None and match["host"].lower() in LOOPBACK_HOSTS
+
+
+def _is_storage_endpoint(endpoint: str) -> bool:
+    """A storage DNS suffix, an https Azure blob URL, or a loopback URL (the caller checks loopback is allowed).
+
+    Anything else would let a Contributor make the server send requests (createIfNotExists, SAS
+    checks) to a host of their choosing.
+    """
+    if endpoint.lower() in AZURE_STORAGE_SUFFIXES:
+        return True
+    match = _URL.match(endpoint)
+    if match is None:
+        return False
+    host = match["host"].lower()
+    if host in LOOPBACK_HOSTS:
+        return True
+    if match["scheme"] != "https" or match["port"] not in (None, "443"):
+        return False
+    for suffix in AZURE_STORAGE_SUFFIXES:
+        tail = ".blob." + suffix
+        if host.endswith(tail) and all(_HOST_LABEL.match(label) for label in host[: -len(tail)].split(".")):
+            return True
+    return False
 
 
 def _str(body: Mapping[str, Any], key: str, *, required: bool = False, default: str | None = None) -> str | None:
@@ -97,9 +132,11 @@ def parse_blob_spec(body: Mapping[str, Any]) -> BlobDatastoreSpec:
     if protocol not in ("https", "http"):
         raise BadRequestError(f"'protocol' must be 'https' or 'http'; got {protocol!r}.", target="protocol")
     endpoint = _str(body, "endpoint", default=DEFAULT_ENDPOINT) or DEFAULT_ENDPOINT
-    if not (_SUFFIX.match(endpoint) or _URL.match(endpoint)):
+    if not _is_storage_endpoint(endpoint):
         raise BadRequestError(
-            f"'endpoint' {endpoint!r} is invalid: give a DNS suffix such as 'core.windows.net' or an account URL"
+            f"'endpoint' {endpoint[:300]!r} is invalid: give an Azure storage DNS suffix"
+            f" ({', '.join(AZURE_STORAGE_SUFFIXES)}), an account URL such as"
+            " 'https://myaccount.blob.core.windows.net', or, when the app runs on Azurite, a loopback URL"
             " such as 'http://127.0.0.1:10000/devstoreaccount1'.",
             target="endpoint",
         )

@@ -42,6 +42,7 @@ from shared.registry.datastore_spec import (
     DEFAULT_ENDPOINT,
     NAME_PATTERN,
     BlobDatastoreSpec,
+    is_loopback_url,
     name_problem,
     parse_blob_spec,
 )
@@ -142,6 +143,9 @@ class DatastoreStore:
     ) -> None:
         self._table = LazyTable(tables, storage.table_name(TABLE, settings))
         self._blobs = blobs
+        # Loopback datastores (Azurite) make sense only when the app's own storage is loopback too;
+        # on Azure they would let a Contributor aim the server's requests at the host it runs on.
+        self._on_development_storage = is_loopback_url(blobs.url)
         self._sealer = CredentialSealer(blobs, settings=settings)
         self._default_ready = False
         self._lock = threading.Lock()
@@ -202,6 +206,12 @@ class DatastoreStore:
         problem = name_problem(name)
         if problem:
             raise BadRequestError(problem, target="name")
+        if is_loopback_url(spec.endpoint) and not self._on_development_storage:
+            raise BadRequestError(
+                "'endpoint' may be a loopback URL only when the app itself runs on development storage (Azurite);"
+                " give an Azure storage account URL or DNS suffix.",
+                target="endpoint",
+            )
         if name.lower() == DEFAULT_DATASTORE:
             raise BadRequestError(
                 f"'{DEFAULT_DATASTORE}' is the workspace's built-in datastore; choose another name.", target="name"

@@ -238,3 +238,45 @@ def test_a_graph_without_snapshots_or_with_a_missing_script_is_refused(
     del graph["steps"][0]["snapshot"]
     response = post(pipelines_app, url, {"ExperimentName": "e2e-adhoc", "Graph": graph})
     assert response.status_code == 400 and response.json()["Error"]["Details"][0]["Code"] == "MissingSnapshot"
+
+
+@pytest.mark.parametrize(
+    ("query", "target"),
+    [("top=%C2%B2", "top"), ("top=0", "top"), ("top=1001", "top"), ("top=%EF%BC%95", "top"), ("top=-1", "top")],
+)
+def test_a_malformed_top_is_a_400_naming_it(pipelines_app: PipelinesApp, query: str, target: str) -> None:
+    response = requests.get(
+        f"{pipelines_app.url}/api/PipelineRuns?experimentName=e2e-rest&{query}",
+        headers=pipelines_app.headers(),
+        timeout=30,
+    )
+    assert response.status_code == 400, response.text
+    error = response.json()["Error"]
+    assert error["Target"] == target and "1 to 1000" in error["Message"]
+
+
+@pytest.mark.parametrize("graph_id", ["../" * 21 + "a", "A" * 64, "g" * 64, 7, "ab" * 32 + "\n"])
+def test_a_malformed_graph_id_is_a_400_naming_it(pipelines_app: PipelinesApp, graph_id: object) -> None:
+    response = post(pipelines_app, f"{pipelines_app.url}/api/pipelines", {"Name": "x", "GraphId": graph_id})
+    assert response.status_code == 400, response.text
+    assert response.json()["Error"]["Target"] == "GraphId"
+
+
+@pytest.mark.parametrize("value", ["flase", "yes", ""])
+def test_a_malformed_active_only_is_a_400(pipelines_app: PipelinesApp, value: str) -> None:
+    for route in ("pipelines", "PipelineEndpoints"):
+        response = requests.get(
+            f"{pipelines_app.url}/api/{route}?active_only={value}", headers=pipelines_app.headers(), timeout=30
+        )
+        assert response.status_code == 400, response.text
+        assert response.json()["Error"]["Target"] == "active_only"
+
+
+def test_a_snapshot_upload_url_is_never_the_content_address(pipelines_app: PipelinesApp) -> None:
+    sha = "ef" * 32
+    ticket = post(pipelines_app, f"{pipelines_app.url}/api/snapshots/{sha}").json()
+    assert ticket["exists"] is False and "/staging/" in ticket["upload_url"] and sha not in ticket["upload_url"]
+    put = requests.put(ticket["upload_url"], data=b"junk", headers={"x-ms-blob-type": "BlockBlob"}, timeout=30)
+    assert put.status_code == 201
+    commit = post(pipelines_app, f"{pipelines_app.url}/api/snapshots/{sha}/commit", {"StagingId": ticket["staging_id"]})
+    assert commit.status_code == 400 and commit.json()["Error"]["Code"] == "SnapshotMismatch"

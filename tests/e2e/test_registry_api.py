@@ -255,3 +255,46 @@ def test_unknown_names_are_404(registry: Registry) -> None:
         method = "POST" if path.endswith("sas") else "GET"
         response = registry.call(method, path, token=registry.owner_token, body={} if method == "POST" else None)
         assert response.status_code == 404 and error_of(response)["Code"] == "NotFound", path
+
+
+@pytest.mark.parametrize("version", ["²", "٣", "1e3", "-1", "0", "1234567890", " 1", "1.0"])
+def test_a_dataset_version_that_is_no_number_is_a_400_naming_version(registry: Registry, version: str) -> None:
+    response = requests.get(
+        f"{registry.host.url}/api/datasets/x",
+        params={"version": version},
+        headers={"Authorization": f"Bearer {registry.reader_token}"},
+        timeout=30,
+    )
+    assert response.status_code == 400, response.text
+    assert error_of(response)["Target"] == "version"
+
+
+@pytest.mark.parametrize("how", ["body", "header"])
+def test_a_garbage_etag_is_a_400_naming_etag(registry: Registry, how: str) -> None:
+    token = registry.owner_token
+    assert registry.call("PUT", "computetargets/etag-cluster", token=token, body={"maxNodes": 2}).status_code in (
+        200,
+        201,
+    )
+    headers = {"Authorization": f"Bearer {token}"}
+    body: dict[str, Any] = {"maxNodes": 3}
+    if how == "body":
+        body["etag"] = "garbage"
+    else:
+        headers["If-Match"] = "garbage"
+    url = f"{registry.host.url}/api/computetargets/etag-cluster"
+    response = requests.patch(url, json=body, headers=headers, timeout=30)
+    assert response.status_code == 400, response.text
+    assert error_of(response)["Target"] == "etag"
+    assert registry.call("GET", "computetargets/etag-cluster", token=token).json()["maxNodes"] == 2
+    registry.call("DELETE", "computetargets/etag-cluster", token=token)
+
+
+@pytest.mark.parametrize("name", ["../principals", "a/../../principals", "x?y=1"])
+def test_a_name_cannot_reach_another_route(registry: Registry, name: str) -> None:
+    with pytest.raises(UserErrorException, match="not found"):
+        Datastore.get(registry.owner, name)
+    with pytest.raises(ComputeTargetException):
+        ComputeTarget(workspace=registry.owner, name=name)
+    with pytest.raises(UserErrorException):
+        Dataset.get_by_name(registry.owner, name)

@@ -39,6 +39,7 @@ def _graph(stores: Stores, tmp_path: Path) -> dict[str, object]:
         assert ticket.upload_url is not None
         put = requests.put(ticket.upload_url, data=snap.data, headers={"x-ms-blob-type": "BlockBlob"}, timeout=30)
         assert put.status_code == 201
+        stores.snapshots.commit(snap.sha256, ticket.staging_id)
     return {
         "parameters": [{"name": "n", "type": "int", "default_value": 1}],
         "steps": [
@@ -65,11 +66,13 @@ def test_forged_snapshot_bytes_are_refused_and_replaced(stores: Stores) -> None:
     ticket = stores.snapshots.begin_upload(sha)
     assert ticket.upload_url is not None
     requests.put(ticket.upload_url, data=b"not a zip", headers={"x-ms-blob-type": "BlockBlob"}, timeout=30)
+    with pytest.raises(BadRequestError, match="do not have that sha256"):
+        stores.snapshots.commit(sha, ticket.staging_id)
     from shared.graph.model import SnapshotRef
 
-    with pytest.raises(BadRequestError, match="do not have that sha256"):
+    with pytest.raises(BadRequestError, match="has not been uploaded"):
         stores.snapshots.manifest(SnapshotRef(sha256=sha, size_bytes=9))
-    assert not stores.snapshots.begin_upload(sha).exists  # the forged blob is dropped: upload again
+    assert not stores.snapshots.begin_upload(sha).exists
 
 
 def test_a_script_missing_from_its_snapshot_is_refused(stores: Stores, tmp_path: Path) -> None:

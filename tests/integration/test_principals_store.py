@@ -67,15 +67,25 @@ def test_authenticate_accepts_only_the_right_secret_of_an_enabled_principal(stor
     assert store.authenticate("6f1c2d7e-8a4b-4c1e-9f00-1234567890ab", secret) is None
     assert store.authenticate("' or 1 eq 1", secret) is None
     table = store._client()
-    table.update_entity({"PartitionKey": "principal", "RowKey": principal.id, "Disabled": True})
+    table.update_entity({"PartitionKey": principal.id, "RowKey": "principal", "Disabled": True})
     assert store.authenticate(principal.id, secret) is None
     assert store.get_principal(principal.id).disabled
+
+
+def test_each_principal_is_its_own_partition_so_no_partition_is_hot(store: PrincipalStore) -> None:
+    first, _ = store.create_principal(display_name="a", role=Role.OWNER, created_by="t")
+    second, _ = store.create_principal(display_name="b", role=Role.READER, created_by="t")
+    partitions = {e["PartitionKey"] for e in store._client().list_entities(select=["PartitionKey"])}
+    assert partitions == {first.id, second.id}
+    assert [p.id for p in store.list_principals()] == [
+        p.id for p in sorted([first, second], key=lambda p: (p.created_time, p.id))
+    ]
 
 
 def test_the_table_holds_no_plaintext_secret(store: PrincipalStore, storage: str) -> None:
     principal, secret = store.create_principal(display_name="x", role=Role.OWNER, created_by="t")
     with TableServiceClient.from_connection_string(storage) as service:
-        entity = service.get_table_client(store.table_name).get_entity("principal", principal.id)
+        entity = service.get_table_client(store.table_name).get_entity(principal.id, "principal")
     stored = json.dumps({k: str(v) for k, v in entity.items()})
     assert secret not in stored
     assert set(entity) >= {"SecretHash", "SecretSalt", "ScryptN", "Role", "DisplayName", "CreatedTime", "Disabled"}

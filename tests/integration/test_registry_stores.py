@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from azure.storage.blob import ContainerClient
+from azure.storage.blob import BlobServiceClient, ContainerClient
 
 from shared import storage as engine_storage
 from shared.errors import BadRequestError, ConflictError, NotFoundError
@@ -14,7 +14,7 @@ from shared.registry import DEFAULT_CONTAINER, DEFAULT_DATASTORE, WorkspaceRegis
 from shared.registry.compute import ComputeSpec, parse_compute_spec
 from shared.registry.datasets import parse_definition
 from shared.registry.datastores import TABLE as DATASTORE_TABLE
-from shared.registry.datastores import parse_blob_spec
+from shared.registry.datastores import DatastoreStore, parse_blob_spec
 
 pytestmark = pytest.mark.integration
 
@@ -59,6 +59,32 @@ def test_the_default_datastore_always_exists_and_cannot_be_registered(registry: 
         registry.datastores.register(
             "workspaceblobstore", parse_blob_spec({"containerName": "abc", "accountName": "abc"})
         )
+
+
+def test_a_loopback_endpoint_is_allowed_when_the_app_runs_on_azurite(
+    registry: WorkspaceRegistry, clients: engine_storage.StorageClients
+) -> None:
+    body = blob_body(clients, "loop-ok", createIfNotExists=True)
+    assert body["endpoint"].startswith("http://127.0.0.1:")  # type: ignore[union-attr]
+    record, written = registry.datastores.register("loop_ok", parse_blob_spec(body))
+    assert written and record.endpoint == body["endpoint"]
+    assert clients.blobs.get_container_client("loop-ok").exists()
+
+
+def test_a_loopback_endpoint_is_refused_when_the_app_runs_on_azure(
+    clients: engine_storage.StorageClients, settings: dict[str, str]
+) -> None:
+    # The app's storage as it is on Azure: the store must refuse before it sends anything anywhere.
+    on_azure = BlobServiceClient("https://myaccount.blob.core.windows.net", credential=AZURITE_KEY)
+    with on_azure:
+        store = DatastoreStore(clients.tables, on_azure, settings=settings)
+        for endpoint in ("http://127.0.0.1:10000/devstoreaccount1", "https://localhost", "http://[::1]:80"):
+            body = {**blob_body(clients, "loop-no", createIfNotExists=True), "endpoint": endpoint}
+            with pytest.raises(BadRequestError, match="loopback") as caught:
+                store.register("loop_no", parse_blob_spec(body))
+            assert caught.value.target == "endpoint"
+        assert store.find("loop_no") is None
+    assert not clients.blobs.get_container_client("loop-no").exists()
 
 
 def test_credentials_are_sealed_in_the_table_and_never_in_the_record(
@@ -192,3 +218,12 @@ def test_compute_targets_create_get_update_delete(registry: WorkspaceRegistry) -
     registry.compute_targets.delete("aml-cluster")
     with pytest.raises(NotFoundError):
         registry.compute_targets.get("aml-cluster")
+
+
+@pytest.mark.parametrize("etag", ["garbage", "W/\"datetime'nope'\"", "caf\u00e9", "\u20ac", "x" * 300])
+def test_an_etag_that_is_no_etag_is_a_bad_request_naming_etag(registry: WorkspaceRegistry, etag: str) -> None:
+    registry.compute_targets.create("aml-cluster", parse_compute_spec({"maxNodes": 2}))
+    with pytest.raises((BadRequestError, ConflictError)) as caught:
+        registry.compute_targets.update("aml-cluster", {"maxNodes": 3}, etag=etag)
+    assert caught.value.target == "etag"
+    assert registry.compute_targets.get("aml-cluster").spec.max_nodes == 2

@@ -93,6 +93,8 @@ def test_an_allowed_role_reaches_the_handler() -> None:
         (b"\xff\xfe", 400, "UTF-8"),
         (b"[1, 2]", 400, "must be a JSON object, not an array"),
         (b" " * (1024 * 1024 + 1), 413, "limit is 1048576"),
+        (b"[" * 200_000 + b"]" * 200_000, 400, "nesting is too deep"),
+        (b'{"a": ' + b"[" * 65 + b"]" * 65 + b"}", 400, "nesting is too deep"),
     ],
 )
 def test_bad_bodies_are_4xx_naming_the_problem(body: bytes, status: int, message: str) -> None:
@@ -100,6 +102,11 @@ def test_bad_bodies_are_4xx_naming_the_problem(body: bytes, status: int, message
     assert response.status_code == status
     error = json.loads(response.get_body())["Error"]
     assert message in error["Message"] and error["Target"] == "body"
+
+
+def test_nesting_up_to_the_limit_is_accepted() -> None:
+    body = b'{"a": ' + b"[" * (edge.MAX_JSON_DEPTH - 1) + b"]" * (edge.MAX_JSON_DEPTH - 1) + b"}"
+    assert submit(request(bearer(Role.OWNER), body)).status_code == 200
 
 
 def test_engine_errors_keep_their_status_and_body() -> None:

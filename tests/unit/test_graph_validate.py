@@ -280,3 +280,11 @@ def test_empty_pipeline_is_invalid() -> None:
 
 def test_parameter_env_name_replaces_unsafe_characters() -> None:
     assert parameter_env_name("reg-rate.v2") == "AML_PARAMETER_reg_rate_v2"
+
+
+def test_runconfig_pipeline_params_keys_are_limited_to_azureml_run_settings() -> None:
+    graph = _graph(
+        _step("a", runconfig_pipeline_params={"Anything": {"kind": "parameter", "name": "n"}}),
+        parameters=[{"name": "n", "type": "int", "default_value": 1}],
+    )
+    assert _codes(graph) == [("InvalidRunconfigPipelineParam", "steps[0].runconfig_pipeline_params.Anything")]

@@ -3,28 +3,37 @@
 from __future__ import annotations
 
 import re
+from functools import cache
+from typing import Any
 
 import function_app
 from functions.openapi import openapi_document
 
 
+@cache
+def _http_functions() -> tuple[Any, ...]:
+    # FunctionApp.get_functions() may run once per app (a second call reports every name as a duplicate).
+    return tuple(f for f in function_app.app.get_functions() if type(f.get_trigger()).__name__ == "HttpTrigger")
+
+
 def _registered_routes() -> set[tuple[str, str]]:
     found: set[tuple[str, str]] = set()
-    for function in function_app.app.get_functions():
+    for function in _http_functions():
         trigger = function.get_trigger()
-        if type(trigger).__name__ != "HttpTrigger":
-            continue
         route = trigger.route or function.get_function_name()
         methods = trigger.methods or ["GET", "POST", "PUT", "PATCH", "DELETE"]
-        # ``{name:constraint}`` → ``{name}``; an optional last segment ``/{v?}`` gives two paths.
-        template = re.sub(r"\{(\w+)(:[^}]*)?\}", r"{\1}", route)
-        paths = {template}
-        if template.endswith("?}") or re.search(r"\{\w+\?\}$", route):
-            paths = {re.sub(r"\{(\w+)\?\}$", r"{\1}", route), re.sub(r"/\{\w+\?\}$", "", route)}
         for method in methods:
-            for path in paths:
+            for path in _paths(route):
                 found.add((str(getattr(method, "value", method)).lower(), f"/api/{path}"))
     return found
+
+
+def _paths(route: str) -> set[str]:
+    # ``{name:constraint}`` → ``{name}``; an optional last segment ``/{v?}`` gives two paths.
+    template = re.sub(r"\{(\w+)(:[^}]*)?\}", r"{\1}", route)
+    if template.endswith("?}") or re.search(r"\{\w+\?\}$", route):
+        return {re.sub(r"\{(\w+)\?\}$", r"{\1}", route), re.sub(r"/\{\w+\?\}$", "", route)}
+    return {template}
 
 
 def test_every_registered_http_route_is_documented() -> None:
@@ -50,3 +59,25 @@ def test_guarded_routes_require_the_bearer_scheme_and_anonymous_ones_do_not() ->
     paths = openapi_document()["paths"]
     assert "security" not in paths["/api/health"]["get"]
     assert paths["/api/PipelineRuns/PipelineSubmit/{pipeline_id}"]["post"]["security"] == [{"bearer": []}]
+
+
+def test_every_documented_role_is_the_role_the_function_enforces() -> None:
+    from functions._edge import role_of
+    from functions.openapi import all_routes
+
+    documented = {(r.method.lower(), r.path): r.role for r in all_routes()}
+    wrong: list[str] = []
+    checked = 0
+    for function in _http_functions():
+        trigger = function.get_trigger()
+        role = role_of(function.get_user_function())
+        enforced = None if role is None else role.value
+        for path in _paths(trigger.route or function.get_function_name()):
+            for method in trigger.methods or ["GET", "POST", "PUT", "PATCH", "DELETE"]:
+                key = (str(getattr(method, "value", method)).lower(), f"/api/{path}")
+                if key in documented:
+                    checked += 1
+                    if documented[key] != enforced:
+                        wrong.append(f"{key}: documented {documented[key]}, enforced {enforced}")
+    assert not wrong, wrong
+    assert checked == len(documented)

@@ -73,6 +73,14 @@ BLOB = {"containerName": "training", "accountName": "myaccount", "accountKey": "
         ({"sasToken": "sv=1"}, "sasToken"),
         ({"protocol": "ftp"}, "protocol"),
         ({"endpoint": "http://host/path?x=1"}, "endpoint"),
+        ({"endpoint": "https://169.254.169.254"}, "endpoint"),
+        ({"endpoint": "http://internal-service:8080/x"}, "endpoint"),
+        ({"endpoint": "http://myaccount.blob.core.windows.net"}, "endpoint"),
+        ({"endpoint": "https://myaccount.blob.core.windows.net.evil.com"}, "endpoint"),
+        ({"endpoint": "https://myaccount.blob.core.windows.net:8443"}, "endpoint"),
+        ({"endpoint": "https://blob.core.windows.net"}, "endpoint"),
+        ({"endpoint": "evil.com"}, "endpoint"),
+        ({"endpoint": "blob.evil.com"}, "endpoint"),
         ({"createIfNotExists": "yes"}, "createIfNotExists"),
         ({"datastoreType": "AzureFile"}, "datastoreType"),
         ({"bucket": "x"}, "bucket"),
@@ -82,6 +90,22 @@ def test_blob_registrations_name_the_bad_field(change: dict[str, Any], target: s
     with pytest.raises(BadRequestError) as caught:
         datastores.parse_blob_spec({**BLOB, **change})
     assert caught.value.target == target
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "url"),
+    [
+        ("core.windows.net", "https://myaccount.blob.core.windows.net"),
+        ("core.chinacloudapi.cn", "https://myaccount.blob.core.chinacloudapi.cn"),
+        ("core.usgovcloudapi.net", "https://myaccount.blob.core.usgovcloudapi.net"),
+        ("https://myaccount.blob.core.windows.net", "https://myaccount.blob.core.windows.net"),
+        ("https://myaccount.privatelink.blob.core.windows.net/", "https://myaccount.privatelink.blob.core.windows.net"),
+        ("http://localhost:10000/devstoreaccount1", "http://localhost:10000/devstoreaccount1"),
+        ("http://[::1]:10000/devstoreaccount1", "http://[::1]:10000/devstoreaccount1"),
+    ],
+)
+def test_azure_storage_and_loopback_endpoints_are_accepted(endpoint: str, url: str) -> None:
+    assert datastores.parse_blob_spec({**BLOB, "endpoint": endpoint}).account_url == url
 
 
 def test_a_credential_never_appears_in_a_message_or_repr() -> None:

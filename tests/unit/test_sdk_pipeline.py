@@ -346,3 +346,36 @@ def test_public_surface_is_locked() -> None:
     ]
     assert amlpipe.pipeline.steps.__all__ == ["CommandStep", "DataTransferStep", "EstimatorStep", "PythonScriptStep"]
     assert amlpipe.data.__all__ == ["DataPath", "DataPathComputeBinding", "DataReference", "DatasetConsumptionConfig"]
+
+
+def test_two_different_inputs_with_one_name_are_both_kept_and_reported() -> None:
+    first = FakeDataset("titanic").as_named_input("data")
+    second = FakeDataset("diabetes").as_named_input("data")
+    pipeline = Pipeline(None, [PythonScriptStep("t.py", inputs=[first], arguments=["--other", second])])
+    graph, _ = pipeline.to_graph()
+    assert [i.dataset_name for i in graph.steps[0].inputs] == ["titanic", "diabetes"]  # type: ignore[union-attr]
+    assert any("two inputs/outputs named 'data'" in problem for problem in pipeline.validate())
+
+
+def test_the_same_input_in_inputs_and_arguments_is_one_input() -> None:
+    data = FakeDataset("titanic").as_named_input("data")
+    graph, _ = Pipeline(None, [PythonScriptStep("t.py", inputs=[data], arguments=["--data", data])]).to_graph()
+    assert graph.steps[0].inputs == (m.DatasetInput(name="data", dataset_name="titanic", dataset_version=1),)
+
+
+def test_an_unregistered_dataset_is_refused_at_conversion() -> None:
+    from amlpipe.core.dataset import Dataset
+
+    raw = Dataset.Tabular.from_delimited_files(path=[("blobs", "data/*.csv")]).as_named_input("raw")
+    with pytest.raises(ValueError, match=r"register the dataset first \(ds.register\(ws, name\)\)"):
+        Pipeline(None, [PythonScriptStep("t.py", inputs=[raw])]).to_graph()
+
+
+def test_runconfig_pipeline_params_allowlist_is_shared_with_the_server() -> None:
+    with pytest.raises(ValueError, match="'Anything' is not supported"):
+        PythonScriptStep("t.py", runconfig_pipeline_params={"Anything": PipelineParameter("n", 1)})
+
+
+def test_a_blank_command_is_a_value_error() -> None:
+    with pytest.raises(ValueError, match="command is blank"):
+        CommandStep(command="   ")

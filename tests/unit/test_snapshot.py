@@ -174,7 +174,27 @@ def test_extract_refuses_symlink_entries(tmp_path: Path) -> None:
 
 
 def test_extract_refuses_bombs_and_garbage(tmp_path: Path) -> None:
-    with pytest.raises(BadRequestError, match="more than"):
+    with pytest.raises(BadRequestError, match="over the limit"):
         extract_snapshot(_zip([("a", b"0" * 5000)]), tmp_path / "out", max_bytes=1000)
     with pytest.raises(BadRequestError, match="not a valid zip"):
         extract_snapshot(b"not a zip", tmp_path / "out2")
+
+
+def test_check_zip_entries_names_the_bad_entry_and_counts_uncompressed_sizes() -> None:
+    from shared.graph.snapshot import check_zip_entries
+
+    def info(name: str, size: int = 1) -> zipfile.ZipInfo:
+        found = zipfile.ZipInfo(name)
+        found.file_size = size
+        return found
+
+    assert check_zip_entries([info("b.py"), info("a/"), info("a/c.py")], 10) == ["a/c.py", "b.py"]
+    for bad in ("../../evil.py", "/etc/cron.d/x", "a\\b.py", "C:/x.py"):
+        with pytest.raises(BadRequestError) as refused:
+            check_zip_entries([info("train.py"), info(bad)], 10)
+        assert refused.value.code == "SnapshotUnsafe" and repr(bad) in refused.value.message
+    with pytest.raises(BadRequestError, match="appears twice"):
+        check_zip_entries([info("a.py"), info("a.py")], 10)
+    with pytest.raises(BadRequestError) as big:
+        check_zip_entries([info(f"f{i}", 100 * (i + 1)) for i in range(7)], 1000)
+    assert big.value.code == "SnapshotTooLarge" and "f6" in big.value.message and "f1 " not in big.value.message

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from amlpipe._client import api_path
 from amlpipe.core.experiment import Experiment
 from amlpipe.exceptions import ServiceException
 from amlpipe.pipeline.core._published import PublishedPipeline
@@ -90,7 +91,7 @@ class PipelineEndpoint:
     ) -> PipelineEndpoint:
         """The endpoint with ``id``, or else the one named ``name``."""
         if id is not None:
-            return PipelineEndpoint(workspace, workspace._client.get(f"PipelineEndpoints/{id}"))
+            return PipelineEndpoint(workspace, workspace._client.get(api_path("PipelineEndpoints", id)))
         if name is not None:
             return PipelineEndpoint(workspace, workspace._client.get("PipelineEndpoints", params={"name": name}))
         raise ValueError("PipelineEndpoint.get needs id or name")
@@ -186,11 +187,11 @@ class PipelineEndpoint:
 
     def _post_version(self, pipeline: PublishedPipeline, *, set_default: bool) -> None:
         body = {"PipelineId": pipeline.id, "SetDefault": set_default}
-        self._entity = self._workspace._client.post(f"PipelineEndpoints/{self.id}/versions", body)
+        self._entity = self._workspace._client.post(api_path("PipelineEndpoints", self.id, "versions"), body)
 
     def _put_default(self, body: dict[str, str]) -> None:
         try:
-            self._entity = self._workspace._client.put(f"PipelineEndpoints/{self.id}/default", body)
+            self._entity = self._workspace._client.put(api_path("PipelineEndpoints", self.id, "default"), body)
         except ServiceException as exc:
             if exc.status_code == 400:
                 raise ValueError(exc.message) from exc

@@ -5,6 +5,7 @@ from __future__ import annotations
 import builtins
 from typing import TYPE_CHECKING, Any
 
+from amlpipe._client import api_path
 from amlpipe.core.experiment import Experiment
 from amlpipe.pipeline.core._submission import submit_body
 
@@ -69,7 +70,7 @@ class PublishedPipeline:
     @staticmethod
     def get(workspace: Workspace, id: str, _service_endpoint: str | None = None) -> PublishedPipeline:
         """The published pipeline ``id`` (lookup is by id only)."""
-        return PublishedPipeline._from_entity(workspace, workspace._client.get(f"pipelines/{id}"))
+        return PublishedPipeline._from_entity(workspace, workspace._client.get(api_path("pipelines", id)))
 
     @staticmethod
     def list(
@@ -83,15 +84,15 @@ class PublishedPipeline:
 
     def enable(self) -> None:
         """Set the status to Active."""
-        self._status = self._workspace._client.post(f"pipelines/{self._id}/enable")["Status"]
+        self._status = self._workspace._client.post(api_path("pipelines", self._id, "enable"))["Status"]
 
     def disable(self) -> None:
         """Set the status to Disabled (a disabled pipeline cannot be submitted and is hidden from ``list``)."""
-        self._status = self._workspace._client.post(f"pipelines/{self._id}/disable")["Status"]
+        self._status = self._workspace._client.post(api_path("pipelines", self._id, "disable"))["Status"]
 
     def get_graph(self) -> dict[str, Any]:
         """The graph document."""
-        graph: dict[str, Any] = self._workspace._client.get(f"pipelines/{self._id}/graph")
+        graph: dict[str, Any] = self._workspace._client.get(api_path("pipelines", self._id, "graph"))
         return graph
 
     def get_step_names(self) -> builtins.list[str]:

@@ -6,6 +6,7 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any
 
+from amlpipe._client import api_path
 from amlpipe.core.experiment import Experiment
 from amlpipe.core.run import ActivityFailedException, ExperimentExecutionException, Run, status_of
 
@@ -41,7 +42,7 @@ class PipelineRun(Run):
     @staticmethod
     def get(workspace: Workspace, run_id: str, _service_endpoint: str | None = None) -> PipelineRun:
         """The run ``run_id`` (its experiment is looked up for you)."""
-        entity: dict[str, Any] = workspace._client.get(f"PipelineRuns/{run_id}")
+        entity: dict[str, Any] = workspace._client.get(api_path("PipelineRuns", run_id))
         return PipelineRun(Experiment(workspace, entity["RunHistoryExperimentName"]), run_id, _entity=entity)
 
     @staticmethod
@@ -104,7 +105,7 @@ class PipelineRun(Run):
 
     def cancel(self) -> None:
         """Cancel the run (NotStarted runs end Canceled; running steps are stopped by the service)."""
-        self._entity = self._experiment.workspace._client.post(f"PipelineRuns/{self.id}/cancel")
+        self._entity = self._experiment.workspace._client.post(api_path("PipelineRuns", self.id, "cancel"))
 
     def publish_pipeline(
         self, name: str, description: str, version: str, continue_on_step_failure: bool | None = None, **kwargs: Any

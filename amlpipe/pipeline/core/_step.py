@@ -10,14 +10,7 @@ from amlpipe.pipeline.core import _wire
 from amlpipe.pipeline.core._builder import InputPortBinding, PipelineData
 from amlpipe.pipeline.core._parameter import PipelineParameter
 from shared.graph import model as m
-
-# azureml lets only these run settings be overridden per run by a PipelineParameter.
-RUNCONFIG_PIPELINE_PARAMS = (
-    "NodeCount",
-    "MpiProcessCountPerNode",
-    "TensorflowWorkerCount",
-    "TensorflowParameterServerCount",
-)
+from shared.graph.validate import RUNCONFIG_PIPELINE_PARAMS
 
 
 class PipelineStep:
@@ -112,7 +105,9 @@ class PipelineStep:
         inputs: list[m.StepInput] = []
 
         def add_input(item: m.StepInput) -> None:
-            if all(existing.name != item.name for existing in inputs):
+            # The same input passed in both ``inputs`` and ``arguments`` is one input; a different input
+            # under a taken name is kept so validation reports DuplicateInputName instead of losing it.
+            if item not in inputs:
                 inputs.append(item)
 
         for item in self._inputs:

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import requests
 
+from amlpipe._client import api_path
 from amlpipe.data.datapath import DataPath
 from amlpipe.exceptions import ServiceException
 from shared.graph import model as m
@@ -37,9 +38,13 @@ def graph_with_snapshots(pipeline: Pipeline, client: ServiceClient) -> m.Pipelin
 
 
 def upload_snapshot(folder: str, client: ServiceClient) -> m.SnapshotRef:
-    """Zip ``folder`` and upload it unless the service already has those bytes."""
+    """Zip ``folder`` and upload it unless the service already has those bytes.
+
+    The zip goes to the staging blob the service names (a write-only SAS URL), then the service is
+    asked to commit it: it checks the bytes and entries and stores them under their sha256.
+    """
     snapshot = build_snapshot(folder)
-    ticket = client.post(f"snapshots/{snapshot.sha256}")
+    ticket = client.post(api_path("snapshots", snapshot.sha256))
     if not ticket.get("exists"):
         log.info("Uploading snapshot %s of %s (%d bytes).", snapshot.sha256[:12], folder, snapshot.size_bytes)
         try:
@@ -56,6 +61,7 @@ def upload_snapshot(folder: str, client: ServiceClient) -> m.SnapshotRef:
                 f"Uploading the snapshot of {folder} failed: {response.status_code} {response.reason}",
                 status_code=response.status_code,
             )
+        client.post(api_path("snapshots", snapshot.sha256, "commit"), {"StagingId": ticket["staging_id"]})
     return snapshot.ref()
 
 

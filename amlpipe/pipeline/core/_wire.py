@@ -106,6 +106,11 @@ def convert_input(item: Any, params: ParameterTable) -> m.StepInput:
         dataset = item.dataset
         if isinstance(dataset, PipelineParameter):
             raise ValueError(f"input {item.name!r}: dataset PipelineParameters are not supported yet")
+        if getattr(dataset, "name", None) is None:
+            raise ValueError(
+                f"input {item.name!r}: the dataset is not registered; "
+                "register the dataset first (ds.register(ws, name))"
+            )
         version = getattr(dataset, "version", None)
         if version is not None and (isinstance(version, bool) or not isinstance(version, int)):
             version = int(version)

@@ -51,6 +51,8 @@ class CommandStep(PipelineStep):
             raise ValueError("command is required: give it directly or through runconfig.command")
         if not isinstance(command, str | list):
             raise ValueError(f"command must be a string or a list, got {type(command).__name__}")
+        if isinstance(command, str) and not command.strip():
+            raise ValueError("command is blank: give the command line to run")
         first = command.split()[0] if isinstance(command, str) else str(command[0])
         super().__init__(name or first, inputs, outputs)
         self._command = command if isinstance(command, str) else list(command)
