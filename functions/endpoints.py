@@ -1,4 +1,5 @@
-"""Pipeline endpoint routes: create, look up, add versions and set the default version."""
+"""Pipeline endpoint routes: create, look up, add versions, set the default version, rename, enable/disable,
+archive and reactivate."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from functions.pipelines import endpoint_url, flag, parse_top
 from shared.auth import Principal, Role
 from shared.pipelines import default_stores
 from shared.pipelines import publish as flows
-from shared.pipelines.endpoints import PipelineEndpoint
+from shared.pipelines.endpoints import PipelineEndpoint, name_from_body
+from shared.pipelines.published import PipelineStatus
 
 bp = func.Blueprint()
 ANON = func.AuthLevel.ANONYMOUS
@@ -29,7 +31,7 @@ def create_endpoint(req: func.HttpRequest, caller: Principal) -> func.HttpRespon
 @bp.route(route="PipelineEndpoints", methods=["GET"], auth_level=ANON)
 @edge.api(Role.READER)
 def list_endpoints(req: func.HttpRequest, caller: Principal) -> func.HttpResponse:
-    """Endpoints; ``?name=`` gives the one with that name (404 if none); ``?active_only=false`` all."""
+    """Endpoints; ``?name=`` gives the one with that name (404 if none); ``?active_only=false`` all; ``?top=``."""
     stores = default_stores()
     name = req.params.get("name")
     if name is not None:
@@ -59,3 +61,42 @@ def set_endpoint_default(req: func.HttpRequest, caller: Principal) -> func.HttpR
     """``{PipelineId}`` (``set_default``) or ``{Version}`` (``set_default_version``)."""
     body = edge.read_json_object(req)
     return _endpoint(req, flows.set_endpoint_default(default_stores(), req.route_params["endpoint_id"], body))
+
+
+@bp.route(route="PipelineEndpoints/{endpoint_id}", methods=["PATCH"], auth_level=ANON)
+@edge.api(Role.CONTRIBUTOR)
+def rename_endpoint(req: func.HttpRequest, caller: Principal) -> func.HttpResponse:
+    """``{Name}``: ``set_name``; 409 when another endpoint has that name."""
+    name = name_from_body(edge.read_json_object(req))
+    return _endpoint(req, default_stores().endpoints.set_name(req.route_params["endpoint_id"], name))
+
+
+@bp.route(route="PipelineEndpoints/{endpoint_id}/enable", methods=["POST"], auth_level=ANON)
+@edge.api(Role.CONTRIBUTOR)
+def enable_endpoint(req: func.HttpRequest, caller: Principal) -> func.HttpResponse:
+    """Set the endpoint Active (idempotent)."""
+    stores = default_stores()
+    return _endpoint(req, stores.endpoints.set_status(req.route_params["endpoint_id"], PipelineStatus.ACTIVE))
+
+
+@bp.route(route="PipelineEndpoints/{endpoint_id}/disable", methods=["POST"], auth_level=ANON)
+@edge.api(Role.CONTRIBUTOR)
+def disable_endpoint(req: func.HttpRequest, caller: Principal) -> func.HttpResponse:
+    """Set the endpoint Disabled (idempotent): it cannot be submitted and ``list`` hides it."""
+    stores = default_stores()
+    return _endpoint(req, stores.endpoints.set_status(req.route_params["endpoint_id"], PipelineStatus.DISABLED))
+
+
+@bp.route(route="PipelineEndpoints/{endpoint_id}/archive", methods=["POST"], auth_level=ANON)
+@edge.api(Role.CONTRIBUTOR)
+def archive_endpoint(req: func.HttpRequest, caller: Principal) -> func.HttpResponse:
+    """Rename the endpoint to a random UUID and disable it (idempotent)."""
+    return _endpoint(req, default_stores().endpoints.archive(req.route_params["endpoint_id"]))
+
+
+@bp.route(route="PipelineEndpoints/{endpoint_id}/reactivate", methods=["POST"], auth_level=ANON)
+@edge.api(Role.CONTRIBUTOR)
+def reactivate_endpoint(req: func.HttpRequest, caller: Principal) -> func.HttpResponse:
+    """``{Name}``: rename the endpoint and set it Active; 409 when another endpoint has that name."""
+    name = name_from_body(edge.read_json_object(req))
+    return _endpoint(req, default_stores().endpoints.reactivate(req.route_params["endpoint_id"], name))

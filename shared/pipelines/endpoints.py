@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -113,6 +113,20 @@ def check_endpoint_name(name: Any) -> str:
     if any(ord(c) < 32 or ord(c) == 127 for c in name):
         raise BadRequestError("Name may not contain control characters.", target="Name")
     return name
+
+
+def name_from_body(body: Mapping[str, Any]) -> str:
+    """The ``Name`` of a rename / reactivate body ``{"Name": ...}``.
+
+    Raises:
+        BadRequestError: ``Name`` is missing or invalid, or the body has other keys.
+    """
+    extra = sorted(k for k in body if k != "Name")
+    if extra:
+        raise BadRequestError(f'Unknown keys {extra}; the body is {{"Name": <new name>}}.', target=extra[0])
+    if "Name" not in body:
+        raise BadRequestError("Name is required: the endpoint's new name.", target="Name")
+    return check_endpoint_name(body["Name"])
 
 
 def new_endpoint(name: str, description: str | None, pipeline_id: str) -> PipelineEndpoint:
@@ -219,21 +233,31 @@ class PipelineEndpointStore:
             ) from exc
         return replace(endpoint, etag=str(meta.get("etag")))
 
-    def set_name(self, endpoint_id: str, name: str) -> PipelineEndpoint:
+    def set_name(self, endpoint_id: str, name: str, *, status: PipelineStatus | None = None) -> PipelineEndpoint:
         """Rename ``endpoint_id`` to ``name`` (claimed like a create's name; the old name is released).
 
+        ``status``, when given, is set in the same write (``archive`` / ``reactivate``). Idempotent: a
+        repeat finds the endpoint already so and writes nothing.
+
         Raises:
-            NotFoundError: no such endpoint. ConflictError: another endpoint has that name.
+            NotFoundError: no such endpoint. ConflictError: another endpoint has that name (nothing changed).
         """
         check_endpoint_name(name)
         current = self.get_endpoint(endpoint_id)
+
+        def change(e: PipelineEndpoint) -> PipelineEndpoint:
+            wanted = e.status if status is None else status
+            if e.name == name and e.status == wanted:
+                return e
+            return replace(e, name=name, status=wanted, last_modified_date=utcnow())
+
         if current.name == name:
-            return current
+            return self.update_endpoint(endpoint_id, change)
         same_key = current.name.lower() == name.lower()
         if not same_key:
             self._claim_name(name, endpoint_id)
         try:
-            updated = self.update_endpoint(endpoint_id, lambda e: replace(e, name=name, last_modified_date=utcnow()))
+            updated = self.update_endpoint(endpoint_id, change)
         except Exception:
             if not same_key:
                 self._release_name(name, endpoint_id)
@@ -248,6 +272,28 @@ class PipelineEndpointStore:
             endpoint_id,
             lambda e: e if e.status == status else replace(e, status=status, last_modified_date=utcnow()),
         )
+
+    def archive(self, endpoint_id: str) -> PipelineEndpoint:
+        """azureml's ``archive()``: rename the endpoint to a random UUID (freeing its name) and disable it.
+
+        Idempotent: an endpoint already named by a UUID keeps that name (a retry after a rename whose
+        answer was lost must not rename it again) and is only disabled.
+
+        Raises:
+            NotFoundError: no such endpoint.
+        """
+        current = self.get_endpoint(endpoint_id)
+        if is_guid(current.name):
+            return self.set_status(endpoint_id, PipelineStatus.DISABLED)
+        return self.set_name(endpoint_id, str(uuid.uuid4()), status=PipelineStatus.DISABLED)
+
+    def reactivate(self, endpoint_id: str, name: str) -> PipelineEndpoint:
+        """azureml's ``reactivate(name)``: rename the endpoint to ``name`` and set it Active (one write).
+
+        Raises:
+            NotFoundError: no such endpoint. ConflictError: another endpoint has that name (nothing changed).
+        """
+        return self.set_name(endpoint_id, name, status=PipelineStatus.ACTIVE)
 
     def update_endpoint(
         self, endpoint_id: str, change: Callable[[PipelineEndpoint], PipelineEndpoint]

@@ -59,10 +59,16 @@ def submit_published(
 def submit_endpoint(
     stores: Stores, endpoint: PipelineEndpoint, version: str | None, body: Mapping[str, Any], registry: Registry | None
 ) -> PipelineRun:
-    """Start a run of ``endpoint``'s ``version`` (its default version when None)."""
+    """Start a run of ``endpoint``'s ``version`` (its default version when None).
+
+    Raises:
+        BadRequestError: the endpoint is not Active (code ``PipelineEndpointDisabled``), or it has no
+            such version, or the body is wrong.
+    """
     if endpoint.status != PipelineStatus.ACTIVE:
         raise BadRequestError(
-            f"Pipeline endpoint {endpoint.name!r} is {endpoint.status.value} and cannot be submitted.",
+            f"Pipeline endpoint {endpoint.id} ({endpoint.name!r}) is {endpoint.status.value} and cannot be "
+            "submitted; enable it first (PipelineEndpoint.enable(), or reactivate(name) if it was archived).",
             target="id",
             code="PipelineEndpointDisabled",
         )

@@ -164,6 +164,12 @@ class SetDefaultBody(_Body):
     Version: str | None = Field(default=None, description="set_default_version: a version of the endpoint.")
 
 
+class EndpointNameBody(_Body):
+    """``set_name(name)`` (PATCH) and ``reactivate(name)``: the endpoint's new, unique name."""
+
+    Name: str
+
+
 class SnapshotTicket(_Body):
     exists: bool
     upload_url: str | None = Field(

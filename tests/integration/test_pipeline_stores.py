@@ -102,6 +102,55 @@ def test_an_endpoint_write_with_a_stale_etag_is_a_conflict(stores: Stores) -> No
     assert stores.endpoints.get_endpoint_by_name("EP").description == "first"
 
 
+def test_renaming_to_a_taken_name_is_a_conflict_that_changes_nothing(stores: Stores) -> None:
+    first = stores.endpoints.create_endpoint(new_endpoint("First", None, str(uuid.uuid4())))
+    second = stores.endpoints.create_endpoint(new_endpoint("Second", None, str(uuid.uuid4())))
+    with pytest.raises(ConflictError, match="already exists"):
+        stores.endpoints.set_name(first.id, "SECOND")
+    with pytest.raises(ConflictError):
+        stores.endpoints.reactivate(first.id, "second")
+    assert stores.endpoints.get_endpoint(first.id) == first
+    assert stores.endpoints.get_endpoint_by_name("second").id == second.id
+    renamed = stores.endpoints.set_name(first.id, "Third")
+    assert stores.endpoints.set_name(first.id, "Third").etag == renamed.etag  # idempotent: no write
+    assert stores.endpoints.get_endpoint_by_name("third").id == first.id
+    with pytest.raises(NotFoundError):
+        stores.endpoints.get_endpoint_by_name("first")
+    assert stores.endpoints.create_endpoint(new_endpoint("first", None, str(uuid.uuid4()))).name == "first"
+    assert stores.endpoints.set_name(first.id, "THIRD").name == "THIRD"  # a case change keeps its claim
+    assert stores.endpoints.get_endpoint_by_name("third").name == "THIRD"
+
+
+def test_archive_renames_to_a_uuid_and_disables_and_reactivate_undoes_it(stores: Stores) -> None:
+    endpoint = stores.endpoints.create_endpoint(new_endpoint("Ep", None, str(uuid.uuid4())))
+    archived = stores.endpoints.archive(endpoint.id)
+    assert archived.status == PipelineStatus.DISABLED and str(uuid.UUID(archived.name)) == archived.name
+    assert stores.endpoints.archive(endpoint.id) == archived  # a repeat keeps its name and writes nothing
+    assert stores.endpoints.list_endpoints() == []
+    assert [e.id for e in stores.endpoints.list_endpoints(active_only=False)] == [endpoint.id]
+    with pytest.raises(NotFoundError):
+        stores.endpoints.get_endpoint_by_name("Ep")
+    with pytest.raises(BadRequestError) as info:
+        submit.submit_endpoint(stores, archived, None, {"ExperimentName": "e"}, None)
+    assert info.value.code == "PipelineEndpointDisabled" and "enable it first" in info.value.message
+    back = stores.endpoints.reactivate(endpoint.id, "Ep")
+    assert (back.name, back.status) == ("Ep", PipelineStatus.ACTIVE)
+    assert stores.endpoints.reactivate(endpoint.id, "Ep").etag == back.etag
+    assert stores.endpoints.get_endpoint_by_name("ep").id == endpoint.id
+    with pytest.raises(NotFoundError):
+        stores.endpoints.get_endpoint_by_name(archived.name)
+
+
+def test_endpoint_status_changes_are_idempotent(stores: Stores) -> None:
+    endpoint = stores.endpoints.create_endpoint(new_endpoint("Ep", None, str(uuid.uuid4())))
+    disabled = stores.endpoints.set_status(endpoint.id, PipelineStatus.DISABLED)
+    assert stores.endpoints.set_status(endpoint.id, PipelineStatus.DISABLED).etag == disabled.etag
+    enabled = stores.endpoints.set_status(endpoint.id, PipelineStatus.ACTIVE)
+    assert enabled.status == PipelineStatus.ACTIVE and enabled.name == "Ep"
+    with pytest.raises(NotFoundError):
+        stores.endpoints.set_status(str(uuid.uuid4()), PipelineStatus.ACTIVE)
+
+
 def test_a_rejected_submission_leaves_nothing_behind(stores: Stores, tmp_path: Path) -> None:
     pipeline = publish.publish_pipeline(stores, {"Name": "p", "Graph": _graph(stores, tmp_path)}, None)
     queued = _queued(stores)

@@ -130,6 +130,21 @@ def test_set_default_of_a_pipeline_or_version_not_on_the_endpoint_is_a_400() -> 
         endpoint.pipeline_for("7")
 
 
+@pytest.mark.parametrize(
+    ("body", "target"),
+    [({}, "Name"), ({"Name": " "}, "Name"), ({"Name": 3}, "Name"), ({"Name": "a\x7f"}, "Name"),
+     ({"Name": "n", "Status": "Active"}, "Status")],
+)  # fmt: skip
+def test_a_rename_body_needs_exactly_a_valid_name(body: dict[str, Any], target: str) -> None:
+    with pytest.raises(BadRequestError) as info:
+        ep.name_from_body(body)
+    assert info.value.target == target
+
+
+def test_a_rename_body_gives_its_name() -> None:
+    assert ep.name_from_body({"Name": "new name"}) == "new name"
+
+
 # -- entity shapes -----------------------------------------------------------------------------
 
 NOW = datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import builtins
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -12,6 +13,9 @@ from amlpipe.core.experiment import Experiment
 from amlpipe.exceptions import ServiceException
 from amlpipe.pipeline.core._published import PublishedPipeline
 from amlpipe.pipeline.core._submission import submit_body
+
+#: The most the list route gives in one answer.
+MAX_LIST = 9999
 
 if TYPE_CHECKING:
     from amlpipe.core.workspace import Workspace
@@ -40,9 +44,14 @@ class PipelineEndpoint:
     id = property(lambda self: self._entity["Id"], doc="The endpoint id.")
     name = property(lambda self: self._entity["Name"], doc="The endpoint name.")
     description = property(lambda self: self._entity.get("Description"), doc="The description.")
-    status = property(lambda self: self._entity["Status"], doc="Active or Disabled.")
+    status = property(lambda self: self._entity["Status"], doc="Active or Disabled (current after each call).")
     default_version = property(lambda self: self._entity["DefaultVersion"], doc="The default version.")
     endpoint = property(lambda self: self._entity["Url"], doc="The full REST URL that runs it (POST).")
+
+    @property
+    def swaggerurl(self) -> str:
+        """The URL of the service's OpenAPI (swagger) document, which describes this endpoint's REST API."""
+        return self._workspace._client.url("openapi.json")
 
     @property
     def pipeline_version_list(self) -> builtins.list[PipelineIdVersion]:
@@ -68,8 +77,10 @@ class PipelineEndpoint:
 
         if not isinstance(pipeline, Pipeline | PublishedPipeline):
             raise ValueError(f"pipeline must be a Pipeline or a PublishedPipeline, not {type(pipeline).__name__}")
+        # Check the name before publishing a plain Pipeline, so a taken name leaves no published pipeline behind.
         if PipelineEndpoint._find(workspace, name) is not None:
             raise ValueError(f"PipelineEndpoint name {name} already exists in the workspace")
+        published_here = isinstance(pipeline, Pipeline)
         if isinstance(pipeline, Pipeline):
             stamp = datetime.now().strftime("%m-%d-%Y-%H-%M")
             pipeline = pipeline.publish(name=f"{name}-{stamp}-Pipeline", description=description)
@@ -77,9 +88,17 @@ class PipelineEndpoint:
         try:
             return PipelineEndpoint(workspace, workspace._client.post("PipelineEndpoints", body))
         except ServiceException as exc:
-            if exc.status_code == 409:
-                raise ValueError(f"PipelineEndpoint name {name} already exists in the workspace") from exc
-            raise
+            if exc.status_code != 409:
+                raise
+            # Someone took the name between our check and the create: disable the pipeline we just
+            # published for this endpoint (a caller's PublishedPipeline is theirs and stays as it was).
+            error = ValueError(f"PipelineEndpoint name {name} already exists in the workspace")
+            if published_here:
+                try:
+                    pipeline.disable()
+                except ServiceException as cleanup:
+                    error.add_note(f"Published pipeline {pipeline.id} could not be disabled: {cleanup}")
+            raise error from exc
 
     @staticmethod
     def get(
@@ -98,7 +117,15 @@ class PipelineEndpoint:
 
     @staticmethod
     def list(workspace: Workspace, active_only: bool = True, max_results: int = 100) -> builtins.list[PipelineEndpoint]:
-        found = workspace._client.get("PipelineEndpoints", params={"active_only": str(active_only).lower()})
+        """Endpoints by name: Active ones only when ``active_only`` (the service filters), at most ``max_results``.
+
+        Raises:
+            ValueError: ``max_results`` is below 1.
+        """
+        if max_results < 1:
+            raise ValueError(f"max_results must be at least 1, not {max_results}")
+        params = {"active_only": str(active_only).lower(), "top": str(min(max_results, MAX_LIST))}
+        found = workspace._client.get("PipelineEndpoints", params=params)
         return [PipelineEndpoint(workspace, e) for e in found["value"][:max_results]]
 
     get_all = list
@@ -146,6 +173,34 @@ class PipelineEndpoint:
         """
         self._put_default({"Version": str(version)})
 
+    def enable(self) -> None:
+        """Set the endpoint Active (it can be submitted again)."""
+        self._entity = self._workspace._client.post(api_path("PipelineEndpoints", self.id, "enable"))
+
+    def disable(self) -> None:
+        """Set the endpoint Disabled: it cannot be submitted and ``list`` hides it."""
+        self._entity = self._workspace._client.post(api_path("PipelineEndpoints", self.id, "disable"))
+
+    def archive(self) -> None:
+        """Archive the endpoint: rename it to a random UUID (freeing its name) and disable it."""
+        self._entity = self._workspace._client.post(api_path("PipelineEndpoints", self.id, "archive"))
+
+    def reactivate(self, name: str) -> None:
+        """Rename an (archived) endpoint to ``name`` and set it Active.
+
+        Raises:
+            ValueError: another endpoint has that name.
+        """
+        self._rename(self._workspace._client.post, api_path("PipelineEndpoints", self.id, "reactivate"), name)
+
+    def set_name(self, name: str) -> None:
+        """Rename the endpoint to ``name``.
+
+        Raises:
+            ValueError: another endpoint has that name.
+        """
+        self._rename(self._workspace._client.patch, api_path("PipelineEndpoints", self.id), name)
+
     def submit(
         self,
         experiment_name: str,
@@ -184,6 +239,14 @@ class PipelineEndpoint:
         entity = self._workspace._client.request("POST", "", body=body, params=params, url=self.endpoint)
         print(f"Submitted PipelineRun {entity['Id']}")
         return PipelineRun(experiment, entity["Id"], _entity=entity)
+
+    def _rename(self, send: Callable[[str, Any], Any], path: str, name: str) -> None:
+        try:
+            self._entity = send(path, {"Name": name})
+        except ServiceException as exc:
+            if exc.status_code == 409:
+                raise ValueError(f"PipelineEndpoint name {name} already exists in the workspace") from exc
+            raise
 
     def _post_version(self, pipeline: PublishedPipeline, *, set_default: bool) -> None:
         body = {"PipelineId": pipeline.id, "SetDefault": set_default}
