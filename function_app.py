@@ -6,6 +6,7 @@ from functions.auth import bp as auth_bp
 from functions.endpoints import bp as endpoints_bp
 from functions.health import bp as health_bp
 from functions.openapi import bp as openapi_bp
+from functions.orchestrator import bp as orchestrator_bp
 from functions.pipelines import bp as pipelines_bp
 from functions.registry import bp as registry_bp
 from functions.runs import bp as runs_bp
@@ -19,3 +20,4 @@ app.register_functions(pipelines_bp)
 app.register_functions(endpoints_bp)
 app.register_functions(runs_bp)
 app.register_functions(openapi_bp)
+app.register_functions(orchestrator_bp)  # runs pipelines: orchestrator and step worker

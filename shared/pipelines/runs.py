@@ -45,6 +45,10 @@ STEP_PREFIX = "step:"
 _BATCH = 100
 
 
+class StaleEtagError(ConflictError):
+    """A guarded write lost: the row changed since it was read (HTTP 412). Reload and decide again."""
+
+
 class RunStatus(StrEnum):
     """A pipeline run's status; the value is the wire string."""
 
@@ -84,6 +88,13 @@ class StepRun:
     is_reused: bool = False
     reused_run_id: str | None = None
     reused_pipeline_run_id: str | None = None
+    attempt: int = 0
+    compute_target: str | None = None
+    queued_at: datetime | None = None
+    heartbeat_at: datetime | None = None
+    reason: str | None = None
+    retryable: bool = False
+    cancel_requested_at: datetime | None = None
     etag: str | None = None
 
     def to_json(self) -> dict[str, Any]:
@@ -128,6 +139,8 @@ class PipelineRun:
     end_time: datetime | None = None
     cancel_requested: bool = False
     last_modified_date: datetime | None = None
+    start_time: datetime | None = None
+    cancel_reason: str | None = None
     etag: str | None = None
 
     def to_json(self) -> dict[str, Any]:
@@ -329,6 +342,61 @@ class RunStore:
                             raise
         return run
 
+    # -- the orchestrator's guarded writes ------------------------------------------------------
+
+    def get_step(self, run_id: str, name: str) -> StepRun:
+        """The step ``name`` of ``run_id``.
+
+        Raises:
+            NotFoundError: there is none.
+        """
+        if not is_guid(run_id):
+            raise NotFoundError(f"Pipeline run {run_id!r} does not exist.", target="run_id")
+        try:
+            return _step_from(self._table.client().get_entity(run_id, STEP_PREFIX + key(name)))
+        except ResourceNotFoundError as exc:
+            raise NotFoundError(f"Step {name!r} of run {run_id!r} does not exist.", target="step") from exc
+
+    def replace_run(self, run: PipelineRun) -> PipelineRun:
+        """Write ``run`` if the stored row still has ``run.etag``; the run with its new ETag.
+
+        Raises:
+            StaleEtagError: someone wrote the run since it was read.
+        """
+        meta = self._replace(_run_entity(run), run.etag, f"Pipeline run {run.id!r}")
+        return replace(run, etag=meta)
+
+    def replace_step(self, step: StepRun) -> StepRun:
+        """Write ``step`` if the stored row still has ``step.etag``; the step with its new ETag.
+
+        Raises:
+            StaleEtagError: someone wrote the step since it was read.
+        """
+        meta = self._replace(_step_entity(step), step.etag, f"Step {step.name!r} of run {step.run_id!r}")
+        return replace(step, etag=meta)
+
+    def _replace(self, entity: dict[str, Any], etag: str | None, what: str) -> str:
+        if etag is None:
+            raise StaleEtagError(f"{what} was not read from storage; read it before writing.")
+        try:
+            meta = self._table.client().update_entity(
+                entity, mode=UpdateMode.REPLACE, etag=etag, match_condition=MatchConditions.IfNotModified
+            )
+        except HttpResponseError as exc:
+            if exc.status_code == 412:
+                raise StaleEtagError(f"{what} changed meanwhile.", target="etag") from exc
+            raise
+        return str(meta.get("etag"))
+
+    def count_in_flight(self) -> dict[str, int]:
+        """Compute target → steps Queued or Running on it, across all runs (a scan of the step rows)."""
+        query = "RowKey ge 'step:' and RowKey lt 'step;' and (Status eq 'Queued' or Status eq 'Running')"
+        counts: dict[str, int] = {}
+        for e in self._table.client().query_entities(query, select=["ComputeTarget"]):
+            target = str(e.get("ComputeTarget") or "local").lower()
+            counts[target] = counts.get(target, 0) + 1
+        return counts
+
 
 def _run_entity(run: PipelineRun) -> dict[str, Any]:
     return {
@@ -356,6 +424,8 @@ def _run_entity(run: PipelineRun) -> dict[str, Any]:
         "Tags": json.dumps(run.tags),
         "Properties": json.dumps(run.properties),
         "CancelRequested": run.cancel_requested,
+        "CancelReason": run.cancel_reason,
+        "StartTime": run.start_time,
     }
 
 
@@ -386,6 +456,8 @@ def _run_from(e: Any) -> PipelineRun:
         tags=json.loads(e.get("Tags") or "{}"),
         properties=json.loads(e.get("Properties") or "{}"),
         cancel_requested=bool(e.get("CancelRequested", False)),
+        cancel_reason=e.get("CancelReason"),
+        start_time=as_datetime(e.get("StartTime")),
         etag=str(e.metadata.get("etag")),
     )
 
@@ -401,6 +473,13 @@ def _step_entity(step: StepRun) -> dict[str, Any]:
         "IsReused": step.is_reused,
         "ReusedRunId": step.reused_run_id,
         "ReusedPipelineRunId": step.reused_pipeline_run_id,
+        "Attempt": step.attempt,
+        "ComputeTarget": step.compute_target,
+        "QueuedAt": step.queued_at,
+        "HeartbeatAt": step.heartbeat_at,
+        "Reason": step.reason,
+        "Retryable": step.retryable,
+        "CancelRequestedAt": step.cancel_requested_at,
     }
 
 
@@ -414,5 +493,12 @@ def _step_from(e: Any) -> StepRun:
         is_reused=bool(e.get("IsReused", False)),
         reused_run_id=e.get("ReusedRunId"),
         reused_pipeline_run_id=e.get("ReusedPipelineRunId"),
+        attempt=int(e.get("Attempt") or 0),
+        compute_target=e.get("ComputeTarget"),
+        queued_at=as_datetime(e.get("QueuedAt")),
+        heartbeat_at=as_datetime(e.get("HeartbeatAt")),
+        reason=e.get("Reason"),
+        retryable=bool(e.get("Retryable", False)),
+        cancel_requested_at=as_datetime(e.get("CancelRequestedAt")),
         etag=str(e.metadata.get("etag")),
     )

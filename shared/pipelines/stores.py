@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from azure.core.exceptions import ResourceExistsError
@@ -24,7 +26,15 @@ from shared.pipelines.runs import RunStore
 from shared.pipelines.snapshots import SnapshotStore
 
 #: The Storage queue the orchestrator consumes: one message ``{"run_id": ...}`` per submitted run.
+#: Its name is the app setting ``AMLPIPE_RUN_QUEUE`` (the queue trigger reads ``%AMLPIPE_RUN_QUEUE%``),
+#: so apps sharing a storage account (tests, staging slots) never take each other's messages.
 RUN_QUEUE = "amlpipe-runs"
+RUN_QUEUE_SETTING = "AMLPIPE_RUN_QUEUE"
+
+
+def run_queue_name(settings: Mapping[str, str] | None = None) -> str:
+    """The orchestrator's queue: app setting ``AMLPIPE_RUN_QUEUE``, else ``amlpipe-runs``."""
+    return (settings if settings is not None else os.environ).get(RUN_QUEUE_SETTING) or RUN_QUEUE
 
 
 class RunQueue:
@@ -69,7 +79,7 @@ class Stores:
             endpoints=PipelineEndpointStore(clients.tables),
             experiments=ExperimentStore(clients.tables),
             runs=RunStore(clients.tables),
-            queue=RunQueue(clients.queues.get_queue_client(RUN_QUEUE)),
+            queue=RunQueue(clients.queues.get_queue_client(run_queue_name())),
         )
 
 

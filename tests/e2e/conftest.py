@@ -72,6 +72,8 @@ def pipelines_app(storage: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
         "AzureWebJobsStorage": storage,
         "AzureFunctionsWebHost__hostid": f"e2e-pipelines-{unique}",
         "AMLPIPE_TABLE_PREFIX": f"p{unique}",
+        "AMLPIPE_RUN_QUEUE": f"runs-{unique}",
+        "AMLPIPE_STEP_QUEUE": f"steps-{unique}",
         "AMLPIPE_TOKEN_SIGNING_KEY": uuid.uuid4().hex * 2,
     }
     config_path = tmp_path_factory.mktemp("pipelines") / ".amlpipe" / "config.json"

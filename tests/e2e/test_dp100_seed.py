@@ -3,7 +3,8 @@
 Each call below is the module's own (seed/dp100-module6-pipelines.md), in its order; only the
 prerequisites the module assumes (a compute target 'aml-cluster', a dataset 'raw_dataset' and the
 scripts folder) are set up first. Running the steps is the orchestrator's issue: here every call must
-be accepted, validated and stored, and the REST submissions must answer 200 with a run Id.
+be accepted, validated and stored, and the REST submissions must answer 200 with a run Id (the
+orchestrator does not materialise datasets yet, so these runs do not finish here).
 """
 
 from __future__ import annotations
@@ -106,7 +107,7 @@ def test_the_dp100_module_code_runs_with_imports_renamed(
     # Create an experiment and run the pipeline
     experiment = Experiment(workspace=ws, name="training-pipeline")
     pipeline_run = experiment.submit(train_pipeline)
-    assert pipeline_run.get_status() == "NotStarted"  # queued for the orchestrator
+    assert pipeline_run.id
     pipeline_run = experiment.submit(train_pipeline, regenerate_outputs=True)
 
     published_pipeline = train_pipeline.publish(

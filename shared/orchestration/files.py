@@ -1,0 +1,121 @@
+"""The files a step execution works with: its snapshot, its PipelineData, its log.
+
+Blob layout:
+
+    amlpipe-snapshots/<sha256>.zip                               the source (read only here)
+    azureml-blobstore/dataset/<run id>/<data name>/<file>        a step's PipelineData output
+    azureml-blobstore/dataset/<run id>/<data name>/.amlpipe-complete.json
+                                                                 written last: attempt and file list
+    amlpipe-logs/<run id>/<step>/<attempt>/std_log.txt           stdout + stderr, appended while it runs
+
+A reader requires the completion marker and downloads exactly the files it lists, so a consumer never
+sees a half-uploaded output, nor files left by an earlier attempt that died part-way.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import uuid
+from pathlib import Path
+
+from azure.core.exceptions import ResourceNotFoundError
+from azure.storage.blob import BlobServiceClient
+
+from shared.errors import AmlPipeError
+from shared.graph.snapshot import extract_snapshot
+from shared.pipelines._storage import LazyContainer, key
+from shared.pipelines.snapshots import CONTAINER as SNAPSHOT_CONTAINER
+from shared.registry.datastores import DEFAULT_CONTAINER
+
+__all__ = ["LOG_CONTAINER", "MARKER", "LogBlob", "StepFiles", "log_blob_name", "output_prefix"]
+
+LOG_CONTAINER = "amlpipe-logs"
+MARKER = ".amlpipe-complete.json"
+_BLOCK = 4 * 1024 * 1024
+
+
+def output_prefix(run_id: str, data_name: str) -> str:
+    """The blob prefix of PipelineData ``data_name`` of run ``run_id`` on the default datastore."""
+    return f"dataset/{run_id}/{key(data_name)}/"
+
+
+def log_blob_name(run_id: str, step: str, attempt: int) -> str:
+    """The std_log blob of one execution."""
+    return f"{run_id}/{key(step)}/{attempt}/std_log.txt"
+
+
+class LogBlob:
+    """An append blob that a running step's output is appended to in chunks."""
+
+    def __init__(self, blobs: BlobServiceClient, name: str) -> None:
+        self._blob = LazyContainer(blobs, LOG_CONTAINER).client().get_blob_client(name)
+        self._blob.create_append_blob()
+
+    def append(self, data: bytes) -> None:
+        for start in range(0, len(data), _BLOCK):
+            self._blob.append_block(data[start : start + _BLOCK])
+
+
+class StepFiles:
+    """Snapshots (cached by sha under ``root``) and PipelineData on the default datastore."""
+
+    def __init__(self, blobs: BlobServiceClient, root: Path) -> None:
+        self.blobs = blobs
+        self._root = root
+        self._snapshots = LazyContainer(blobs, SNAPSHOT_CONTAINER)
+        self._data = LazyContainer(blobs, DEFAULT_CONTAINER)
+
+    def materialise_snapshot(self, sha256: str, dest: Path) -> None:
+        """Copy snapshot ``sha256`` into ``dest`` (extracted once per sha into the cache, atomically)."""
+        cached = self._root / "snapshots" / sha256
+        if not cached.is_dir():
+            data = self._snapshots.client().get_blob_client(f"{sha256}.zip").download_blob().readall()
+            if hashlib.sha256(data).hexdigest() != sha256:
+                raise AmlPipeError(f"Snapshot {sha256} does not have that sha256.", target="snapshot")
+            staging = cached.parent / f".{sha256}.{uuid.uuid4().hex}"
+            staging.mkdir(parents=True)
+            extract_snapshot(data, staging)
+            try:
+                staging.rename(cached)
+            except OSError:  # another execution cached it first: same bytes
+                shutil.rmtree(staging, ignore_errors=True)
+        shutil.copytree(cached, dest, dirs_exist_ok=True)
+
+    def upload_output(self, run_id: str, data_name: str, folder: Path, *, attempt: int) -> list[str]:
+        """Upload ``folder`` as PipelineData ``data_name``, then its completion marker; the files."""
+        container = self._data.client()
+        prefix = output_prefix(run_id, data_name)
+        files = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+        for rel in files:
+            with open(folder / rel, "rb") as handle:
+                container.upload_blob(prefix + rel, handle, overwrite=True)
+        marker = json.dumps({"attempt": attempt, "files": files}).encode("utf-8")
+        container.upload_blob(prefix + MARKER, marker, overwrite=True)
+        return files
+
+    def download_output(self, run_id: str, data_name: str, folder: Path) -> list[str]:
+        """Download the completed PipelineData ``data_name`` into ``folder``; the files.
+
+        Raises:
+            AmlPipeError: the producer has not completed it.
+        """
+        container = self._data.client()
+        prefix = output_prefix(run_id, data_name)
+        try:
+            marker = json.loads(container.get_blob_client(prefix + MARKER).download_blob().readall())
+        except ResourceNotFoundError as exc:
+            raise AmlPipeError(
+                f"PipelineData {data_name!r} of run {run_id} was not completed by its producer.", target=data_name
+            ) from exc
+        files = [str(f) for f in marker["files"]]
+        root = folder.resolve()
+        for rel in files:
+            target = (root / rel).resolve()
+            if not target.is_relative_to(root):
+                raise AmlPipeError(f"PipelineData {data_name!r} lists an unsafe path {rel!r}.", target=data_name)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with open(target, "wb") as handle:
+                container.get_blob_client(prefix + rel).download_blob().readinto(handle)
+        return files
