@@ -5,6 +5,7 @@ import azure.functions as func
 from functions.auth import bp as auth_bp
 from functions.endpoints import bp as endpoints_bp
 from functions.health import bp as health_bp
+from functions.models import bp as models_bp
 from functions.openapi import bp as openapi_bp
 from functions.orchestrator import bp as orchestrator_bp
 from functions.pipelines import bp as pipelines_bp
@@ -15,6 +16,7 @@ app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 app.register_functions(health_bp)
 app.register_functions(auth_bp)
 app.register_functions(registry_bp)  # datastores, datasets, compute targets
+app.register_functions(models_bp)
 # pipelines, endpoints, runs and the OpenAPI document
 app.register_functions(pipelines_bp)
 app.register_functions(endpoints_bp)

@@ -25,6 +25,7 @@ def test_the_public_surface_of_amlpipe_core_is_locked() -> None:
         "Datastore",
         "Environment",
         "Experiment",
+        "Model",
         "Run",
         "Workspace",
     ]

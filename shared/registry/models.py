@@ -1,0 +1,623 @@
+"""Models (azureml ``Model``): named, versioned, immutable sets of files, registered in two phases.
+
+Registering is two calls, so the bytes go straight from the client to Blob storage:
+
+1. ``start_upload(name, files)`` records a manifest of the file paths the client will send and hands
+   back one **write-only blob SAS per declared file** (create + write, one hour) in the staging
+   container ``amlpipe-model-uploads`` under ``{upload_id}/files/{path}``. Nothing else is writable
+   with them: no other name, no list, no read, no delete.
+2. ``commit(name, upload_id, ...)`` checks every declared file arrived, takes the next version
+   number (race-safe: an insert, never an update), **copies** the staged blobs server-side to
+   ``amlpipe-models/{name}/{version}/{path}`` and marks the version ``Ready``. No SAS that can write
+   there is ever issued, so a committed model's files are immutable. A retried commit of the same
+   upload returns (or finishes) the version it made, so a lost response never makes two versions.
+
+Table ``amlpipemodels`` (plus ``AMLPIPE_TABLE_PREFIX``), one entity per version:
+
+    PartitionKey  <name, lower case>   one partition per model: its versions are one range query
+    RowKey        <version, 10 digits>
+    Name          the name as first registered;  Version  int from 1;  Id  "name:version" (azureml)
+    State         "Committing" | "Ready" | "Deleted" (a tombstone: version numbers are never reused)
+    UploadId      the upload it was made from (what makes commit idempotent)
+    Path          the top-level file or folder name (``download`` returns ``target_dir/Path``)
+    Prefix        "amlpipe-models/{name}/{version}": container, then the blob prefix of its files
+    FileCount, Size                      how many files, and their total bytes
+    Description, Tags (JSON), Properties (JSON), RunId, Framework, FrameworkVersion, CreatedTime
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from azure.core import MatchConditions
+from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
+from azure.data.tables import TableServiceClient, UpdateMode
+from azure.storage.blob import BlobSasPermissions, BlobServiceClient, generate_blob_sas
+
+from shared import storage
+from shared.errors import AmlPipeError, BadRequestError, ConflictError, NotFoundError
+from shared.graph.validate import path_problem
+from shared.registry._table import LazyTable
+
+TABLE = "amlpipemodels"
+CONTAINER = "amlpipe-models"
+STAGING_CONTAINER = "amlpipe-model-uploads"
+SAS_LIFETIME = timedelta(hours=1)
+MAX_NAME = 255
+MAX_FILES = 1000
+MAX_PATH = 512
+MAX_DESCRIPTION = 5000
+MAX_PAIRS = 50
+MAX_PAIR_CHARS = 256
+
+COMMITTING, READY, DELETED = "Committing", "Ready", "Deleted"
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,254}$")
+_UPLOAD_ID = re.compile(r"^[0-9a-f]{32}$")
+_RUN_ID = re.compile(r"^[A-Za-z0-9_.:\-]{1,256}$")
+
+
+def name_problem(name: object) -> str | None:
+    """Why ``name`` cannot name a model (azureml's rule), or None."""
+    if not isinstance(name, str) or not _NAME.match(name):
+        return (
+            f"Model name {name!r} is invalid: use 1-{MAX_NAME} letters, digits, '-', '_' and '.', starting with a"
+            " letter or digit."
+        )
+    return None
+
+
+def file_problem(path: object) -> str | None:
+    """Why ``path`` cannot name a file of a model, or None.
+
+    A file name is a relative POSIX path of at most 512 characters without ``..``, ``.`` or empty
+    segments, backslashes, control characters or drive letters: it can never leave the model's folder.
+    """
+    if not isinstance(path, str):
+        return "a file name must be a string"
+    problem = path_problem(path)
+    if problem is None and len(path) > MAX_PATH:
+        problem = f"it is over {MAX_PATH} characters"
+    if problem is None and any(part in ("", ".") for part in path.split("/")):
+        problem = "it has an empty or '.' segment"
+    return None if problem is None else f"File name {path!r} is invalid: {problem}."
+
+
+def parse_files(value: object) -> tuple[str, ...]:
+    """The declared file names of an upload: 1-1000 distinct safe paths, all under one top-level name.
+
+    Raises:
+        BadRequestError: the message names the bad entry (``files[3]``).
+    """
+    if not isinstance(value, list) or not 0 < len(value) <= MAX_FILES:
+        raise BadRequestError(f"'files' must be a list of 1-{MAX_FILES} relative file names.", target="files")
+    for i, path in enumerate(value):
+        problem = file_problem(path)
+        if problem:
+            raise BadRequestError(problem, target=f"files[{i}]")
+    if len(set(value)) != len(value):
+        raise BadRequestError("'files' lists the same name twice.", target="files")
+    tops = {p.split("/", 1)[0] for p in value}
+    if len(tops) != 1:
+        raise BadRequestError(
+            "All files must be under one top-level name: the model file, or the model folder.", target="files"
+        )
+    names = set(value)
+    for path in value:  # "a" and "a/b" cannot both be files
+        parts = path.split("/")
+        if any("/".join(parts[:i]) in names for i in range(1, len(parts))):
+            raise BadRequestError(f"{path!r} is under {parts[0]!r}, which is also a file.", target="files")
+    return tuple(value)
+
+
+def _pairs(body: Mapping[str, Any], key: str) -> dict[str, str]:
+    value = body.get(key) or {}
+    if (
+        not isinstance(value, dict)
+        or len(value) > MAX_PAIRS
+        or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items())
+        or any(len(k) > MAX_PAIR_CHARS or len(v) > MAX_PAIR_CHARS for k, v in value.items())
+    ):
+        raise BadRequestError(
+            f"'{key}' must be an object of at most {MAX_PAIRS} string keys and values, each at most"
+            f" {MAX_PAIR_CHARS} characters.",
+            target=key,
+        )
+    return dict(value)
+
+
+def _short(body: Mapping[str, Any], key: str, limit: int) -> str | None:
+    value = body.get(key)
+    if value is not None and (not isinstance(value, str) or len(value) > limit):
+        raise BadRequestError(f"'{key}' must be a string of at most {limit} characters.", target=key)
+    return value or None
+
+
+@dataclass(frozen=True)
+class ModelMetadata:
+    """What a registration says about the model besides its files."""
+
+    description: str | None = None
+    tags: Mapping[str, str] = field(default_factory=dict)
+    properties: Mapping[str, str] = field(default_factory=dict)
+    run_id: str | None = None
+    framework: str | None = None
+    framework_version: str | None = None
+
+
+COMMIT_FIELDS = ("uploadId", "description", "tags", "properties", "runId", "modelFramework", "modelFrameworkVersion")
+
+
+def parse_commit(body: Mapping[str, Any]) -> tuple[str, ModelMetadata]:
+    """The upload id and metadata of a commit request.
+
+    Raises:
+        BadRequestError: an unknown field, or a field of the wrong shape (the message names it).
+    """
+    unknown = sorted(set(body) - set(COMMIT_FIELDS))
+    if unknown:
+        raise BadRequestError(
+            f"Unknown field(s): {', '.join(unknown)}; valid: {', '.join(COMMIT_FIELDS)}.", target=unknown[0]
+        )
+    upload_id = body.get("uploadId")
+    if not isinstance(upload_id, str) or not _UPLOAD_ID.match(upload_id):
+        raise BadRequestError("'uploadId' must be the id that starting the upload returned.", target="uploadId")
+    run_id = _short(body, "runId", 256)
+    if run_id is not None and not _RUN_ID.match(run_id):
+        raise BadRequestError("'runId' may hold only letters, digits, '_', '-', '.' and ':'.", target="runId")
+    return upload_id, ModelMetadata(
+        description=_short(body, "description", MAX_DESCRIPTION),
+        tags=_pairs(body, "tags"),
+        properties=_pairs(body, "properties"),
+        run_id=run_id,
+        framework=_short(body, "modelFramework", 64),
+        framework_version=_short(body, "modelFrameworkVersion", 64),
+    )
+
+
+def parse_version(raw: str) -> int:
+    """A version from a URL segment: ASCII digits, from 1.
+
+    Raises:
+        BadRequestError: anything else.
+    """
+    # fullmatch on ASCII digits: str.isdigit() accepts "²", which int() then refuses (a 500).
+    if not re.fullmatch(r"[0-9]{1,9}", raw) or int(raw) < 1:
+        raise BadRequestError(f"'version' must be a number from 1; got {raw!r}.", target="version")
+    return int(raw)
+
+
+def matches(pairs: Mapping[str, str], wanted: Iterable[str | Sequence[str]]) -> bool:
+    """azureml's tag/property filter: each item is ``"key"`` (present) or ``[key, value]`` (equal)."""
+    for item in wanted:
+        if isinstance(item, str):
+            if item not in pairs:
+                return False
+        elif len(item) != 2 or pairs.get(item[0]) != item[1]:
+            return False
+    return True
+
+
+def parse_filter(raw: str | None, key: str) -> list[str | list[str]]:
+    """A ``tags``/``properties`` query value: a JSON list of ``"key"`` or ``["key", "value"]``.
+
+    Raises:
+        BadRequestError: anything else.
+    """
+    if raw is None or raw == "":
+        return []
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        value = None
+    ok = isinstance(value, list) and len(value) <= MAX_PAIRS
+    if ok:
+        for item in value:
+            if isinstance(item, str):
+                continue
+            if not (isinstance(item, list) and len(item) == 2 and all(isinstance(x, str) for x in item)):
+                ok = False
+    if not ok:
+        raise BadRequestError(
+            f'\'{key}\' must be a JSON list of "key" or ["key", "value"] items, e.g. ["stage", ["a", "b"]].',
+            target=key,
+        )
+    return list(value)
+
+
+@dataclass(frozen=True)
+class FileAccess:
+    """One file of an upload or a model, and a one-hour SAS URL for it."""
+
+    path: str
+    url: str = field(repr=False)
+    size: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"path": self.path, "url": self.url}
+        if self.size is not None:
+            body["size"] = self.size
+        return body
+
+
+@dataclass(frozen=True)
+class UploadTicket:
+    """Where to put the files of a registration: a write-only SAS URL per declared file."""
+
+    upload_id: str
+    files: tuple[FileAccess, ...]
+    expires_on: datetime
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "uploadId": self.upload_id,
+            "files": [f.to_json() for f in self.files],
+            "expiresOn": self.expires_on.isoformat(),
+        }
+
+
+@dataclass(frozen=True)
+class ModelRecord:
+    """One version of a model."""
+
+    name: str
+    version: int
+    path: str
+    prefix: str
+    file_count: int
+    size: int
+    created_time: datetime
+    metadata: ModelMetadata = field(default_factory=ModelMetadata)
+    state: str = READY
+
+    @property
+    def id(self) -> str:
+        """azureml's model id, ``name:version``."""
+        return f"{self.name}:{self.version}"
+
+    def to_json(self) -> dict[str, Any]:
+        m = self.metadata
+        return {
+            "name": self.name,
+            "version": self.version,
+            "id": self.id,
+            "path": self.path,
+            "blobPrefix": self.prefix,
+            "fileCount": self.file_count,
+            "size": self.size,
+            "description": m.description,
+            "tags": dict(m.tags),
+            "properties": dict(m.properties),
+            "runId": m.run_id,
+            "modelFramework": m.framework,
+            "modelFrameworkVersion": m.framework_version,
+            "createdTime": self.created_time.isoformat(),
+        }
+
+
+def _row_key(version: int) -> str:
+    return f"{version:010d}"
+
+
+def _record(entity: Any) -> ModelRecord:
+    return ModelRecord(
+        name=entity["Name"],
+        version=int(entity["Version"]),
+        path=entity["Path"],
+        prefix=entity["Prefix"],
+        file_count=int(entity["FileCount"]),
+        size=int(entity["Size"]),
+        created_time=entity["CreatedTime"],
+        state=entity["State"],
+        metadata=ModelMetadata(
+            description=entity.get("Description") or None,
+            tags=json.loads(entity.get("Tags") or "{}"),
+            properties=json.loads(entity.get("Properties") or "{}"),
+            run_id=entity.get("RunId") or None,
+            framework=entity.get("Framework") or None,
+            framework_version=entity.get("FrameworkVersion") or None,
+        ),
+    )
+
+
+class ModelStore:
+    """Register (two phases), read, list and delete model versions and their files.
+
+    Args:
+        tables: the account's table service client (the caller owns it).
+        blobs: the app's blob service client: the models' files live on its account.
+        settings: app settings for the table prefix (default: the environment).
+    """
+
+    def __init__(
+        self, tables: TableServiceClient, blobs: BlobServiceClient, *, settings: Mapping[str, str] | None = None
+    ) -> None:
+        self._table = LazyTable(tables, storage.table_name(TABLE, settings))
+        self._blobs = blobs
+        self._containers_ready = False
+
+    # -- reading
+
+    def versions(self, name: str) -> list[ModelRecord]:
+        """Every ready version of ``name``, oldest first (empty when unknown)."""
+        return [r for r in self._rows(name) if r.state == READY]
+
+    def find(self, name: str, version: int | None = None) -> ModelRecord | None:
+        """Version ``version`` of ``name`` (the latest when None), or None."""
+        found = self.versions(name)
+        if version is None:
+            return found[-1] if found else None
+        return next((r for r in found if r.version == version), None)
+
+    def get(self, name: str, version: int | None = None) -> ModelRecord:
+        """Like ``find``.
+
+        Raises:
+            NotFoundError: no such model or version (the message lists the versions there are).
+        """
+        found = self.find(name, version)
+        if found is not None:
+            return found
+        have = self.versions(name)
+        if version is not None and have:
+            listed = ", ".join(str(r.version) for r in have)
+            raise NotFoundError(f"Model '{name}' has no version {version}; versions: {listed}.", target="version")
+        raise NotFoundError(f"Model with name '{name}' not found in the workspace.", target="name")
+
+    def list_models(
+        self,
+        *,
+        name: str | None = None,
+        tags: Iterable[str | Sequence[str]] = (),
+        properties: Iterable[str | Sequence[str]] = (),
+        run_id: str | None = None,
+        latest: bool = False,
+    ) -> list[ModelRecord]:
+        """Ready versions, by name then newest first, filtered as azureml's ``Model.list``.
+
+        ``latest`` keeps only the newest version of each name *before* filtering by tags and
+        properties (as azureml: "the latest version of each model, if it matches").
+        """
+        if name is not None:
+            rows = self.versions(name)
+        else:
+            rows = [_record(e) for e in self._table.client().query_entities(f"State eq '{READY}'")]
+        rows.sort(key=lambda r: (r.name.lower(), -r.version))
+        if latest:
+            rows = [r for i, r in enumerate(rows) if i == 0 or rows[i - 1].name.lower() != r.name.lower()]
+        wanted_tags, wanted_props = list(tags), list(properties)
+        return [
+            r
+            for r in rows
+            if matches(r.metadata.tags, wanted_tags)
+            and matches(r.metadata.properties, wanted_props)
+            and (run_id is None or r.metadata.run_id == run_id)
+        ]
+
+    def files(self, record: ModelRecord) -> list[FileAccess]:
+        """A one-hour read-only SAS URL for every file of ``record``."""
+        container, _, prefix = record.prefix.partition("/")
+        client = self._blobs.get_container_client(container)
+        return [
+            self._sas(container, blob.name, blob.name[len(prefix) + 1 :], BlobSasPermissions(read=True), blob.size)
+            for blob in client.list_blobs(name_starts_with=prefix + "/")
+        ]
+
+    # -- registering
+
+    def start_upload(self, name: str, files: Sequence[str]) -> UploadTicket:
+        """Phase 1: record a manifest of ``files`` and return a write-only SAS URL for each.
+
+        Raises:
+            BadRequestError: an invalid model name or file name.
+        """
+        self._check_name(name)
+        declared = parse_files(list(files))
+        self._ensure_containers()
+        upload_id = uuid.uuid4().hex
+        manifest = {"name": name.lower(), "files": list(declared), "created": datetime.now(UTC).isoformat()}
+        self._blobs.get_blob_client(STAGING_CONTAINER, f"{upload_id}/manifest.json").upload_blob(
+            json.dumps(manifest).encode(), overwrite=False
+        )
+        write = BlobSasPermissions(create=True, write=True)
+        accesses = tuple(self._sas(STAGING_CONTAINER, f"{upload_id}/files/{p}", p, write) for p in declared)
+        return UploadTicket(upload_id, accesses, datetime.now(UTC).replace(microsecond=0) + SAS_LIFETIME)
+
+    def commit(self, name: str, upload_id: str, metadata: ModelMetadata) -> tuple[ModelRecord, bool]:
+        """Phase 2: make the uploaded files the next version of ``name``; return it and whether it is new.
+
+        Idempotent per upload: committing an upload again returns the version it made (and finishes
+        it, if an earlier commit stopped between taking the number and copying the files).
+
+        Raises:
+            BadRequestError: an invalid name; an upload that is unknown, for another model, or with a
+                declared file that was not uploaded.
+            ConflictError: the version number was lost to concurrent registrations ten times.
+        """
+        self._check_name(name)
+        self._ensure_containers()
+        for record, row in self._entities(name):
+            if row.get("UploadId") == upload_id:
+                if record.state == DELETED:
+                    raise BadRequestError(f"Upload '{upload_id}' was committed and since deleted.", target="uploadId")
+                return (self._finish(row), False) if record.state == COMMITTING else (record, False)
+        declared = self._manifest(name, upload_id)
+        staged = {
+            b.name[len(upload_id) + 7 :]: int(b.size)
+            for b in self._blobs.get_container_client(STAGING_CONTAINER).list_blobs(
+                name_starts_with=f"{upload_id}/files/"
+            )
+        }
+        missing = [p for p in declared if p not in staged]
+        if missing:
+            raise BadRequestError(
+                f"{len(missing)} declared file(s) were not uploaded, e.g. {missing[0]!r}; upload them and commit"
+                " again.",
+                target="uploadId",
+            )
+        for _ in range(10):  # each pass loses at most one race for a version number
+            rows = self._rows(name)
+            first = rows[0].name if rows else name
+            version = rows[-1].version + 1 if rows else 1  # tombstones count: numbers are never reused
+            entity: dict[str, Any] = {
+                "PartitionKey": name.lower(),
+                "RowKey": _row_key(version),
+                "Name": first,
+                "Version": version,
+                "State": COMMITTING,
+                "UploadId": upload_id,
+                "Path": declared[0].split("/", 1)[0],
+                "Prefix": f"{CONTAINER}/{first}/{version}",
+                "FileCount": len(declared),
+                "Size": sum(staged[p] for p in declared),
+                "Description": metadata.description or "",
+                "Tags": json.dumps(dict(metadata.tags)),
+                "Properties": json.dumps(dict(metadata.properties)),
+                "RunId": metadata.run_id or "",
+                "Framework": metadata.framework or "",
+                "FrameworkVersion": metadata.framework_version or "",
+                "CreatedTime": datetime.now(UTC).replace(microsecond=0),
+            }
+            try:
+                meta = self._table.client().create_entity(entity)
+            except ResourceExistsError:
+                continue
+            return self._finish(entity, etag=meta.get("etag"), files=declared), True
+        raise ConflictError(f"Model '{name}' is being registered concurrently; retry.", target="name")
+
+    def delete(self, name: str, version: int) -> None:
+        """Delete one version and its files; deleting one that does not exist does nothing.
+
+        The row stays as a tombstone so the number (and the id ``name:version``) is never reused.
+        """
+        if name_problem(name):
+            return
+        client = self._table.client()
+        try:
+            entity = client.get_entity(name.lower(), _row_key(version))
+        except ResourceNotFoundError:
+            return
+        if entity["State"] != DELETED:
+            entity["State"] = DELETED
+            try:
+                client.update_entity(
+                    entity,
+                    mode=UpdateMode.MERGE,
+                    etag=entity.metadata["etag"],
+                    match_condition=MatchConditions.IfNotModified,
+                )
+            except (ResourceModifiedError, ResourceNotFoundError):
+                raise ConflictError(
+                    f"Model '{name}' version {version} changed meanwhile; retry.", target="version"
+                ) from None
+        container, _, prefix = entity["Prefix"].partition("/")
+        blobs = self._blobs.get_container_client(container)
+        for blob in blobs.list_blobs(name_starts_with=prefix + "/"):
+            try:
+                blobs.delete_blob(blob.name)
+            except ResourceNotFoundError:
+                pass
+
+    # -- helpers
+
+    def _check_name(self, name: str) -> None:
+        problem = name_problem(name)
+        if problem:
+            raise BadRequestError(problem, target="name")
+
+    def _rows(self, name: str) -> list[ModelRecord]:
+        """Every version of ``name`` in any state, tombstones included, oldest first."""
+        return [record for record, _ in self._entities(name)]
+
+    def _entities(self, name: str) -> list[tuple[ModelRecord, Any]]:
+        if name_problem(name):
+            return []
+        entities = self._table.client().query_entities("PartitionKey eq @pk", parameters={"pk": name.lower()})
+        return sorted(((_record(e), e) for e in entities), key=lambda p: p[0].version)
+
+    def _manifest(self, name: str, upload_id: str) -> list[str]:
+        try:
+            raw = self._blobs.get_blob_client(STAGING_CONTAINER, f"{upload_id}/manifest.json").download_blob()
+            manifest = json.loads(raw.readall())
+        except ResourceNotFoundError:
+            raise BadRequestError(f"Upload '{upload_id}' is unknown or expired.", target="uploadId") from None
+        if manifest["name"] != name.lower():
+            raise BadRequestError(f"Upload '{upload_id}' was started for another model.", target="uploadId")
+        return list(manifest["files"])
+
+    def _finish(
+        self, entity: Mapping[str, Any], *, etag: str | None = None, files: Sequence[str] | None = None
+    ) -> ModelRecord:
+        """Copy the staged files to the version's prefix, mark it Ready, then drop the staging blobs."""
+        upload_id = entity["UploadId"]
+        declared = list(files) if files is not None else self._manifest(entity["PartitionKey"], upload_id)
+        container, _, prefix = entity["Prefix"].partition("/")
+        for path in declared:
+            source = self._sas(STAGING_CONTAINER, f"{upload_id}/files/{path}", path, BlobSasPermissions(read=True))
+            target = self._blobs.get_blob_client(container, f"{prefix}/{path}")
+            copy = target.start_copy_from_url(source.url, requires_sync=True)
+            if copy.get("copy_status") not in (None, "success"):
+                raise AmlPipeError(f"Copying '{path}' of model '{entity['Name']}' did not complete.")
+        client = self._table.client()
+        ready = {"PartitionKey": entity["PartitionKey"], "RowKey": entity["RowKey"], "State": READY}
+        etag = etag or getattr(entity, "metadata", {}).get("etag")
+        try:
+            client.update_entity(ready, mode=UpdateMode.MERGE, etag=etag, match_condition=MatchConditions.IfNotModified)
+        except (ResourceModifiedError, ResourceNotFoundError):
+            raise ConflictError(f"Model '{entity['Name']}' changed while committing; retry.", target="name") from None
+        staging = self._blobs.get_container_client(STAGING_CONTAINER)
+        for blob in staging.list_blobs(name_starts_with=f"{upload_id}/"):
+            try:
+                staging.delete_blob(blob.name)
+            except ResourceNotFoundError:
+                pass
+        return _record({**entity, "State": READY})
+
+    def _sas(
+        self, container: str, blob: str, path: str, permission: BlobSasPermissions, size: int | None = None
+    ) -> FileAccess:
+        account, key = self._account()
+        now = datetime.now(UTC).replace(microsecond=0)
+        token = generate_blob_sas(
+            account, container, blob, account_key=key, permission=permission,
+            start=now - timedelta(minutes=5), expiry=now + SAS_LIFETIME,
+        )  # fmt: skip
+        url = self._blobs.get_blob_client(container, blob).url
+        return FileAccess(path, f"{url}?{token}", size)
+
+    def _account(self) -> tuple[str, str]:
+        credential = self._blobs.credential
+        account = getattr(credential, "account_name", None)
+        key = getattr(credential, "account_key", None)
+        if not account or not key:
+            raise AmlPipeError("The app's storage connection has no account key, so it cannot mint SAS tokens.")
+        return account, key
+
+    def _ensure_containers(self) -> None:
+        if self._containers_ready:
+            return
+        for name in (CONTAINER, STAGING_CONTAINER):
+            try:
+                self._blobs.create_container(name)
+            except ResourceExistsError:
+                pass
+        self._containers_ready = True
+
+
+_default: dict[str, ModelStore] = {}
+
+
+def default_models() -> ModelStore:
+    """The model store of the app's own storage account (``AzureWebJobsStorage``), one per process."""
+    connection = storage.connection_string()
+    found = _default.get(connection)
+    if found is None:
+        shared = storage.clients()
+        found = _default[connection] = ModelStore(shared.tables, shared.blobs)
+    return found
