@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from bench import host_hops
+from bench import host_hops, pipeline_steps
 
 if __name__ == "__main__":
     host_hops.main()
+    pipeline_steps.main()
