@@ -1,4 +1,5 @@
-"""Queue triggers that run pipelines: the orchestrator (``amlpipe-runs``) and the step worker (``amlpipe-steps``)."""
+"""Triggers that run pipelines: the orchestrator (``amlpipe-runs``), the step worker (``amlpipe-steps``)
+and the watchdog timer."""
 
 from __future__ import annotations
 
@@ -10,10 +11,11 @@ from shared.orchestration.worker import default_worker
 
 bp = func.Blueprint()
 STORAGE = "AzureWebJobsStorage"
-# Queue names are app settings (defaults in local.settings.json; infra sets them on Azure), so apps
-# sharing a storage account never consume each other's messages.
+# Queue names and the watchdog's schedule are app settings (defaults in local.settings.json; infra
+# sets them on Azure), so apps sharing a storage account never consume each other's messages.
 RUN_QUEUE = f"%{RUN_QUEUE_SETTING}%"
 STEP_QUEUE = f"%{STEP_QUEUE_SETTING}%"
+WATCHDOG_SCHEDULE = "%AMLPIPE_WATCHDOG_SCHEDULE%"
 
 
 @bp.queue_trigger(arg_name="msg", queue_name=RUN_QUEUE, connection=STORAGE)
@@ -32,3 +34,12 @@ def execute_step(msg: func.QueueMessage, report: func.Out[str]) -> None:
     done = default_worker().execute(StepMessage.parse(msg.get_body()))
     if done is not None:
         report.set(done.to_text())
+
+
+@bp.timer_trigger(arg_name="timer", schedule=WATCHDOG_SCHEDULE)
+@bp.queue_output(arg_name="steps", queue_name=STEP_QUEUE, connection=STORAGE)
+def watchdog(timer: func.TimerRequest, steps: func.Out[list[str]]) -> None:
+    """Repair runs that lost a message or a worker; queue the step executions that repairs start."""
+    sent = default_runner().patrol()
+    if sent:
+        steps.set([m.to_text() for m in sent])

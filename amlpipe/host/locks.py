@@ -239,7 +239,8 @@ class ListenerLock:
             self._renewer.cancel()
             await asyncio.gather(self._renewer, return_exceptions=True)
             self._renewer = None
-        await self.lease.release()
+        if self.held:  # never acquired (or already lapsed): nothing to give up, and no storage call
+            await self.lease.release()
 
     async def _renew_loop(self) -> None:
         delay = self.renew_interval

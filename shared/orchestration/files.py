@@ -20,7 +20,8 @@ import shutil
 import uuid
 from pathlib import Path
 
-from azure.core.exceptions import ResourceNotFoundError
+from azure.core import MatchConditions
+from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from azure.storage.blob import BlobServiceClient
 
 from shared.errors import AmlPipeError
@@ -47,11 +48,22 @@ def log_blob_name(run_id: str, step: str, attempt: int) -> str:
 
 
 class LogBlob:
-    """An append blob that a running step's output is appended to in chunks."""
+    """An append blob that a running step's output is appended to in chunks.
 
-    def __init__(self, blobs: BlobServiceClient, name: str) -> None:
+    A resumed execution (its first worker was lost) keeps what the lost worker wrote and appends.
+    """
+
+    def __init__(self, blobs: BlobServiceClient, name: str, *, resume: bool = False) -> None:
         self._blob = LazyContainer(blobs, LOG_CONTAINER).client().get_blob_client(name)
-        self._blob.create_append_blob()
+        if not resume:
+            self._blob.create_append_blob()
+            return
+        try:
+            self._blob.create_append_blob(match_condition=MatchConditions.IfMissing)
+        except HttpResponseError as exc:  # 409 or 412 (Azurite): it exists, keep it
+            if exc.status_code not in (409, 412):
+                raise
+        self.append(b"\n--- amlpipe: the worker of this execution was lost; running it again ---\n")
 
     def append(self, data: bytes) -> None:
         for start in range(0, len(data), _BLOCK):
@@ -94,6 +106,16 @@ class StepFiles:
         marker = json.dumps({"attempt": attempt, "files": files}).encode("utf-8")
         container.upload_blob(prefix + MARKER, marker, overwrite=True)
         return files
+
+    def completed_attempt(self, run_id: str, data_name: str) -> int | None:
+        """The attempt whose upload of PipelineData ``data_name`` completed (its marker); None if none did."""
+        blob = self._data.client().get_blob_client(output_prefix(run_id, data_name) + MARKER)
+        try:
+            marker = json.loads(blob.download_blob().readall())
+        except ResourceNotFoundError:
+            return None
+        attempt = marker.get("attempt") if isinstance(marker, dict) else None
+        return attempt if isinstance(attempt, int) else None
 
     def download_output(self, run_id: str, data_name: str, folder: Path) -> list[str]:
         """Download the completed PipelineData ``data_name`` into ``folder``; the files.

@@ -1,4 +1,8 @@
-"""Run one step's script in its own process, streaming its output into a log as it runs."""
+"""Run one step's script in its own process, streaming its output into a log as it runs.
+
+While it runs, ``check`` is called every ``check_every`` seconds (the worker's heartbeat); when it
+returns False the process is stopped: SIGTERM, then SIGKILL after ``kill_grace`` seconds.
+"""
 
 from __future__ import annotations
 
@@ -21,11 +25,12 @@ _TAIL_LINES = 20
 
 @dataclass(frozen=True)
 class ProcessResult:
-    """How a step process ended: its exit code (None if killed at the timeout) and its last stderr lines."""
+    """How a step process ended: its exit code (None if stopped), its last stderr lines, and why it was stopped."""
 
     returncode: int | None
     stderr_tail: str
     timed_out: bool
+    stopped: bool = False
 
 
 def run_process(
@@ -35,10 +40,14 @@ def run_process(
     env: Mapping[str, str],
     timeout: float,
     sink: Callable[[bytes], None],
+    check: Callable[[], bool] | None = None,
+    check_every: float = 10.0,
+    kill_grace: float = 5.0,
 ) -> ProcessResult:
     """Run ``argv`` in ``cwd``; stdout and stderr go to ``sink`` in chunks (about every second).
 
-    The process is killed when it runs longer than ``timeout`` seconds.
+    The process is killed when it runs longer than ``timeout`` seconds, and stopped (terminated, then
+    killed after ``kill_grace`` seconds) when ``check`` returns False.
     """
     lines: queue.Queue[tuple[str, bytes | None]] = queue.Queue()
     tail: deque[bytes] = deque(maxlen=_TAIL_LINES)
@@ -57,6 +66,8 @@ def run_process(
         last_flush = time.monotonic()
         open_streams = 2
         timed_out = False
+        stop_at: float | None = None  # when a stop was asked: SIGKILL follows after kill_grace
+        next_check = time.monotonic() + check_every
         while open_streams:
             try:
                 name, line = lines.get(timeout=0.2)
@@ -68,8 +79,16 @@ def run_process(
                 buffer += line
                 if name == "err":
                     tail.append(line)
-            if not timed_out and time.monotonic() > deadline:
+            now = time.monotonic()
+            if not timed_out and stop_at is None and now > deadline:
                 timed_out = True
+                proc.kill()
+            if check is not None and stop_at is None and not timed_out and now >= next_check:
+                next_check = now + check_every
+                if not check():
+                    stop_at = now
+                    proc.terminate()
+            if stop_at is not None and now - stop_at > kill_grace and proc.poll() is None:
                 proc.kill()
             if buffer and (len(buffer) >= _FLUSH_BYTES or time.monotonic() - last_flush >= _FLUSH_SECONDS):
                 sink(bytes(buffer))
@@ -81,7 +100,10 @@ def run_process(
         if buffer:
             sink(bytes(buffer))
     text = b"".join(tail).decode("utf-8", errors="replace").strip()
-    return ProcessResult(returncode=None if timed_out else returncode, stderr_tail=text, timed_out=timed_out)
+    stopped = stop_at is not None
+    return ProcessResult(
+        returncode=None if timed_out or stopped else returncode, stderr_tail=text, timed_out=timed_out, stopped=stopped
+    )
 
 
 def _pump(name: str, stream: IO[bytes], lines: queue.Queue[tuple[str, bytes | None]]) -> None:

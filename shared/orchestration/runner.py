@@ -6,13 +6,19 @@ message, only the stored rows: it loads the run and its step rows, builds a
 pools' capacity, decides, and performs each action as an ETag-guarded replace of the run row or a
 step row. When a write loses (HTTP 412: a worker or another orchestrator wrote first) it reloads and
 decides again, so a duplicate or concurrent message ends in the same recorded state and performs no
-action twice. It returns the step messages to send; the queue trigger sends them through its output
-binding, which the host writes only when the function succeeds.
+action twice. It returns the step messages to send now; the queue trigger sends them through its
+output binding, which the host writes only when the function succeeds. A retry with a back-off is
+sent at once through the SDK with ``visibility_timeout`` = its delay (a binding cannot delay), after
+the step row says Queued with ``queued_at`` = when the message becomes visible.
 
-Known gaps of this slice (see the issue): capacity is counted by scanning step rows rather than
-taken with a guarded slot counter per target, so two runs deciding at the same instant can exceed a
-pool's ``max_nodes`` by a little; a RetryStep's delay is not applied; a step left Queued because the
-function failed after the write and before its output was sent waits for the watchdog.
+``Runner.patrol()`` is what the watchdog timer calls: for each run not terminal and created within
+the watchdog window it loads the run, calls the pure
+:func:`~shared.orchestration.watchdog.watchdog`, performs its repairs the same guarded way, and then
+advances the run (so the repaired state is decided on at once, like a Tick message would).
+
+Known gap (see the issue): capacity is counted by scanning step rows rather than taken with a
+guarded slot counter per target, so two runs deciding at the same instant can exceed a pool's
+``max_nodes`` by a little.
 """
 
 from __future__ import annotations
@@ -21,15 +27,16 @@ import logging
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import assert_never
 
-from shared.errors import ConflictError, NotFoundError
+from shared.errors import AmlPipeError, ConflictError, NotFoundError
 from shared.graph.model import PipelineGraph
 from shared.orchestration.actions import (
     Action,
     CancelRun,
     CancelStep,
+    Event,
     FinishRun,
     QueueStep,
     RetryStep,
@@ -38,7 +45,10 @@ from shared.orchestration.actions import (
 )
 from shared.orchestration.decide import decide
 from shared.orchestration.messages import RunMessage, StepMessage
+from shared.orchestration.queues import StepQueue
+from shared.orchestration.settings import OrchestrationSettings
 from shared.orchestration.state import CapacityView, RunState, RunStatus, StepState, StepStatus
+from shared.orchestration.watchdog import watchdog
 from shared.pipelines._storage import utcnow
 from shared.pipelines.runs import PipelineRun, StaleEtagError, StepRun
 from shared.pipelines.stores import Stores
@@ -101,12 +111,24 @@ class Runner:
     Args:
         stores: the pipeline stores (runs, graphs).
         computes: the compute targets, for ``max_nodes``.
+        steps: the step queue, for messages that must wait (a retry's back-off).
+        settings: retry policy and watchdog limits (default: from the app settings).
         clock: the time source (UTC).
     """
 
-    def __init__(self, stores: Stores, computes: ComputeTargetStore, *, clock: Callable[[], datetime] = utcnow) -> None:
+    def __init__(
+        self,
+        stores: Stores,
+        computes: ComputeTargetStore,
+        steps: StepQueue,
+        *,
+        settings: OrchestrationSettings | None = None,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
         self._stores = stores
         self._computes = computes
+        self._steps = steps
+        self._settings = settings or OrchestrationSettings.from_env()
         self._clock = clock
         self._graphs: dict[str, PipelineGraph] = {}
         self._lock = threading.Lock()
@@ -128,7 +150,7 @@ class Runner:
                 log.warning("Dropping %s for run %s: no such run.", message.event.value, message.run_id)
                 return outbox
             now = self._clock()
-            actions = decide(loaded.graph, run_state(loaded), self.capacity(), now=now)
+            actions = decide(loaded.graph, run_state(loaded), self.capacity(), now=now, retry=self._settings.retry)
             if not actions:
                 return outbox
             try:
@@ -136,6 +158,50 @@ class Runner:
             except StaleEtagError:
                 log.info("Run %s changed while advancing it; deciding again.", message.run_id)
         raise ConflictError(f"Run {message.run_id} kept changing while it was advanced; try again.", target="run_id")
+
+    def patrol(self) -> list[StepMessage]:
+        """Repair every recent run that is not terminal (the watchdog timer); the step messages to send.
+
+        A run that cannot be repaired now is logged and left for the next patrol.
+        """
+        outbox: list[StepMessage] = []
+        since = self._clock() - self._settings.window
+        for run_id in self._stores.runs.list_active_run_ids(since=since):
+            try:
+                outbox.extend(self.repair(run_id))
+            except AmlPipeError:
+                log.exception("The watchdog could not repair run %s; trying again next time.", run_id)
+        return outbox
+
+    def repair(self, run_id: str) -> list[StepMessage]:
+        """Perform the watchdog's repairs on ``run_id``, then advance it; the step messages to send.
+
+        Raises:
+            ConflictError: the run kept changing underneath.
+        """
+        outbox: list[StepMessage] = []
+        for _ in range(MAX_PASSES):
+            try:
+                loaded = self.load(run_id)
+            except NotFoundError:
+                return outbox
+            now = self._clock()
+            settings = self._settings
+            state = run_state(loaded)
+            actions = watchdog(
+                loaded.graph, state, self.capacity(), now=now, limits=settings.limits, retry=settings.retry
+            )
+            if not actions:
+                break
+            log.warning("Watchdog repairs run %s: %s", run_id, actions)
+            try:
+                self._perform(loaded, actions, now, outbox)
+                break
+            except StaleEtagError:
+                log.info("Run %s changed while repairing it; looking again.", run_id)
+        else:
+            raise ConflictError(f"Run {run_id} kept changing while it was repaired; try again.", target="run_id")
+        return outbox + self.advance(RunMessage(run_id, Event.TICK))
 
     def load(self, run_id: str) -> LoadedRun:
         """The run ``run_id`` with its step rows and graph.
@@ -176,13 +242,14 @@ class Runner:
                         replace(run, status=RunStatus.RUNNING, start_time=at, last_modified_date=now)
                     )
                 case QueueStep() | RetryStep():
+                    delay = action.delay if isinstance(action, RetryStep) else timedelta(0)
                     steps[action.step] = runs.replace_step(
                         replace(
                             steps[action.step],
                             status=StepStatus.QUEUED,
                             attempt=action.attempt,
                             compute_target=action.compute_target,
-                            queued_at=now,
+                            queued_at=now + delay,
                             start_time=None,
                             end_time=None,
                             heartbeat_at=None,
@@ -191,7 +258,11 @@ class Runner:
                             cancel_requested_at=None,
                         )
                     )
-                    outbox.append(StepMessage(run.id, action.step, action.attempt))
+                    message = StepMessage(run.id, action.step, action.attempt)
+                    if delay > timedelta(0):
+                        self._steps.send(message, delay=delay)  # after the write: the row says Queued
+                    else:
+                        outbox.append(message)
                 case CancelStep(step=name, reason=reason):
                     current = steps[name]
                     if current.status is StepStatus.QUEUED:
@@ -226,5 +297,6 @@ def default_runner() -> Runner:
 
     with _default_lock:
         if _default is None:
-            _default = Runner(default_stores(), ComputeTargetStore(storage.clients().tables))
+            clients = storage.clients()
+            _default = Runner(default_stores(), ComputeTargetStore(clients.tables), StepQueue.of(clients.queues))
         return _default

@@ -2,20 +2,31 @@
 
 ``StepWorker.execute(message)`` is what the step queue trigger calls:
 
-1. Drop the message unless the step row is Queued *with the message's attempt* (a duplicate, or a
-   late message of an older execution, is a logged no-op).
+1. Drop the message unless the step row is this execution's (``attempt``) and Queued — or Running
+   with a stale heartbeat, see 7 (a duplicate, or a late message of an older execution, is a
+   logged no-op).
 2. Queued → Running, guarded by the row's ETag (Queued → Canceled instead if a cancel is pending);
    losing that write means another delivery or the orchestrator got there first: drop.
 3. Materialise a private working folder: the snapshot (cached by sha), a folder per PipelineData
    output, and per PipelineData input a folder holding the producer's completed output.
 4. Run ``python <script_name> <arguments>`` there with ``AML_PARAMETER_<name>`` set, streaming its
-   output into the execution's log blob, killed at the timeout.
+   output into the execution's log blob, killed at the timeout. Every ``AMLPIPE_HEARTBEAT_SECONDS``
+   write ``HeartbeatAt`` on the step row, ETag-guarded; a lost write means someone else wrote the
+   row: a cancel request (stop the process: SIGTERM, SIGKILL after a grace, record Canceled) or the
+   watchdog moving the step on (stop the process, record nothing).
 5. Exit 0: upload the outputs (completion marker last), then Running → Finished; otherwise
    Running → Failed with the last lines of stderr. Both guarded; a lost write is re-read and retried
    while the row is still this execution's and Running.
 6. Return the report for the orchestrator (``amlpipe-runs``), which the trigger sends.
+7. Crash recovery. A worker killed mid-step leaves the step Running and its message in the queue,
+   which the host delivers again once the message lease expires. If the row's heartbeat is older
+   than three heartbeat periods the worker is gone: the new delivery takes the execution over (a
+   guarded Running → Running write, so only one delivery wins) and runs it again — or, if every
+   output of the step carries this attempt's completion marker, recognises it as done and records
+   Finished without running it. If the heartbeat is still fresh the old worker may be alive: the
+   message is sent again, invisible until the heartbeat would be stale, and this delivery ends.
 
-Not in this slice: datasets and data references, cancelling a running process, heartbeats.
+Not in this slice: datasets and data references.
 """
 
 from __future__ import annotations
@@ -27,9 +38,10 @@ import sys
 import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
+from azure.core.exceptions import AzureError
 from azure.storage.blob import BlobServiceClient
 
 from shared.errors import AmlPipeError, NotFoundError
@@ -46,11 +58,13 @@ from shared.orchestration.actions import Event
 from shared.orchestration.files import LogBlob, StepFiles, log_blob_name
 from shared.orchestration.messages import RunMessage, StepMessage
 from shared.orchestration.process import run_process
+from shared.orchestration.queues import StepQueue
+from shared.orchestration.settings import OrchestrationSettings
 from shared.pipelines._storage import key, utcnow
 from shared.pipelines.runs import PipelineRun, StaleEtagError, StepRun, StepStatus, wire_string
 from shared.pipelines.stores import Stores
 
-__all__ = ["DEFAULT_TIMEOUT_SECONDS", "Outcome", "StepWorker"]
+__all__ = ["DEFAULT_TIMEOUT_SECONDS", "Heartbeat", "Outcome", "StepWorker"]
 
 log = logging.getLogger("amlpipe.worker")
 
@@ -65,12 +79,57 @@ class Outcome:
     """How an execution ended, as recorded on its step row."""
 
     status: StepStatus
-    reason: str | None = None
+    reason: str | None = None  # None for Canceled: the cancel request's reason, on the row, is kept
     retryable: bool = False
 
 
 class StepFailed(AmlPipeError):
     """The step cannot run as defined (not retryable): its reason is recorded on the step."""
+
+
+class Heartbeat:
+    """The worker's periodic check while a process runs: write ``HeartbeatAt``, notice cancels.
+
+    Called by :func:`~shared.orchestration.process.run_process`; returns whether the process may go on.
+    After it returned False, ``canceled`` says why: a cancel request (record Canceled) or, when
+    False, the step moved on to another execution or status (record nothing).
+    """
+
+    def __init__(self, stores: Stores, step: StepRun, clock: Callable[[], datetime]) -> None:
+        self.step = step
+        self.canceled = False
+        self._runs = stores.runs
+        self._clock = clock
+
+    def __call__(self) -> bool:
+        try:
+            return self._beat()
+        except AzureError as exc:
+            # A storage blip must not kill a healthy step; the watchdog's lease covers a long outage.
+            log.warning("Heartbeat of %s:%s:%d failed: %s", self.step.run_id, self.step.name, self.step.attempt, exc)
+            return True
+
+    def _beat(self) -> bool:
+        try:
+            self.step = self._runs.replace_step(replace(self.step, heartbeat_at=self._clock()))
+            return True
+        except StaleEtagError:
+            current = self._runs.get_step(self.step.run_id, self.step.name)
+        if current.attempt != self.step.attempt or current.status is not StepStatus.RUNNING:
+            log.warning(
+                "Stopping %s:%s:%d: the step is now %s at attempt %d.",
+                current.run_id,
+                current.name,
+                self.step.attempt,
+                current.status.value,
+                current.attempt,
+            )
+            return False
+        self.step = current
+        if current.cancel_requested_at is not None:
+            self.canceled = True
+            return False
+        return True  # someone else wrote the row (keep its fields); beat again next period
 
 
 class StepWorker:
@@ -79,6 +138,8 @@ class StepWorker:
     Args:
         stores: the pipeline stores (runs, graphs).
         blobs: the blob service (snapshots, PipelineData, logs).
+        steps: the step queue, to send a redelivered message back for later (see the module docstring).
+        settings: heartbeat period and kill grace (default: from the app settings).
         root: where working folders and the snapshot cache live (default: the temp dir).
         clock: the time source (UTC).
     """
@@ -87,7 +148,9 @@ class StepWorker:
         self,
         stores: Stores,
         blobs: BlobServiceClient,
+        steps: StepQueue,
         *,
+        settings: OrchestrationSettings | None = None,
         root: Path | None = None,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
@@ -95,6 +158,8 @@ class StepWorker:
         self._root = root or Path(tempfile.gettempdir()) / "amlpipe-worker"
         self._files = StepFiles(blobs, self._root)
         self._blobs = blobs
+        self._steps = steps
+        self._settings = settings or OrchestrationSettings.from_env()
         self._clock = clock
 
     def execute(self, message: StepMessage) -> RunMessage | None:
@@ -106,6 +171,8 @@ class StepWorker:
         except NotFoundError:
             log.warning("Dropping %s: no such run or step.", message.key)
             return None
+        if step.attempt == message.attempt and step.status is StepStatus.RUNNING:
+            return self._redelivered(message, run, step)
         if step.attempt != message.attempt or step.status is not StepStatus.QUEUED:
             log.info("Dropping %s: the step is %s at attempt %d.", message.key, step.status.value, step.attempt)
             return None
@@ -122,14 +189,42 @@ class StepWorker:
         except StaleEtagError:
             log.info("Dropping %s: another delivery or a cancel wrote the step first.", message.key)
             return None
-        outcome = self._run(run, step)
-        return self._record(step, outcome)
+        return self._run(run, step, resume=False)
 
-    def _run(self, run: PipelineRun, step: StepRun) -> Outcome:
+    def _redelivered(self, message: StepMessage, run: PipelineRun, step: StepRun) -> RunMessage | None:
+        """The message of a Running execution came again: take it over if its worker is gone."""
+        now = self._clock()
+        last = step.heartbeat_at or step.start_time or now
+        stale_at = last + self._settings.stale_after
+        if now < stale_at:
+            # Its worker may be alive (or died a moment ago): look again once the heartbeat would be stale.
+            log.info("Deferring %s: Running with a heartbeat at %s.", message.key, last.isoformat())
+            self._steps.send(message, delay=max(stale_at - now, timedelta(seconds=1)))
+            return None
+        try:
+            step = self._stores.runs.replace_step(replace(step, start_time=now, heartbeat_at=now))
+        except StaleEtagError:
+            log.info("Dropping %s: the step changed while taking it over.", message.key)
+            return None
+        log.warning("Taking over %s: no heartbeat since %s; its worker was lost.", message.key, last.isoformat())
+        return self._run(run, step, resume=True)
+
+    def _run(self, run: PipelineRun, step: StepRun, *, resume: bool) -> RunMessage | None:
+        beat = Heartbeat(self._stores, step, self._clock)
+        outcome = self._outcome(run, step, beat, resume=resume)
+        if outcome is None:
+            return None
+        return self._record(beat.step, outcome)
+
+    def _outcome(self, run: PipelineRun, step: StepRun, beat: Heartbeat, *, resume: bool) -> Outcome | None:
         work = self._root / "work" / run.id / key(step.name).replace("/", "%2F") / str(step.attempt)
         try:
             graph = self._stores.graphs.get_graph(run.graph_id)
-            return self._run_in(run, step, graph.step(step.name), graph, work)
+            definition = graph.step(step.name)
+            if resume and self._outputs_committed(run, step, definition):
+                log.warning("%s:%s:%d had committed its outputs: recorded as done.", run.id, step.name, step.attempt)
+                return Outcome(StepStatus.FINISHED)
+            return self._run_in(run, step, definition, graph, work, beat, resume=resume)
         except StepFailed as exc:
             return Outcome(StepStatus.FAILED, exc.message)
         except Exception as exc:  # noqa: BLE001 - recorded on the step: failures cross as data
@@ -138,7 +233,24 @@ class StepWorker:
         finally:
             shutil.rmtree(work, ignore_errors=True)
 
-    def _run_in(self, run: PipelineRun, step: StepRun, definition: Step, graph: PipelineGraph, work: Path) -> Outcome:
+    def _outputs_committed(self, run: PipelineRun, step: StepRun, definition: Step) -> bool:
+        # Each marker is written after its files and names its attempt: all present means exit 0 and
+        # every upload done. A step without outputs leaves no trace, so it is run again.
+        return bool(definition.outputs) and all(
+            self._files.completed_attempt(run.id, output.name) == step.attempt for output in definition.outputs
+        )
+
+    def _run_in(
+        self,
+        run: PipelineRun,
+        step: StepRun,
+        definition: Step,
+        graph: PipelineGraph,
+        work: Path,
+        beat: Heartbeat,
+        *,
+        resume: bool,
+    ) -> Outcome | None:
         if definition.kind != "python_script" or not definition.script_name:
             raise StepFailed(f"Steps of kind {definition.kind!r} cannot run yet; only python_script steps.")
         src = work / "src"
@@ -168,11 +280,20 @@ class StepWorker:
             env[f"AZUREML_DATAREFERENCE_{name}"] = str(folder)
         env["AZUREML_RUN_ID"] = f"{run.id}:{step.name}:{step.attempt}"
         env["AZUREML_PIPELINE_RUN_ID"] = run.id
-        logblob = LogBlob(self._blobs, log_blob_name(run.id, step.name, step.attempt))
+        logblob = LogBlob(self._blobs, log_blob_name(run.id, step.name, step.attempt), resume=resume)
         timeout = float(definition.runconfig.max_run_duration_seconds or DEFAULT_TIMEOUT_SECONDS)
         result = run_process(
-            [sys.executable, definition.script_name, *args], cwd=src, env=env, timeout=timeout, sink=logblob.append
+            [sys.executable, definition.script_name, *args],
+            cwd=src,
+            env=env,
+            timeout=timeout,
+            sink=logblob.append,
+            check=beat,
+            check_every=self._settings.heartbeat.total_seconds(),
+            kill_grace=self._settings.kill_grace.total_seconds(),
         )
+        if result.stopped:
+            return Outcome(StepStatus.CANCELED) if beat.canceled else None
         if result.timed_out:
             return Outcome(StepStatus.FAILED, f"The script ran longer than {timeout:g} seconds and was stopped.")
         if result.returncode != 0:
@@ -190,7 +311,7 @@ class StepWorker:
                 current,
                 status=outcome.status,
                 end_time=self._clock(),
-                reason=outcome.reason,
+                reason=outcome.reason if outcome.status is not StepStatus.CANCELED else current.reason or "Canceled.",
                 retryable=outcome.retryable,
             )
             try:
@@ -247,5 +368,6 @@ def default_worker() -> StepWorker:
     from shared.pipelines.stores import default_stores
 
     if _default is None:
-        _default = StepWorker(default_stores(), storage.clients().blobs)
+        clients = storage.clients()
+        _default = StepWorker(default_stores(), clients.blobs, StepQueue.of(clients.queues))
     return _default

@@ -206,9 +206,16 @@ def cancel(run: PipelineRun) -> PipelineRun:
 
 
 class RunStore:
-    """Runs, step runs and the run indexes in Table storage."""
+    """Runs, step runs and the run indexes in Table storage.
 
-    def __init__(self, tables: TableServiceClient) -> None:
+    Args:
+        tables: the table service.
+        notify: called with a run id to wake the orchestrator (enqueue a run message), e.g. after a
+            cancel request; None when nothing runs runs (some tests).
+    """
+
+    def __init__(self, tables: TableServiceClient, *, notify: Callable[[str], None] | None = None) -> None:
+        self._notify = notify
         self._table = LazyTable.for_base(tables, TABLE)
         self._indexes = {name: LazyTable.for_base(tables, base) for name, base in INDEX_TABLES.items()}
 
@@ -324,8 +331,15 @@ class RunStore:
         raise ConflictError(f"Pipeline run {run_id!r} changed meanwhile; try again.", target="run_id")
 
     def cancel_run(self, run_id: str) -> PipelineRun:
-        """Cancel ``run_id`` (see :func:`cancel`); NotStarted steps of a canceled run become Canceled."""
+        """Cancel ``run_id`` (see :func:`cancel`); NotStarted steps of a canceled run become Canceled.
+
+        A Running run is marked cancel-requested and the orchestrator is woken (every call, so a
+        retry after a failed notification notifies again; a duplicate message is a no-op): it asks
+        the workers to stop its steps and ends the run Canceled once they have.
+        """
         run = self.update_run(run_id, cancel)
+        if run.status == RunStatus.RUNNING and self._notify is not None:
+            self._notify(run_id)
         if run.status == RunStatus.CANCELED:
             table = self._table.client()
             for step in self.list_steps(run_id):
@@ -387,6 +401,19 @@ class RunStore:
                 raise StaleEtagError(f"{what} changed meanwhile.", target="etag") from exc
             raise
         return str(meta.get("etag"))
+
+    def list_active_run_ids(self, *, since: datetime) -> list[str]:
+        """Ids of the runs NotStarted or Running that were created at or after ``since`` (a scan of
+        the run rows, filtered by the service; for the watchdog, not for requests)."""
+        query = "RowKey eq @run and ( Status eq @not_started or Status eq @running ) and CreationTime ge @since"
+        parameters = {
+            "run": RUN_ROW,
+            "not_started": RunStatus.NOT_STARTED.value,
+            "running": RunStatus.RUNNING.value,
+            "since": since,
+        }
+        rows = self._table.client().query_entities(query, parameters=parameters, select=["PartitionKey"])
+        return [str(e["PartitionKey"]) for e in rows]
 
     def count_in_flight(self) -> dict[str, int]:
         """Compute target → steps Queued or Running on it, across all runs (a scan of the step rows)."""

@@ -72,14 +72,15 @@ class Stores:
 
     @classmethod
     def from_clients(cls, clients: storage.StorageClients) -> Stores:
+        queue = RunQueue(clients.queues.get_queue_client(run_queue_name()))
         return cls(
             graphs=GraphStore(clients.blobs),
             snapshots=SnapshotStore(clients.blobs),
             published=PublishedPipelineStore(clients.tables),
             endpoints=PipelineEndpointStore(clients.tables),
             experiments=ExperimentStore(clients.tables),
-            runs=RunStore(clients.tables),
-            queue=RunQueue(clients.queues.get_queue_client(run_queue_name())),
+            runs=RunStore(clients.tables, notify=queue.enqueue_run),  # a cancel wakes the orchestrator
+            queue=queue,
         )
 
 

@@ -127,3 +127,32 @@ def test_a_failing_step_fails_the_run_and_cancels_its_dependents(
     steps = {s["Name"]: s["Status"]["StatusCode"] for s in body["StepRuns"]}
     assert steps == {"boom": "Failed", "after": "Canceled"}
     assert "about to fail" in _log(pipelines_app, run_id, "boom")
+
+
+def test_cancel_kills_a_running_step_and_cancels_the_run(
+    pipelines_app: PipelinesApp, ws: Workspace, tmp_path: Path
+) -> None:
+    (tmp_path / "slow.py").write_text("import time\nprint('started', flush=True)\ntime.sleep(60)\nprint('woke')\n")
+    slow = PythonScriptStep(name="slow", script_name="slow.py", source_directory=str(tmp_path))
+    run_id = _submit(pipelines_app, Pipeline(ws, steps=[slow]), "e2e-execute-cancel", {"ExperimentName": "e2e-execute"})
+    token = pipelines_app.token()
+    url = f"{pipelines_app.url}/api/PipelineRuns/{run_id}"
+
+    def step_status() -> str:
+        response = requests.get(url, headers=pipelines_app.headers(token), timeout=30)
+        assert response.status_code == 200, response.text
+        return str(response.json()["StepRuns"][0]["Status"]["StatusCode"])
+
+    wait_for(lambda: step_status() == "Running", timeout=30, interval=0.2, what="the step to run")
+    wait_for(lambda: "started" in _log(pipelines_app, run_id, "slow"), timeout=30, interval=0.2, what="its output")
+    canceled = requests.post(f"{url}/cancel", headers=pipelines_app.headers(token), timeout=30)
+    assert canceled.status_code == 200, canceled.text
+
+    def ended() -> dict[str, Any] | None:
+        body: dict[str, Any] = requests.get(url, headers=pipelines_app.headers(token), timeout=30).json()
+        return body if body["Status"]["StatusCode"] in ("Finished", "Failed", "Canceled") else None
+
+    body = wait_for(ended, timeout=45, interval=0.2, what="the run to end well before the step's 60 s")
+    assert body["Status"]["StatusCode"] == "Canceled", body["Status"]
+    assert [s["Status"]["StatusCode"] for s in body["StepRuns"]] == ["Canceled"]
+    assert "woke" not in _log(pipelines_app, run_id, "slow")

@@ -12,6 +12,7 @@ import requests
 
 from shared.graph.snapshot import build_snapshot
 from shared.orchestration.messages import RunMessage, StepMessage
+from shared.orchestration.queues import StepQueue
 from shared.orchestration.runner import Runner
 from shared.orchestration.worker import StepWorker
 from shared.pipelines import submit
@@ -26,7 +27,10 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 def clients(storage: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[StorageClients]:
-    monkeypatch.setenv("AMLPIPE_TABLE_PREFIX", f"o{uuid.uuid4().hex[:10]}")
+    unique = uuid.uuid4().hex[:10]
+    monkeypatch.setenv("AMLPIPE_TABLE_PREFIX", f"o{unique}")
+    monkeypatch.setenv("AMLPIPE_RUN_QUEUE", f"runs-{unique}")
+    monkeypatch.setenv("AMLPIPE_STEP_QUEUE", f"steps-{unique}")
     with StorageClients.from_connection_string(storage) as opened:
         yield opened
 
@@ -37,7 +41,11 @@ def stores(clients: StorageClients) -> Stores:
 
 
 def _runner(stores: Stores, clients: StorageClients, clock: Callable[[], datetime] = utcnow) -> Runner:
-    return Runner(stores, ComputeTargetStore(clients.tables), clock=clock)
+    return Runner(stores, ComputeTargetStore(clients.tables), StepQueue.of(clients.queues), clock=clock)
+
+
+def _worker(stores: Stores, clients: StorageClients, root: Path) -> StepWorker:
+    return StepWorker(stores, clients.blobs, StepQueue.of(clients.queues), root=root)
 
 
 def _submit(stores: Stores, tmp_path: Path) -> str:
@@ -111,7 +119,7 @@ def test_a_concurrent_write_makes_the_runner_decide_again(
 def test_stale_and_duplicate_step_messages_are_dropped(stores: Stores, clients: StorageClients, tmp_path: Path) -> None:
     run_id = _submit(stores, tmp_path)
     runner = _runner(stores, clients)
-    worker = StepWorker(stores, clients.blobs, root=tmp_path)
+    worker = _worker(stores, clients, tmp_path)
     (message,) = runner.advance(RunMessage(run_id))
 
     assert worker.execute(StepMessage(run_id, "first", 2)) is None  # not the current attempt
@@ -142,7 +150,7 @@ def test_a_queued_step_canceled_before_its_worker_starts_is_not_run(
     (message,) = runner.advance(RunMessage(run_id))
     stores.runs.cancel_run(run_id)
     assert runner.advance(RunMessage(run_id)) == []  # CancelStep: Queued -> Canceled, NotStarted -> Canceled
-    assert StepWorker(stores, clients.blobs, root=tmp_path).execute(message) is None
+    assert _worker(stores, clients, tmp_path).execute(message) is None
     assert stores.runs.get_run(run_id).status is RunStatus.CANCELED
     assert {s.name: s.status for s in stores.runs.list_steps(run_id)} == {
         "first": StepStatus.CANCELED,
