@@ -16,15 +16,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import uuid
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 
 from azure.core import MatchConditions
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from azure.storage.blob import BlobServiceClient
 
-from shared.errors import AmlPipeError
+from shared.errors import AmlPipeError, BadRequestError
 from shared.graph.snapshot import extract_snapshot
 from shared.pipelines._storage import LazyContainer, key
 from shared.pipelines.snapshots import CONTAINER as SNAPSHOT_CONTAINER
@@ -87,19 +88,22 @@ class StepFiles:
             if hashlib.sha256(data).hexdigest() != sha256:
                 raise AmlPipeError(f"Snapshot {sha256} does not have that sha256.", target="snapshot")
             staging = cached.parent / f".{sha256}.{uuid.uuid4().hex}"
-            staging.mkdir(parents=True)
-            extract_snapshot(data, staging)
             try:
+                staging.mkdir(parents=True)
+                extract_snapshot(data, staging)
                 staging.rename(cached)
-            except OSError:  # another execution cached it first: same bytes
-                shutil.rmtree(staging, ignore_errors=True)
+            except OSError:
+                if not cached.is_dir():  # else another execution cached it first: same bytes
+                    raise
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)  # gone after the rename; a leftover otherwise
         shutil.copytree(cached, dest, dirs_exist_ok=True)
 
     def upload_output(self, run_id: str, data_name: str, folder: Path, *, attempt: int) -> list[str]:
         """Upload ``folder`` as PipelineData ``data_name``, then its completion marker; the files."""
         container = self._data.client()
         prefix = output_prefix(run_id, data_name)
-        files = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+        files = _regular_files(folder)
         for rel in files:
             with open(folder / rel, "rb") as handle:
                 container.upload_blob(prefix + rel, handle, overwrite=True)
@@ -131,13 +135,50 @@ class StepFiles:
             raise AmlPipeError(
                 f"PipelineData {data_name!r} of run {run_id} was not completed by its producer.", target=data_name
             ) from exc
-        files = [str(f) for f in marker["files"]]
+        files = _marker_files(marker, data_name)
         root = folder.resolve()
         for rel in files:
             target = (root / rel).resolve()
             if not target.is_relative_to(root):
-                raise AmlPipeError(f"PipelineData {data_name!r} lists an unsafe path {rel!r}.", target=data_name)
+                raise BadRequestError(f"PipelineData {data_name!r} lists an unsafe path {rel!r}.", target=data_name)
             target.parent.mkdir(parents=True, exist_ok=True)
             with open(target, "wb") as handle:
                 container.get_blob_client(prefix + rel).download_blob().readinto(handle)
         return files
+
+
+def _regular_files(folder: Path) -> list[str]:
+    """The regular files under ``folder`` as sorted relative POSIX paths; symlinks are not followed
+    nor listed (a script must not publish, say, ``/etc/passwd`` or the host's files as its output)."""
+    found: list[str] = []
+    for top, dirs, names in os.walk(folder, followlinks=False):
+        dirs[:] = [d for d in dirs if not os.path.islink(os.path.join(top, d))]
+        for name in names:
+            path = Path(top) / name
+            if not path.is_symlink() and path.is_file():
+                found.append(path.relative_to(folder).as_posix())
+    return sorted(found)
+
+
+def _marker_files(marker: object, data_name: str) -> list[str]:
+    """The ``files`` of a completion marker: a list of safe relative paths.
+
+    Raises:
+        BadRequestError: the marker is malformed or lists an unsafe path (deterministic: not retried).
+    """
+    files = marker.get("files") if isinstance(marker, dict) else None
+    if not isinstance(files, list) or not all(isinstance(f, str) for f in files):
+        raise BadRequestError(f"PipelineData {data_name!r} has a malformed completion marker.", target=data_name)
+    for rel in files:
+        path = PurePosixPath(rel)
+        if (
+            not rel
+            or "\\" in rel
+            or "\x00" in rel
+            or path.is_absolute()
+            or PureWindowsPath(rel).drive
+            or any(part in ("", ".", "..") for part in rel.split("/"))
+            or rel == MARKER
+        ):
+            raise BadRequestError(f"PipelineData {data_name!r} lists an unsafe path {rel!r}.", target=data_name)
+    return list(files)

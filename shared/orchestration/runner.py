@@ -25,7 +25,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import assert_never
@@ -139,10 +140,19 @@ class Runner:
         A message for an unknown run is dropped (logged). Safe to call any number of times for the
         same message, also concurrently: guarded writes make every transition happen once.
 
+        When it fails part-way, the messages of the steps it already wrote Queued are sent at once
+        through the SDK (the trigger's output binding is not written when the function fails), so a
+        redelivery — which finds those steps Queued and queues nothing — does not leave them waiting
+        for the watchdog. A duplicate message is dropped by the worker (execution key and ETag).
+
         Raises:
             ConflictError: the run kept changing underneath for :data:`MAX_PASSES` passes.
         """
         outbox: list[StepMessage] = []
+        with self._sent_on_failure(outbox):
+            return self._advance(message, outbox)
+
+    def _advance(self, message: RunMessage, outbox: list[StepMessage]) -> list[StepMessage]:
         for _ in range(MAX_PASSES):
             try:
                 loaded = self.load(message.run_id)
@@ -162,14 +172,15 @@ class Runner:
     def patrol(self) -> list[StepMessage]:
         """Repair every recent run that is not terminal (the watchdog timer); the step messages to send.
 
-        A run that cannot be repaired now is logged and left for the next patrol.
+        A run that cannot be repaired now (whatever the error) is logged and left for the next
+        patrol: one bad run never stops the watchdog for the others.
         """
         outbox: list[StepMessage] = []
         since = self._clock() - self._settings.window
         for run_id in self._stores.runs.list_active_run_ids(since=since):
             try:
                 outbox.extend(self.repair(run_id))
-            except AmlPipeError:
+            except Exception:  # noqa: BLE001 - logged with its traceback; the next run is repaired
                 log.exception("The watchdog could not repair run %s; trying again next time.", run_id)
         return outbox
 
@@ -180,11 +191,16 @@ class Runner:
             ConflictError: the run kept changing underneath.
         """
         outbox: list[StepMessage] = []
+        with self._sent_on_failure(outbox):
+            self._repair(run_id, outbox)
+            return outbox + self.advance(RunMessage(run_id, Event.TICK))
+
+    def _repair(self, run_id: str, outbox: list[StepMessage]) -> None:
         for _ in range(MAX_PASSES):
             try:
                 loaded = self.load(run_id)
             except NotFoundError:
-                return outbox
+                return
             now = self._clock()
             settings = self._settings
             state = run_state(loaded)
@@ -201,7 +217,19 @@ class Runner:
                 log.info("Run %s changed while repairing it; looking again.", run_id)
         else:
             raise ConflictError(f"Run {run_id} kept changing while it was repaired; try again.", target="run_id")
-        return outbox + self.advance(RunMessage(run_id, Event.TICK))
+
+    @contextmanager
+    def _sent_on_failure(self, outbox: list[StepMessage]) -> Iterator[None]:
+        """On an error, send ``outbox`` (steps already written Queued) through the SDK, then re-raise."""
+        try:
+            yield
+        except BaseException:
+            for message in outbox:
+                try:
+                    self._steps.send(message)
+                except Exception:  # noqa: BLE001 - the watchdog's queued_timeout is the backstop
+                    log.exception("Could not send %s; the watchdog will find it Queued.", message.key)
+            raise
 
     def load(self, run_id: str) -> LoadedRun:
         """The run ``run_id`` with its step rows and graph.
@@ -233,7 +261,7 @@ class Runner:
     def _perform(self, loaded: LoadedRun, actions: list[Action], now: datetime, outbox: list[StepMessage]) -> None:
         runs = self._stores.runs
         run = loaded.run
-        steps = dict(loaded.steps)
+        steps = _StepRows(run.id, loaded.steps)
         for action in actions:
             log.info("Run %s: %s", run.id, action)
             match action:
@@ -283,6 +311,17 @@ class Runner:
                     )
                 case _:
                     assert_never(action)
+
+
+class _StepRows(dict[str, StepRun]):
+    """A run's step rows by name; a missing row is a clear error, not a KeyError."""
+
+    def __init__(self, run_id: str, rows: Mapping[str, StepRun]) -> None:
+        super().__init__(rows)
+        self.run_id = run_id
+
+    def __missing__(self, name: str) -> StepRun:
+        raise AmlPipeError(f"Run {self.run_id} has no row for step {name!r}; its step rows are incomplete.")
 
 
 _default: Runner | None = None

@@ -25,6 +25,9 @@
    output of the step carries this attempt's completion marker, recognises it as done and records
    Finished without running it. If the heartbeat is still fresh the old worker may be alive: the
    message is sent again, invisible until the heartbeat would be stale, and this delivery ends.
+   The takeover writes a new ``StartTime``: the claim's fencing token. A worker that sees another
+   ``StartTime`` on its row stops its process and records nothing; a worker whose heartbeats have
+   failed for ``stale_after - heartbeat`` stops its process too (self-fencing).
 
 Not in this slice: datasets and data references.
 """
@@ -36,6 +39,8 @@ import os
 import shutil
 import sys
 import tempfile
+import time
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -44,7 +49,7 @@ from pathlib import Path
 from azure.core.exceptions import AzureError
 from azure.storage.blob import BlobServiceClient
 
-from shared.errors import AmlPipeError, NotFoundError
+from shared.errors import AmlPipeError, BadRequestError, NotFoundError
 from shared.graph.model import (
     DataArgument,
     InputArgument,
@@ -70,8 +75,25 @@ log = logging.getLogger("amlpipe.worker")
 
 #: A step's process limit when its runconfig sets none: under the host's 10-minute functionTimeout.
 DEFAULT_TIMEOUT_SECONDS = 540.0
-# Settings of the app itself (storage secrets) never reach a user's script.
-_PRIVATE_ENV = ("AzureWebJobs", "AMLPIPE_", "FUNCTIONS_", "AZURE_STORAGE", "ConnectionStrings")
+# The only variables of the host a script inherits: an allow-list, so app settings (storage
+# connection strings, identity endpoints, client secrets) are not handed to it. This is not an
+# isolation boundary: a script runs as the app's user and can read the host's environment through
+# /proc. Steps are not a security boundary from the app (see docs/orchestration.md).
+_INHERITED_ENV = frozenset({"PATH", "HOME", "LANG", "TZ", "TMPDIR", "TEMP", "TMP", "PYTHONUNBUFFERED"})
+_INHERITED_ENV_PREFIXES = ("LC_",)
+_INHERITED_ENV_WINDOWS = frozenset({"SYSTEMROOT", "SYSTEMDRIVE", "WINDIR", "COMSPEC", "PATHEXT"})
+
+
+def _inherited_env(environ: Mapping[str, str]) -> dict[str, str]:
+    """The host variables a step's script starts with (see ``_INHERITED_ENV``)."""
+    windows = os.name == "nt"
+    return {
+        name: value
+        for name, value in environ.items()
+        if name in _INHERITED_ENV
+        or name.startswith(_INHERITED_ENV_PREFIXES)
+        or (windows and name.upper() in _INHERITED_ENV_WINDOWS)
+    }
 
 
 @dataclass(frozen=True)
@@ -95,19 +117,42 @@ class Heartbeat:
     False, the step moved on to another execution or status (record nothing).
     """
 
-    def __init__(self, stores: Stores, step: StepRun, clock: Callable[[], datetime]) -> None:
+    def __init__(
+        self,
+        stores: Stores,
+        step: StepRun,
+        clock: Callable[[], datetime],
+        *,
+        fence_after: timedelta | None = None,
+    ) -> None:
         self.step = step
         self.canceled = False
         self._runs = stores.runs
         self._clock = clock
+        self._fence_after = fence_after.total_seconds() if fence_after is not None else None
+        self._last_beat = time.monotonic()
 
     def __call__(self) -> bool:
         try:
-            return self._beat()
+            alive = self._beat()
         except AzureError as exc:
-            # A storage blip must not kill a healthy step; the watchdog's lease covers a long outage.
+            # A storage blip must not kill a healthy step. But once the heartbeat has failed for so
+            # long that a redelivery may take the execution over, stop (self-fencing): never two
+            # processes of one execution.
             log.warning("Heartbeat of %s:%s:%d failed: %s", self.step.run_id, self.step.name, self.step.attempt, exc)
+            silent = time.monotonic() - self._last_beat
+            if self._fence_after is not None and silent >= self._fence_after:
+                log.warning(
+                    "Stopping %s:%s:%d: no heartbeat written for %.0f s; it may be taken over.",
+                    self.step.run_id,
+                    self.step.name,
+                    self.step.attempt,
+                    silent,
+                )
+                return False
             return True
+        self._last_beat = time.monotonic()
+        return alive
 
     def _beat(self) -> bool:
         try:
@@ -115,7 +160,7 @@ class Heartbeat:
             return True
         except StaleEtagError:
             current = self._runs.get_step(self.step.run_id, self.step.name)
-        if current.attempt != self.step.attempt or current.status is not StepStatus.RUNNING:
+        if not _same_claim(current, self.step):
             log.warning(
                 "Stopping %s:%s:%d: the step is now %s at attempt %d.",
                 current.run_id,
@@ -161,6 +206,7 @@ class StepWorker:
         self._steps = steps
         self._settings = settings or OrchestrationSettings.from_env()
         self._clock = clock
+        _sweep_work_dirs(self._root / "work")
 
     def execute(self, message: StepMessage) -> RunMessage | None:
         """Run the execution ``message`` names if it is still the step's current one; the report to send."""
@@ -201,8 +247,10 @@ class StepWorker:
             log.info("Deferring %s: Running with a heartbeat at %s.", message.key, last.isoformat())
             self._steps.send(message, delay=max(stale_at - now, timedelta(seconds=1)))
             return None
+        # A new start_time is the new claim (see _same_claim): it must differ from the lost worker's.
+        start = now if step.start_time is None or now > step.start_time else step.start_time + timedelta(milliseconds=1)
         try:
-            step = self._stores.runs.replace_step(replace(step, start_time=now, heartbeat_at=now))
+            step = self._stores.runs.replace_step(replace(step, start_time=start, heartbeat_at=now))
         except StaleEtagError:
             log.info("Dropping %s: the step changed while taking it over.", message.key)
             return None
@@ -210,14 +258,18 @@ class StepWorker:
         return self._run(run, step, resume=True)
 
     def _run(self, run: PipelineRun, step: StepRun, *, resume: bool) -> RunMessage | None:
-        beat = Heartbeat(self._stores, step, self._clock)
+        # Self-fence one heartbeat before a redelivery could find the heartbeat stale and take over.
+        fence_after = self._settings.stale_after - self._settings.heartbeat
+        beat = Heartbeat(self._stores, step, self._clock, fence_after=fence_after)
         outcome = self._outcome(run, step, beat, resume=resume)
         if outcome is None:
             return None
         return self._record(beat.step, outcome)
 
     def _outcome(self, run: PipelineRun, step: StepRun, beat: Heartbeat, *, resume: bool) -> Outcome | None:
-        work = self._root / "work" / run.id / key(step.name).replace("/", "%2F") / str(step.attempt)
+        # One folder per delivery (``<pid>.<random>``): a second delivery of the same execution never
+        # shares, nor deletes, the folder of one that is still running.
+        work = self._root / "work" / f"{os.getpid()}.{uuid.uuid4().hex}"
         try:
             graph = self._stores.graphs.get_graph(run.graph_id)
             definition = graph.step(step.name)
@@ -225,7 +277,9 @@ class StepWorker:
                 log.warning("%s:%s:%d had committed its outputs: recorded as done.", run.id, step.name, step.attempt)
                 return Outcome(StepStatus.FINISHED)
             return self._run_in(run, step, definition, graph, work, beat, resume=resume)
-        except StepFailed as exc:
+        except (StepFailed, BadRequestError) as exc:
+            # Deterministic (the step's definition, a malformed graph or completion marker): a retry
+            # would fail the same way.
             return Outcome(StepStatus.FAILED, exc.message)
         except Exception as exc:  # noqa: BLE001 - recorded on the step: failures cross as data
             log.exception("Execution %s:%s:%d failed in the worker.", run.id, step.name, step.attempt)
@@ -272,7 +326,7 @@ class StepWorker:
             data.setdefault(item.pipeline_data, folder)
             inputs[item.name] = folder
         args = [_argument(arg, run, graph, data, inputs) for arg in definition.arguments]
-        env = {k: v for k, v in os.environ.items() if not k.startswith(_PRIVATE_ENV)}
+        env = _inherited_env(os.environ)
         env.update(definition.runconfig.environment_variables)
         for name, value in _parameters(run, graph).items():
             env[f"AML_PARAMETER_{name}"] = value
@@ -287,7 +341,7 @@ class StepWorker:
             cwd=src,
             env=env,
             timeout=timeout,
-            sink=logblob.append,
+            sink=_best_effort(logblob, step),
             check=beat,
             check_every=self._settings.heartbeat.total_seconds(),
             kill_grace=self._settings.kill_grace.total_seconds(),
@@ -320,13 +374,79 @@ class StepWorker:
                 # A cancel request (or the watchdog) wrote the row: keep its fields, unless the
                 # execution is no longer this one.
                 current = runs.get_step(step.run_id, step.name)
-                if current.attempt != step.attempt or current.status is not StepStatus.RUNNING:
+                if not _same_claim(current, step):
                     log.info("Not recording %s:%s:%d: the step moved on.", step.run_id, step.name, step.attempt)
                     return None
                 continue
             event = Event.STEP_FINISHED if outcome.status is StepStatus.FINISHED else Event.STEP_FAILED
             return RunMessage(step.run_id, event, step.name, step.attempt)
         raise StaleEtagError(f"Step {step.name!r} of run {step.run_id} kept changing; try again.")
+
+
+def _same_claim(current: StepRun, mine: StepRun) -> bool:
+    """Whether ``current`` (the row as read now) is still the claim ``mine`` holds.
+
+    The claim is the execution (attempt), Running, and its ``start_time``, which the claim and
+    every takeover write anew (ETag-guarded, so each is unique): a worker whose execution was taken
+    over by a redelivery sees another ``start_time`` and must stop and record nothing.
+    """
+    return (
+        current.attempt == mine.attempt
+        and current.status is StepStatus.RUNNING
+        and current.start_time == mine.start_time
+    )
+
+
+#: A work folder not named ``<pid>.<random>`` (an older layout) is removed once this old.
+_STALE_WORK_SECONDS = 24 * 3600
+
+
+def _sweep_work_dirs(work: Path) -> None:
+    """Remove the work folders of worker processes that are gone (a crash leaves its folder behind)."""
+    try:
+        entries = list(work.iterdir())
+    except OSError:
+        return
+    for entry in entries:
+        pid_text, _, rest = entry.name.partition(".")
+        if pid_text.isdigit() and rest:
+            pid = int(pid_text)
+            if pid == os.getpid() or _alive(pid):
+                continue
+        else:
+            try:
+                if time.time() - entry.stat().st_mtime < _STALE_WORK_SECONDS:
+                    continue
+            except OSError:
+                continue
+        log.info("Removing the stale work folder %s.", entry)
+        shutil.rmtree(entry, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    if os.name != "posix":
+        return True  # no harmless probe (os.kill would end it): leave the folder
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _best_effort(logblob: LogBlob, step: StepRun) -> Callable[[bytes], None]:
+    """``logblob.append``, but a failed append is logged and skipped: the step's process goes on."""
+
+    def append(data: bytes) -> None:
+        try:
+            logblob.append(data)
+        except AzureError as exc:
+            log.warning(
+                "Dropped %d bytes of the log of %s:%s:%d: %s", len(data), step.run_id, step.name, step.attempt, exc
+            )
+
+    return append
 
 
 def _parameters(run: PipelineRun, graph: PipelineGraph) -> dict[str, str]:

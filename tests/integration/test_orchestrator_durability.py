@@ -3,6 +3,10 @@ process, the watchdog's repairs and the takeover of a lost execution by its rede
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -14,7 +18,10 @@ import pytest
 import requests
 
 from amlpipe.host.testing import wait_for
+from shared.errors import BadRequestError
 from shared.graph.snapshot import build_snapshot
+from shared.orchestration.actions import Event
+from shared.orchestration.files import LOG_CONTAINER, MARKER, StepFiles, log_blob_name, output_prefix
 from shared.orchestration.messages import RunMessage, StepMessage
 from shared.orchestration.queues import StepQueue, step_queue_name
 from shared.orchestration.runner import Runner
@@ -23,14 +30,24 @@ from shared.orchestration.state import Limits, RetryPolicy
 from shared.orchestration.worker import StepWorker
 from shared.pipelines import submit
 from shared.pipelines._storage import utcnow
+from shared.pipelines.graphs import CONTAINER as GRAPH_CONTAINER
 from shared.pipelines.runs import RunStatus, StepStatus
 from shared.pipelines.stores import Stores, run_queue_name
 from shared.registry.compute import ComputeTargetStore
+from shared.registry.datastores import DEFAULT_CONTAINER
 from shared.storage import StorageClients
 
 pytestmark = pytest.mark.integration
 
 SLEEP = "import time\nprint('sleeping', flush=True)\ntime.sleep(60)\n"
+# Records its own pid and a grandchild's (which inherits its output pipes), then sleeps.
+SPAWNS = (
+    "import os, subprocess, sys, time\n"
+    "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])\n"
+    "open({path!r}, 'w').write(f'{{os.getpid()}} {{child.pid}}')\n"
+    "print('sleeping', flush=True)\n"
+    "time.sleep(60)\n"
+)
 QUICK = "import os\nos.makedirs('out', exist_ok=True)\nprint('quick run')\n"
 FAST = OrchestrationSettings(heartbeat=timedelta(seconds=0.2), kill_grace=timedelta(seconds=2))
 
@@ -117,7 +134,8 @@ def test_a_canceled_running_step_is_killed_and_recorded_canceled(
     stores: Stores, clients: StorageClients, tmp_path: Path
 ) -> None:
     runner = _runner(stores, clients)
-    run_id = _submit(stores, tmp_path, SLEEP)
+    pids = tmp_path / "pids"
+    run_id = _submit(stores, tmp_path, SPAWNS.format(path=str(pids)))
     (message,) = runner.advance(RunMessage(run_id))
     reports: list[RunMessage | None] = []
     thread = threading.Thread(target=lambda: reports.append(_worker(stores, clients, tmp_path).execute(message)))
@@ -133,8 +151,31 @@ def test_a_canceled_running_step_is_killed_and_recorded_canceled(
     assert not thread.is_alive() and reports and reports[0] is not None
     step = stores.runs.get_step(run_id, "only")
     assert step.status is StepStatus.CANCELED and step.reason == "The run was canceled by request."
+    script, grandchild = (int(pid) for pid in pids.read_text().split())
+    wait_for(lambda: _gone(script) and _gone(grandchild), timeout=5, what="the script and its grandchild gone")
+    wait_for(lambda: _group_gone(script), timeout=5, what="its process group gone (reaped)")
     runner.advance(reports[0])
     assert stores.runs.get_run(run_id).status is RunStatus.CANCELED
+
+
+def _gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    # Killed, and its parent gone: a zombie until init reaps it, no longer running.
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+def _group_gone(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return True
+    return False
 
 
 def _lost_limits(retries: int) -> OrchestrationSettings:
@@ -146,10 +187,15 @@ def test_the_watchdog_fails_a_step_that_no_worker_started(
     stores: Stores, clients: StorageClients, tmp_path: Path
 ) -> None:
     run_id = _submit(stores, tmp_path, QUICK)
-    _runner(stores, clients, _lost_limits(0)).advance(RunMessage(run_id))
-    assert _runner(stores, clients, _lost_limits(0)).patrol() == []  # nothing is late yet
+    queued = utcnow()
+    settings = _lost_limits(0)
+    _runner(stores, clients, settings, clock=lambda: queued).advance(RunMessage(run_id))
+    just_in_time = queued + settings.limits.queued_timeout - timedelta(seconds=1)
+    assert _runner(stores, clients, settings, clock=lambda: just_in_time).patrol() == []  # nothing is late yet
+    assert stores.runs.get_step(run_id, "only").status is StepStatus.QUEUED
 
-    later = _runner(stores, clients, _lost_limits(0), clock=lambda: utcnow() + timedelta(minutes=1))
+    too_late = queued + settings.limits.queued_timeout + timedelta(seconds=1)
+    later = _runner(stores, clients, settings, clock=lambda: too_late)
     assert later.patrol() == []
     step = stores.runs.get_step(run_id, "only")
     assert step.status is StepStatus.FAILED and step.reason is not None
@@ -192,7 +238,153 @@ def test_a_redelivered_message_defers_while_the_heartbeat_is_fresh_and_takes_ove
     stale = now - FAST.stale_after - timedelta(seconds=1)
     stores.runs.replace_step(replace(step, start_time=stale, heartbeat_at=stale))
     report = worker.execute(message)
-    assert report == RunMessage(run_id, report.event if report else RunMessage(run_id).event, "only", 1)
+    assert report == RunMessage(run_id, Event.STEP_FINISHED, "only", 1)
     done = stores.runs.get_step(run_id, "only")
     assert done.status is StepStatus.FINISHED and done.attempt == 1
     assert worker.execute(message) is None  # a further redelivery after it finished
+
+
+def test_a_script_inherits_only_allow_listed_host_variables(
+    stores: Stores, clients: StorageClients, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secrets = {
+        "AzureWebJobsStorage": "DefaultEndpointsProtocol=https;AccountKey=s3cret",
+        "AMLPIPE_SECRET_SETTING": "s3cret",
+        "IDENTITY_ENDPOINT": "http://localhost:42356/msi/token",
+        "IDENTITY_HEADER": "s3cret",
+        "AZURE_CLIENT_SECRET": "s3cret",
+        "PYTHONPATH": str(tmp_path),
+    }
+    for name, value in secrets.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("LC_ALL", "C.UTF-8")
+    script = "import os\nfor name in sorted(os.environ):\n    print('ENV', name)\n"
+    run_id = _submit(stores, tmp_path, script)
+    (message,) = _runner(stores, clients).advance(RunMessage(run_id))
+    assert _worker(stores, clients, tmp_path).execute(message) == RunMessage(run_id, Event.STEP_FINISHED, "only", 1)
+
+    blob = clients.blobs.get_blob_client(LOG_CONTAINER, log_blob_name(run_id, "only", 1))
+    names = {line[4:] for line in blob.download_blob().readall().decode().splitlines() if line.startswith("ENV ")}
+    assert {"PATH", "LC_ALL", "AZUREML_RUN_ID", "AZUREML_PIPELINE_RUN_ID"} <= names
+    assert not names & set(secrets)
+    assert not [n for n in names if n.startswith(("AzureWebJobs", "AMLPIPE_", "IDENTITY_", "AZURE_", "MSI_"))]
+
+
+def test_a_malformed_graph_fails_the_step_without_a_retry(
+    stores: Stores, clients: StorageClients, tmp_path: Path
+) -> None:
+    run_id = _submit(stores, tmp_path, f"# {uuid.uuid4().hex}: a graph of its own\n{QUICK}")
+    (message,) = _runner(stores, clients).advance(RunMessage(run_id))
+    graph_id = stores.runs.get_run(run_id).graph_id
+    clients.blobs.get_blob_client(GRAPH_CONTAINER, f"{graph_id}.json").upload_blob(b"{not json", overwrite=True)
+
+    assert _worker(stores, clients, tmp_path).execute(message) == RunMessage(run_id, Event.STEP_FAILED, "only", 1)
+    step = stores.runs.get_step(run_id, "only")
+    assert step.status is StepStatus.FAILED and not step.retryable
+
+
+def test_an_output_upload_skips_symlinks(clients: StorageClients, tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.txt").write_text("host file")
+    folder = tmp_path / "out"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "sub" / "real.txt").write_text("output")
+    (folder / "link.txt").symlink_to(outside / "secret.txt")
+    (folder / "linkdir").symlink_to(outside, target_is_directory=True)
+    files = StepFiles(clients.blobs, tmp_path / "cache")
+    run_id = f"run-{uuid.uuid4().hex}"
+
+    assert files.upload_output(run_id, "data", folder, attempt=1) == ["sub/real.txt"]
+    into = tmp_path / "in"
+    assert files.download_output(run_id, "data", into) == ["sub/real.txt"]
+    assert sorted(p.relative_to(into).as_posix() for p in into.rglob("*")) == ["sub", "sub/real.txt"]
+
+
+@pytest.mark.parametrize(
+    "marker",
+    [
+        {"attempt": 1, "files": ["../escape.txt"]},
+        {"attempt": 1, "files": ["/etc/passwd"]},
+        {"attempt": 1, "files": ["a/../../b"]},
+        {"attempt": 1, "files": ["C:\\\\x"]},
+        {"attempt": 1, "files": "a.txt"},
+        {"attempt": 1, "files": [1]},
+        {"attempt": 1},
+        ["a.txt"],
+    ],
+)
+def test_a_malformed_completion_marker_is_refused(clients: StorageClients, tmp_path: Path, marker: object) -> None:
+    run_id = f"run-{uuid.uuid4().hex}"
+    container = clients.blobs.get_container_client(DEFAULT_CONTAINER)
+    if not container.exists():
+        container.create_container()
+    container.upload_blob(output_prefix(run_id, "data") + MARKER, json.dumps(marker).encode(), overwrite=True)
+    with pytest.raises(BadRequestError):
+        StepFiles(clients.blobs, tmp_path / "cache").download_output(run_id, "data", tmp_path / "in")
+    assert not (tmp_path / "escape.txt").exists()
+
+
+def test_the_worker_sweeps_work_folders_of_dead_processes(
+    stores: Stores, clients: StorageClients, tmp_path: Path
+) -> None:
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, check=True)
+    work = tmp_path / "root" / "work"
+    stale = work / f"{int(dead.stdout)}.{uuid.uuid4().hex}"
+    mine = work / f"{os.getpid()}.{uuid.uuid4().hex}"
+    for folder in (stale, mine):
+        (folder / "src").mkdir(parents=True)
+    _worker(stores, clients, tmp_path / "root")
+    assert not stale.exists() and mine.exists()
+
+
+def test_a_worker_whose_execution_was_taken_over_stops_its_process_and_records_nothing(
+    stores: Stores, clients: StorageClients, tmp_path: Path
+) -> None:
+    # The first delivery's script sleeps; the one that takes over finishes once the first is gone
+    # (it fails if the first is still running after 20 s: two processes of one execution).
+    runs = tmp_path / "runs"
+    script = (
+        "import os, sys, time\n"
+        f"with open({str(runs)!r}, 'a') as f:\n"
+        "    f.write(f'{os.getpid()}\\n')\n"
+        f"pids = open({str(runs)!r}).read().split()\n"
+        "if len(pids) == 1:\n"
+        "    time.sleep(60)\n"
+        "deadline = time.time() + 20\n"
+        "while time.time() < deadline:\n"
+        "    try:\n"
+        "        os.kill(int(pids[0]), 0)\n"
+        "    except ProcessLookupError:\n"
+        "        sys.exit(0)\n"
+        "    time.sleep(0.05)\n"
+        "sys.exit('the first delivery is still running')\n"
+    )
+    run_id = _submit(stores, tmp_path, script)
+    (message,) = _runner(stores, clients).advance(RunMessage(run_id))
+    first_reports: list[RunMessage | None] = []
+    first = threading.Thread(
+        target=lambda: first_reports.append(_worker(stores, clients, tmp_path / "a").execute(message))
+    )
+    first.start()
+    wait_for(lambda: runs.exists() and runs.read_text().strip(), what="the first script running")
+    first_pid = int(runs.read_text().split()[0])
+
+    # A redelivery that finds the heartbeat stale (its clock is a minute ahead) takes the execution over.
+    ahead = StepWorker(
+        stores,
+        clients.blobs,
+        StepQueue.of(clients.queues),
+        settings=FAST,
+        root=tmp_path / "b",
+        clock=lambda: utcnow() + timedelta(minutes=1),
+    )
+    # Its takeover write may lose to a heartbeat of the first worker (then it drops): deliver again.
+    report = wait_for(lambda: ahead.execute(message), what="the takeover")
+    assert report == RunMessage(run_id, Event.STEP_FINISHED, "only", 1)
+
+    first.join(timeout=20)
+    assert not first.is_alive() and first_reports == [None]  # the loser records nothing
+    wait_for(lambda: _gone(first_pid), timeout=5, what="the first delivery's script stopped")
+    step = stores.runs.get_step(run_id, "only")
+    assert step.status is StepStatus.FINISHED and step.attempt == 1

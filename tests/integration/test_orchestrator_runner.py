@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import logging
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import datetime
@@ -9,18 +11,20 @@ from pathlib import Path
 
 import pytest
 import requests
+from azure.data.tables import TableClient, UpdateMode
 
+from shared.errors import AmlPipeError
 from shared.graph.snapshot import build_snapshot
 from shared.orchestration.messages import RunMessage, StepMessage
-from shared.orchestration.queues import StepQueue
+from shared.orchestration.queues import StepQueue, step_queue_name
 from shared.orchestration.runner import Runner
 from shared.orchestration.worker import StepWorker
 from shared.pipelines import submit
-from shared.pipelines._storage import utcnow
-from shared.pipelines.runs import RunStatus, StepStatus
+from shared.pipelines._storage import key, utcnow
+from shared.pipelines.runs import TABLE, RunStatus, StepStatus
 from shared.pipelines.stores import Stores
 from shared.registry.compute import ComputeTargetStore
-from shared.storage import StorageClients
+from shared.storage import StorageClients, table_name
 
 pytestmark = pytest.mark.integration
 
@@ -48,7 +52,7 @@ def _worker(stores: Stores, clients: StorageClients, root: Path) -> StepWorker:
     return StepWorker(stores, clients.blobs, StepQueue.of(clients.queues), root=root)
 
 
-def _submit(stores: Stores, tmp_path: Path) -> str:
+def _submit(stores: Stores, tmp_path: Path, *, parallel: bool = False) -> str:
     source = tmp_path / "src"
     source.mkdir(exist_ok=True)
     (source / "fail.py").write_text("import sys\nsys.exit('bad input: no rows')\n")
@@ -68,7 +72,7 @@ def _submit(stores: Stores, tmp_path: Path) -> str:
                 "kind": "python_script",
                 "script_name": "fail.py",
                 "snapshot": ref,
-                "run_after": ["first"],
+                "run_after": [] if parallel else ["first"],
             },
         ]
     }
@@ -156,3 +160,42 @@ def test_a_queued_step_canceled_before_its_worker_starts_is_not_run(
         "first": StepStatus.CANCELED,
         "second": StepStatus.CANCELED,
     }
+
+
+def _rows(clients: StorageClients) -> TableClient:
+    return clients.tables.get_table_client(table_name(TABLE))
+
+
+def _queued_step_messages(clients: StorageClients) -> list[StepMessage]:
+    peeked = clients.queues.get_queue_client(step_queue_name()).peek_messages(max_messages=32)
+    return [StepMessage.parse(base64.b64decode(m.content)) for m in peeked]
+
+
+def test_a_missing_step_row_is_a_clear_error_and_the_steps_queued_before_it_are_sent(
+    stores: Stores, clients: StorageClients, tmp_path: Path
+) -> None:
+    run_id = _submit(stores, tmp_path, parallel=True)
+    _rows(clients).delete_entity(run_id, "step:" + key("second"))  # a later action of the pass fails
+
+    with pytest.raises(AmlPipeError, match="no row for step 'second'"):
+        _runner(stores, clients).advance(RunMessage(run_id))
+    assert stores.runs.get_step(run_id, "first").status is StepStatus.QUEUED
+    # The output binding is not written when the function fails: the message went through the SDK.
+    assert _queued_step_messages(clients) == [StepMessage(run_id, "first", 1)]
+
+
+def test_one_run_that_cannot_be_repaired_does_not_stop_the_watchdog_for_the_others(
+    stores: Stores, clients: StorageClients, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    broken = _submit(stores, tmp_path)
+    _rows(clients).update_entity(
+        {"PartitionKey": broken, "RowKey": "step:" + key("first"), "Status": "Bogus"}, mode=UpdateMode.MERGE
+    )
+    healthy = _submit(stores, tmp_path)  # its first run message was lost: nothing advanced it
+
+    with caplog.at_level(logging.ERROR, logger="amlpipe.orchestrator"):
+        sent = _runner(stores, clients).patrol()
+    assert sent == [StepMessage(healthy, "first", 1)]
+    assert stores.runs.get_step(healthy, "first").status is StepStatus.QUEUED
+    (record,) = [r for r in caplog.records if broken in r.getMessage()]
+    assert record.exc_info is not None and not isinstance(record.exc_info[1], AmlPipeError)
