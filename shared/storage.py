@@ -25,8 +25,11 @@ import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import TracebackType
+from typing import Any
 
-from azure.data.tables import TableClient, TableServiceClient
+from azure.core import MatchConditions
+from azure.core.exceptions import HttpResponseError
+from azure.data.tables import TableClient, TableServiceClient, UpdateMode
 from azure.storage.blob import BlobServiceClient
 from azure.storage.queue import QueueServiceClient
 
@@ -140,3 +143,20 @@ def clients() -> StorageClients:
         if found is None:
             found = _shared[connection] = StorageClients.from_connection_string(connection)
         return found
+
+
+def replace_if_unchanged(table: TableClient, entity: Mapping[str, Any], etag: str) -> str | None:
+    """Replace ``entity`` only if its row still has ``etag``; the new ETag, or None if someone wrote first.
+
+    This is the one guarded write every state transition goes through: callers re-read and decide
+    again on None (a 412), so a duplicate or late message can never overwrite a newer state.
+    """
+    try:
+        meta = table.update_entity(
+            dict(entity), mode=UpdateMode.REPLACE, etag=etag, match_condition=MatchConditions.IfNotModified
+        )
+    except HttpResponseError as exc:
+        if exc.status_code == 412:
+            return None
+        raise
+    return str(meta.get("etag"))

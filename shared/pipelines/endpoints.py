@@ -37,6 +37,7 @@ from shared.errors import BadRequestError, ConflictError, NotFoundError
 from shared.pipelines._storage import LazyTable, as_datetime, iso, key, utcnow
 from shared.pipelines.ids import is_guid
 from shared.pipelines.published import MAX_DESCRIPTION, MAX_NAME, PipelineStatus
+from shared.storage import replace_if_unchanged
 
 TABLE = "amlpipeendpoints"
 NAMES_TABLE = "amlpipeendpointnames"
@@ -429,20 +430,12 @@ class PipelineEndpointStore:
         Raises:
             ConflictError: it changed meanwhile (412); read it again and redo the change.
         """
-        try:
-            meta = self._table.client().update_entity(
-                _to_entity(endpoint),
-                mode=UpdateMode.REPLACE,
-                etag=endpoint.etag,
-                match_condition=MatchConditions.IfNotModified,
-            )
-        except HttpResponseError as exc:
-            if exc.status_code == 412:
-                raise ConflictError(
-                    f"Pipeline endpoint {endpoint.name!r} changed meanwhile; try again.", target="Etag"
-                ) from exc
-            raise
-        return replace(endpoint, etag=str(meta.get("etag")))
+        if endpoint.etag is None:
+            raise ConflictError(f"Pipeline endpoint {endpoint.name!r} was not read from storage; read it first.")
+        etag = replace_if_unchanged(self._table.client(), _to_entity(endpoint), endpoint.etag)
+        if etag is None:
+            raise ConflictError(f"Pipeline endpoint {endpoint.name!r} changed meanwhile; try again.", target="Etag")
+        return replace(endpoint, etag=etag)
 
     def _find(self, endpoint_id: str) -> PipelineEndpoint | None:
         row = self._row(endpoint_id)

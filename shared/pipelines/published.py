@@ -18,13 +18,13 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from azure.core import MatchConditions
-from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
-from azure.data.tables import TableServiceClient, UpdateMode
+from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
+from azure.data.tables import TableServiceClient
 
 from shared.errors import BadRequestError, ConflictError, NotFoundError
 from shared.pipelines._storage import LazyTable, as_datetime, iso, utcnow
 from shared.pipelines.ids import is_guid, new_id
+from shared.storage import replace_if_unchanged
 
 TABLE = "amlpipepublished"
 ROW = "pipeline"
@@ -156,18 +156,10 @@ class PublishedPipelineStore:
             if current.status == status:
                 return current
             updated = replace(current, status=status, last_modified_date=utcnow())
-            try:
-                meta = self._table.client().update_entity(
-                    _to_entity(updated),
-                    mode=UpdateMode.REPLACE,
-                    etag=current.etag,
-                    match_condition=MatchConditions.IfNotModified,
-                )
-            except HttpResponseError as exc:
-                if exc.status_code == 412:
-                    continue
-                raise
-            return replace(updated, etag=str(meta.get("etag")))
+            assert current.etag is not None  # read from storage just above
+            etag = replace_if_unchanged(self._table.client(), _to_entity(updated), current.etag)
+            if etag is not None:
+                return replace(updated, etag=etag)
         raise ConflictError(f"Published pipeline {pipeline_id!r} changed meanwhile; try again.", target="id")
 
 

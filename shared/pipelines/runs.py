@@ -33,6 +33,7 @@ from azure.data.tables import TableServiceClient, TableTransactionError, UpdateM
 from shared.errors import ConflictError, NotFoundError
 from shared.pipelines._storage import LazyTable, as_datetime, inverted_key, iso, key, utcnow
 from shared.pipelines.ids import is_guid
+from shared.storage import replace_if_unchanged
 
 TABLE = "amlpiperuns"
 INDEX_TABLES = {
@@ -316,18 +317,10 @@ class RunStore:
             updated = change(current)
             if updated == current:
                 return current
-            try:
-                meta = table.update_entity(
-                    _run_entity(updated),
-                    mode=UpdateMode.REPLACE,
-                    etag=current.etag,
-                    match_condition=MatchConditions.IfNotModified,
-                )
-            except HttpResponseError as exc:
-                if exc.status_code == 412:
-                    continue
-                raise
-            return replace(updated, etag=str(meta.get("etag")))
+            assert current.etag is not None  # read from storage just above
+            etag = replace_if_unchanged(table, _run_entity(updated), current.etag)
+            if etag is not None:
+                return replace(updated, etag=etag)
         raise ConflictError(f"Pipeline run {run_id!r} changed meanwhile; try again.", target="run_id")
 
     def cancel_run(self, run_id: str) -> PipelineRun:
@@ -392,15 +385,10 @@ class RunStore:
     def _replace(self, entity: dict[str, Any], etag: str | None, what: str) -> str:
         if etag is None:
             raise StaleEtagError(f"{what} was not read from storage; read it before writing.")
-        try:
-            meta = self._table.client().update_entity(
-                entity, mode=UpdateMode.REPLACE, etag=etag, match_condition=MatchConditions.IfNotModified
-            )
-        except HttpResponseError as exc:
-            if exc.status_code == 412:
-                raise StaleEtagError(f"{what} changed meanwhile.", target="etag") from exc
-            raise
-        return str(meta.get("etag"))
+        new_etag = replace_if_unchanged(self._table.client(), entity, etag)
+        if new_etag is None:
+            raise StaleEtagError(f"{what} changed meanwhile.", target="etag")
+        return new_etag
 
     def list_active_run_ids(self, *, since: datetime) -> list[str]:
         """Ids of the runs NotStarted or Running that were created at or after ``since`` (a scan of
