@@ -1,28 +1,41 @@
-"""Shared end-to-end fixtures.
+"""Shared end-to-end fixtures: the real app (function_app.py at the repo root) on the local host.
 
-Sections are owned by the engineers who added them; add new fixtures in a section of your own.
+``real_app(...)`` starts one app with its own host id, table prefix and queue names on the session's
+Azurite, bootstraps an Owner principal into a config file, and always stops the host. Test modules
+that need an app of their own use it; ``pipelines_app`` is one shared for the whole session.
 """
 
 from __future__ import annotations
 
-# --- pipelines, runs and OpenAPI: one real app for the whole session --------------------------
 import json
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
+from hypothesis import HealthCheck, settings
 
+from amlpipe.core.authentication import ServicePrincipalAuthentication
+from amlpipe.core.workspace import Workspace
 from amlpipe.host.testing import HostProcess
 from shared.auth.bootstrap import bootstrap
 from tests.conftest import ROOT
 
+#: Hypothesis settings of the e2e fuzzers: bounded, and derandomized so CI runs the same cases.
+FUZZ = settings(
+    max_examples=60,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+
 
 @dataclass
-class PipelinesApp:
+class RealApp:
     """The real amlpipe app on the local host, with an Owner principal in ``config_path``."""
 
     host: HostProcess
@@ -51,8 +64,8 @@ class PipelinesApp:
     def headers(self, token: str | None = None) -> dict[str, str]:
         return {"Authorization": f"Bearer {token or self.token()}"}
 
-    def principal_token(self, role: str) -> str:
-        """A token of a new principal with ``role``."""
+    def create_principal(self, role: str) -> dict[str, Any]:
+        """A new principal with ``role`` (its id and its secret, shown this once)."""
         response = requests.post(
             f"{self.url}/api/principals",
             json={"displayName": f"e2e {role}", "role": role},
@@ -61,28 +74,59 @@ class PipelinesApp:
         )
         assert response.status_code == 201, response.text
         body: dict[str, Any] = response.json()
+        return body
+
+    def principal_token(self, role: str) -> str:
+        """A token of a new principal with ``role``."""
+        body = self.create_principal(role)
         return self.token(body["id"], body["secret"])
 
+    def owner(self) -> Workspace:
+        """The Owner's workspace, from the bootstrapped config."""
+        return Workspace.from_config(self.config_path)
 
-@pytest.fixture(scope="session")
-def pipelines_app(storage: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[PipelinesApp]:
-    """One host of the real app for every pipelines/runs e2e test (tables under a unique prefix)."""
+    def workspace_as(self, role: str) -> Workspace:
+        """A workspace authenticated as a new principal with ``role``."""
+        body = self.create_principal(role)
+        auth = ServicePrincipalAuthentication(self.config["tenant_id"], body["id"], body["secret"], endpoint=self.url)
+        return Workspace(auth=auth, endpoint=self.url)
+
+
+#: The session-wide app's type, by the name its tests use.
+PipelinesApp = RealApp
+
+
+@contextmanager
+def real_app(
+    storage: str,
+    folder: Path,
+    name: str,
+    *,
+    args: Sequence[str] = ("--shutdown-grace", "5"),
+    **app_settings: str,
+) -> Iterator[RealApp]:
+    """Start the real app named ``name`` with isolated tables and queues; stop it whatever happens."""
     unique = uuid.uuid4().hex[:10]
     env = {
         "AzureWebJobsStorage": storage,
-        "AzureFunctionsWebHost__hostid": f"e2e-pipelines-{unique}",
-        "AMLPIPE_TABLE_PREFIX": f"p{unique}",
+        "AzureFunctionsWebHost__hostid": f"e2e-{name}-{unique}",
+        "AMLPIPE_TABLE_PREFIX": f"t{unique}",
         "AMLPIPE_RUN_QUEUE": f"runs-{unique}",
         "AMLPIPE_STEP_QUEUE": f"steps-{unique}",
         "AMLPIPE_TOKEN_SIGNING_KEY": uuid.uuid4().hex * 2,
+        **app_settings,
     }
-    config_path = tmp_path_factory.mktemp("pipelines") / ".amlpipe" / "config.json"
-    host = HostProcess(ROOT, env=env, args=["--shutdown-grace", "5"]).start()
+    config_path = folder / ".amlpipe" / "config.json"
+    host = HostProcess(ROOT, env=env, args=list(args)).start()
     try:
         bootstrap(config_path, endpoint=host.url, settings=env)
-        yield PipelinesApp(host, env, json.loads(config_path.read_text()), config_path)
+        yield RealApp(host, env, json.loads(config_path.read_text()), config_path)
     finally:
         host.stop(timeout=20)
 
 
-# --- end of pipelines section -----------------------------------------------------------------
+@pytest.fixture(scope="session")
+def pipelines_app(storage: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealApp]:
+    """One app for every pipelines/runs/registry-fuzz e2e test."""
+    with real_app(storage, tmp_path_factory.mktemp("pipelines"), "pipelines") as app:
+        yield app

@@ -27,8 +27,8 @@ from amlpipe.core.authentication import ServicePrincipalAuthentication
 from amlpipe.exceptions import AuthenticationException
 from amlpipe.host.testing import HostProcess
 from shared.auth import Role, TokenIssuer
-from shared.auth.bootstrap import bootstrap
 from tests.conftest import ROOT
+from tests.e2e.conftest import real_app
 
 pytestmark = pytest.mark.integration
 
@@ -71,20 +71,12 @@ def bearer(token: str) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def app(storage: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[App]:
-    unique = uuid.uuid4().hex[:10]
-    env = {
-        "AzureWebJobsStorage": storage,
-        "AzureFunctionsWebHost__hostid": f"e2e-auth-{unique}",
-        "AMLPIPE_TABLE_PREFIX": f"e{unique}",
-        "AMLPIPE_TOKEN_SIGNING_KEY": SIGNING_KEY,
-    }
-    config_path = tmp_path_factory.mktemp("auth") / ".amlpipe" / "config.json"
-    host = HostProcess(ROOT, env=env, args=["--verbose"]).start()
-    bootstrap(config_path, endpoint=host.url, settings=env)
-    config = json.loads(config_path.read_text())
-    with httpx.Client(base_url=host.url, timeout=30) as http:
-        yield App(host, http, env, config, config_path)
-    host.stop()
+    folder = tmp_path_factory.mktemp("auth")
+    with (
+        real_app(storage, folder, "auth", args=["--verbose"], AMLPIPE_TOKEN_SIGNING_KEY=SIGNING_KEY) as real,
+        httpx.Client(base_url=real.url, timeout=30) as http,
+    ):
+        yield App(real.host, http, real.env, real.config, real.config_path)
 
 
 # --- the token endpoint ------------------------------------------------------------------------

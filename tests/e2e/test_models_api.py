@@ -3,8 +3,6 @@ roles, azureml error bodies and traversal refused."""
 
 from __future__ import annotations
 
-import json
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,12 +12,10 @@ import pytest
 import requests
 
 from amlpipe.core import Model, Workspace
-from amlpipe.core.authentication import ServicePrincipalAuthentication
 from amlpipe.core.model import ModelNotFoundException
 from amlpipe.exceptions import ServiceException, UserErrorException
 from amlpipe.host.testing import HostProcess
-from shared.auth.bootstrap import bootstrap
-from tests.conftest import ROOT
+from tests.e2e.conftest import real_app
 
 pytestmark = pytest.mark.integration
 
@@ -37,29 +33,8 @@ class App:
 
 @pytest.fixture(scope="module")
 def app(storage: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[App]:
-    unique = uuid.uuid4().hex[:10]
-    env = {
-        "AzureWebJobsStorage": storage,
-        "AzureFunctionsWebHost__hostid": f"e2e-models-{unique}",
-        "AMLPIPE_TABLE_PREFIX": f"e{unique}",
-        "AMLPIPE_TOKEN_SIGNING_KEY": uuid.uuid4().hex * 2,
-    }
-    config_path = tmp_path_factory.mktemp("models") / ".amlpipe" / "config.json"
-    host = HostProcess(ROOT, env=env, args=["--shutdown-grace", "5"]).start()
-    try:
-        bootstrap(config_path, endpoint=host.url, settings=env)
-        config = json.loads(config_path.read_text())
-        owner = Workspace.from_config(config_path)
-        made: dict[str, Workspace] = {}
-        for role in ("Contributor", "Reader"):
-            created = owner._client.post("principals", {"displayName": f"e2e {role}", "role": role})
-            auth = ServicePrincipalAuthentication(
-                config["tenant_id"], created["id"], created["secret"], endpoint=host.url
-            )
-            made[role] = Workspace(auth=auth, endpoint=host.url)
-        yield App(host, made["Contributor"], made["Reader"])
-    finally:
-        host.stop(timeout=20)
+    with real_app(storage, tmp_path_factory.mktemp("models"), "models") as real:
+        yield App(real.host, real.workspace_as("Contributor"), real.workspace_as("Reader"))
 
 
 def error_of(response: requests.Response) -> dict[str, Any]:

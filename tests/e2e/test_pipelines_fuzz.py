@@ -7,23 +7,16 @@ from typing import Any
 
 import pytest
 import requests
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from amlpipe.core.workspace import Workspace
 from amlpipe.pipeline.core import Pipeline, PipelineParameter, PublishedPipeline
 from amlpipe.pipeline.steps import PythonScriptStep
-from tests.e2e.conftest import PipelinesApp
+from tests.e2e.conftest import FUZZ, PipelinesApp
 
 pytestmark = pytest.mark.integration
 
-# JSON has no infinities or NaN, so the generator offers none; derandomized so CI runs the same cases.
-FUZZ = settings(
-    max_examples=60,
-    deadline=None,
-    derandomize=True,
-    suppress_health_check=[HealthCheck.function_scoped_fixture],
-)
 
 scalars = st.one_of(
     st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=20)

@@ -3,8 +3,6 @@ compute targets; roles, azureml error bodies, and rejected requests that leave n
 
 from __future__ import annotations
 
-import json
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,8 +18,7 @@ from amlpipe.core.compute import AmlCompute, ComputeTargetException
 from amlpipe.data.data_reference import DataReference
 from amlpipe.exceptions import ServiceException, UserErrorException
 from amlpipe.host.testing import HostProcess
-from shared.auth.bootstrap import bootstrap
-from tests.conftest import ROOT
+from tests.e2e.conftest import real_app
 
 pytestmark = pytest.mark.integration
 
@@ -51,29 +48,14 @@ def workspace(url: str, tenant: str, principal: str, secret: str) -> Workspace:
 
 @pytest.fixture(scope="module")
 def registry(storage: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
-    unique = uuid.uuid4().hex[:10]
-    env = {
-        "AzureWebJobsStorage": storage,
-        "AzureFunctionsWebHost__hostid": f"e2e-registry-{unique}",
-        "AMLPIPE_TABLE_PREFIX": f"g{unique}",
-        "AMLPIPE_TOKEN_SIGNING_KEY": uuid.uuid4().hex * 2,
-    }
-    config_path = tmp_path_factory.mktemp("registry") / ".amlpipe" / "config.json"
-    host = HostProcess(ROOT, env=env, args=["--shutdown-grace", "5"]).start()
-    try:
-        bootstrap(config_path, endpoint=host.url, settings=env)
-        config = json.loads(config_path.read_text())
-        owner = Workspace.from_config(config_path)
-        made: dict[str, Workspace] = {}
-        for role in ("Contributor", "Reader"):
-            created = owner._client.post("principals", {"displayName": f"e2e {role}", "role": role})
-            made[role] = workspace(host.url, config["tenant_id"], created["id"], created["secret"])
-        reader_token = made["Reader"]._auth.get_authentication_header()["Authorization"].split(" ", 1)[1]
+    with real_app(storage, tmp_path_factory.mktemp("registry"), "registry") as real:
+        reader = real.workspace_as("Reader")
+        reader_token = reader._auth.get_authentication_header()["Authorization"].split(" ", 1)[1]
         with BlobServiceClient.from_connection_string(storage) as blobs:
             account_url, key = blobs.url.rstrip("/"), blobs.credential.account_key
-        yield Registry(host, owner, made["Contributor"], made["Reader"], reader_token, account_url, key)
-    finally:
-        host.stop(timeout=20)
+        yield Registry(
+            real.host, real.owner(), real.workspace_as("Contributor"), reader, reader_token, account_url, key
+        )
 
 
 def error_of(response: requests.Response) -> dict[str, Any]:

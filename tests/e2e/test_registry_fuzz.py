@@ -11,20 +11,13 @@ from urllib.parse import quote
 
 import pytest
 import requests
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from tests.e2e.conftest import PipelinesApp
+from tests.e2e.conftest import FUZZ, PipelinesApp
 
 pytestmark = pytest.mark.integration
 
-# Derandomized and bounded so CI runs the same cases every time.
-FUZZ = settings(
-    max_examples=60,
-    deadline=None,
-    derandomize=True,
-    suppress_health_check=[HealthCheck.function_scoped_fixture],
-)
 
 scalars = st.one_of(
     st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=20)

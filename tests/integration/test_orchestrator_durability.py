@@ -9,7 +9,7 @@ import subprocess
 import sys
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -50,21 +50,6 @@ SPAWNS = (
 )
 QUICK = "import os\nos.makedirs('out', exist_ok=True)\nprint('quick run')\n"
 FAST = OrchestrationSettings(heartbeat=timedelta(seconds=0.2), kill_grace=timedelta(seconds=2))
-
-
-@pytest.fixture
-def clients(storage: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[StorageClients]:
-    unique = uuid.uuid4().hex[:10]
-    monkeypatch.setenv("AMLPIPE_TABLE_PREFIX", f"d{unique}")
-    monkeypatch.setenv("AMLPIPE_RUN_QUEUE", f"runs-{unique}")
-    monkeypatch.setenv("AMLPIPE_STEP_QUEUE", f"steps-{unique}")
-    with StorageClients.from_connection_string(storage) as opened:
-        yield opened
-
-
-@pytest.fixture
-def stores(clients: StorageClients) -> Stores:
-    return Stores.from_clients(clients)
 
 
 def _runner(

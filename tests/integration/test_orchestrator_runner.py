@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import logging
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
@@ -27,21 +27,6 @@ from shared.registry.compute import ComputeTargetStore
 from shared.storage import StorageClients, table_name
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def clients(storage: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[StorageClients]:
-    unique = uuid.uuid4().hex[:10]
-    monkeypatch.setenv("AMLPIPE_TABLE_PREFIX", f"o{unique}")
-    monkeypatch.setenv("AMLPIPE_RUN_QUEUE", f"runs-{unique}")
-    monkeypatch.setenv("AMLPIPE_STEP_QUEUE", f"steps-{unique}")
-    with StorageClients.from_connection_string(storage) as opened:
-        yield opened
-
-
-@pytest.fixture
-def stores(clients: StorageClients) -> Stores:
-    return Stores.from_clients(clients)
 
 
 def _runner(stores: Stores, clients: StorageClients, clock: Callable[[], datetime] = utcnow) -> Runner:

@@ -7,7 +7,6 @@ performs the other write once, so every interleaving here happens on every run.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from dataclasses import replace
 from datetime import timedelta
 from typing import Any
@@ -26,13 +25,6 @@ from shared.pipelines.stores import Stores
 from shared.storage import StorageClients
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def clients(storage: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[StorageClients]:
-    monkeypatch.setenv("AMLPIPE_TABLE_PREFIX", f"r{uuid.uuid4().hex[:10]}")
-    with StorageClients.from_connection_string(storage) as found:
-        yield found
 
 
 def _run(**kw: Any) -> PipelineRun:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -19,16 +18,8 @@ from shared.pipelines.endpoints import new_endpoint
 from shared.pipelines.published import PipelineStatus
 from shared.pipelines.runs import RunStatus
 from shared.pipelines.stores import Stores
-from shared.storage import StorageClients
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def stores(storage: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stores]:
-    monkeypatch.setenv("AMLPIPE_TABLE_PREFIX", f"i{uuid.uuid4().hex[:10]}")
-    with StorageClients.from_connection_string(storage) as clients:
-        yield Stores.from_clients(clients)
 
 
 def _graph(stores: Stores, tmp_path: Path) -> dict[str, object]:

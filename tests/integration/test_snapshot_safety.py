@@ -7,7 +7,6 @@ import io
 import uuid
 import warnings
 import zipfile
-from collections.abc import Iterator
 
 import pytest
 import requests
@@ -17,16 +16,8 @@ from shared.graph.model import SnapshotRef
 from shared.pipelines import publish, submit
 from shared.pipelines.snapshots import CONTAINER
 from shared.pipelines.stores import Stores
-from shared.storage import StorageClients
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def stores(storage: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stores]:
-    monkeypatch.setenv("AMLPIPE_TABLE_PREFIX", f"s{uuid.uuid4().hex[:10]}")
-    with StorageClients.from_connection_string(storage) as clients:
-        yield Stores.from_clients(clients)
 
 
 def _zip(entries: list[tuple[str, bytes]], *, salt: str = "") -> bytes:
