@@ -111,7 +111,9 @@ def test_a_host_killed_mid_step_is_recovered_by_redelivery_and_the_step_recorded
 
             def started() -> bool:
                 step = stores.runs.get_step(run_id, "work")
-                return step.status is StepStatus.RUNNING and b"started" in log_blob.download_blob().readall()
+                # The row turns Running before the worker creates the log; the log is never deleted.
+                running = step.status is StepStatus.RUNNING and log_blob.exists()
+                return running and b"started" in log_blob.download_blob().readall()
 
             wait_for(started, timeout=60, interval=0.1, what="the step to run")
     finally:

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 import requests
+from azure.core.exceptions import ResourceNotFoundError
 
 from amlpipe.core.workspace import Workspace
 from amlpipe.host.testing import wait_for
@@ -65,9 +66,13 @@ def _finished_run(app: PipelinesApp, run_id: str) -> dict[str, Any]:
 
 
 def _log(app: PipelinesApp, run_id: str, step: str) -> str:
+    """The step's log so far; empty until the worker has created it (the step row turns Running first)."""
     with StorageClients.from_settings(app.env) as clients:
         blob = clients.blobs.get_blob_client(LOG_CONTAINER, log_blob_name(run_id, step, 1))
-        return blob.download_blob().readall().decode("utf-8")
+        try:
+            return blob.download_blob().readall().decode("utf-8")
+        except ResourceNotFoundError:
+            return ""
 
 
 def test_a_two_step_pipeline_passes_data_and_parameters_and_finishes(
