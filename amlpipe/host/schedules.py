@@ -25,7 +25,7 @@ from azure.functions import timer as func_timer
 from croniter import CroniterError, croniter
 
 from amlpipe.host.errors import HostConfigError
-from amlpipe.host.settings import try_parse_timespan
+from shared.timespan import try_parse_timespan
 
 log = logging.getLogger("amlpipe.host")
 

@@ -18,14 +18,22 @@ or poisoned, so it should not race the redelivery.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 
 from shared.orchestration.state import Limits, RetryPolicy
+from shared.timespan import try_parse_timespan
 
-__all__ = ["OrchestrationSettings"]
+__all__ = ["OrchestrationSettings", "STEP_COMMIT_MARGIN", "step_time_limit"]
+
+#: The app's own host.json (next to function_app.py): its functionTimeout bounds every step.
+HOST_JSON = Path(__file__).resolve().parents[2] / "host.json"
+#: The part of an invocation kept for what follows the script: uploading outputs, recording the step.
+STEP_COMMIT_MARGIN = timedelta(seconds=30)
 
 #: Missed heartbeats after which a worker that receives the execution's message again takes it over.
 STALE_HEARTBEATS = 3
@@ -97,3 +105,28 @@ class OrchestrationSettings:
                 backoff=span("AMLPIPE_STEP_RETRY_BACKOFF_SECONDS", default.retry.backoff),
             ),
         )
+
+
+def step_time_limit(host_json: Path = HOST_JSON) -> timedelta | None:
+    """The longest a step's script may run: the app's ``functionTimeout`` less :data:`STEP_COMMIT_MARGIN`.
+
+    A step runs inside one invocation of the step queue trigger, which the Functions host ends at
+    ``functionTimeout`` (and then delivers the message again, until it is poisoned). None when the
+    app sets no limit (``-1``) or has no host.json (the host's default then applies; not knowable here).
+
+    Raises:
+        ValueError: host.json is unreadable or its functionTimeout is not a TimeSpan.
+    """
+    try:
+        data = json.loads(host_json.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{host_json} cannot be read: {exc}") from exc
+    raw = data.get("functionTimeout") if isinstance(data, dict) else None
+    if raw is None or str(raw).strip() == "-1":
+        return None
+    timeout = try_parse_timespan(str(raw))
+    if timeout is None:
+        raise ValueError(f"{host_json}: functionTimeout {raw!r} is not a TimeSpan (hh:mm:ss).")
+    return max(timeout - STEP_COMMIT_MARGIN, timedelta(seconds=1))

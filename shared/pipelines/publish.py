@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import replace
+from datetime import timedelta
 from typing import Any
 
 from shared.errors import BadRequestError, ConflictError, ErrorDetail, GraphValidationError
 from shared.graph import PipelineGraph, Registry, check_graph, parse_graph
+from shared.orchestration.settings import step_time_limit
 from shared.pipelines import endpoints as ep
 from shared.pipelines.ids import check_sha256, is_guid
 from shared.pipelines.published import PipelineStatus, PublishedPipeline, new_published_pipeline
@@ -41,6 +43,7 @@ def check_graph_document(stores: Stores, raw: Any, registry: Registry | None) ->
         for i, step in enumerate(graph.steps)
         if step.kind in _NEEDS_SNAPSHOT and step.snapshot is None
     ]
+    missing.extend(_overlong_steps(graph, step_time_limit()))
     if missing:
         raise GraphValidationError(
             f"The pipeline graph is invalid: {len(missing)} problem(s). First: {missing[0].message}",
@@ -53,6 +56,29 @@ def check_graph_document(stores: Stores, raw: Any, registry: Registry | None) ->
             manifests[step.name] = set(stores.snapshots.manifest(step.snapshot, target=f"steps[{i}].snapshot"))
     check_graph(graph, registry, manifests=manifests)
     return graph
+
+
+def _overlong_steps(graph: PipelineGraph, limit: timedelta | None) -> list[ErrorDetail]:
+    """Steps allowed to run longer than one invocation of the step worker can last.
+
+    Such a step would be ended by the Functions host at ``functionTimeout`` and delivered again until
+    its message is poisoned: refuse it up front, naming the limit and how to raise it.
+    """
+    if limit is None:
+        return []
+    most = int(limit.total_seconds())
+    return [
+        ErrorDetail(
+            "StepTooLong",
+            f"step {step.name!r} may run {seconds} seconds, but a step can run at most {most} seconds here: the"
+            " app's functionTimeout in host.json less 30 seconds to commit its outputs. Lower"
+            " max_run_duration_seconds, or raise functionTimeout (the Flex Consumption and Premium plans allow"
+            " longer, or -1 for none).",
+            f"steps[{i}].runconfig.max_run_duration_seconds",
+        )
+        for i, step in enumerate(graph.steps)
+        if (seconds := step.runconfig.max_run_duration_seconds) is not None and seconds > most
+    ]
 
 
 def publish_pipeline(stores: Stores, body: Mapping[str, Any], registry: Registry | None) -> PublishedPipeline:

@@ -10,7 +10,7 @@ import pytest
 import requests
 from azure.core.exceptions import ResourceNotFoundError
 
-from shared.errors import BadRequestError, ConflictError, NotFoundError
+from shared.errors import BadRequestError, ConflictError, GraphValidationError, NotFoundError
 from shared.graph import parse_graph
 from shared.graph.snapshot import build_snapshot
 from shared.pipelines import publish, submit
@@ -72,6 +72,22 @@ def test_a_script_missing_from_its_snapshot_is_refused(stores: Stores, tmp_path:
     with pytest.raises(BadRequestError):
         publish.publish_pipeline(stores, {"Name": "p", "Graph": graph}, None)
     assert stores.published.list_published_pipelines(active_only=False) == []
+
+
+def test_a_step_allowed_to_outlast_the_function_timeout_is_refused_naming_the_limit(
+    stores: Stores, tmp_path: Path
+) -> None:
+    # host.json's functionTimeout is 10 minutes: a step may run 9 min 30 s (30 s to commit its outputs).
+    graph = _graph(stores, tmp_path)
+    graph["steps"][0]["runconfig"] = {"max_run_duration_seconds": 3600}  # type: ignore[index]
+    with pytest.raises(GraphValidationError) as info:
+        publish.publish_pipeline(stores, {"Name": "p", "Graph": graph}, None)
+    (detail,) = info.value.details
+    assert detail.target == "steps[0].runconfig.max_run_duration_seconds"
+    assert "at most 570 seconds" in detail.message and "functionTimeout" in detail.message
+    assert stores.published.list_published_pipelines(active_only=False) == []
+    graph["steps"][0]["runconfig"] = {"max_run_duration_seconds": 570}  # type: ignore[index]
+    assert publish.publish_pipeline(stores, {"Name": "p", "Graph": graph}, None).name == "p"
 
 
 def test_publishing_and_status_changes_are_idempotent(stores: Stores, tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ from amlpipe.host.settings import (
     load_local_settings,
     parse_timespan,
 )
+from shared.orchestration.settings import step_time_limit
 
 
 def write(folder: Path, name: str, data: object) -> None:
@@ -154,3 +155,23 @@ def test_numeric_settings_have_defaults_and_bounds() -> None:
         settings.number("BAD", 1, minimum=1)
     with pytest.raises(HostConfigError, match="between 1 and 600 seconds"):
         settings.number("LOW", 1, minimum=1, maximum=600)
+
+
+@pytest.mark.parametrize(
+    ("timeout", "limit"),
+    [("00:10:00", timedelta(minutes=9, seconds=30)), ("-1", None), ("01:00:00", timedelta(minutes=59, seconds=30))],
+)
+def test_a_step_may_run_the_apps_function_timeout_less_the_commit_margin(
+    tmp_path: Path, timeout: str, limit: timedelta | None
+) -> None:
+    host_json = tmp_path / "host.json"
+    host_json.write_text(json.dumps({"version": "2.0", "functionTimeout": timeout}))
+    assert step_time_limit(host_json) == limit
+
+
+def test_the_step_limit_is_unknown_without_host_json_and_refused_when_malformed(tmp_path: Path) -> None:
+    assert step_time_limit(tmp_path / "host.json") is None
+    (tmp_path / "host.json").write_text(json.dumps({"version": "2.0", "functionTimeout": "ten minutes"}))
+    with pytest.raises(ValueError, match="not a TimeSpan"):
+        step_time_limit(tmp_path / "host.json")
+    assert step_time_limit() == timedelta(minutes=9, seconds=30)  # the app's own host.json
