@@ -116,6 +116,18 @@ ROUTES: tuple[Route, ...] = (
           response=w.PipelineRunEntity, tag="runs"),
     Route("POST", "/api/PipelineRuns/{run_id}/cancel", "Cancel a run (idempotent).", "Operator",
           response=w.PipelineRunEntity, tag="runs"),
+    Route("GET", "/api/PipelineRuns/{run_id}/metrics", "The run's own metrics (logged with run.parent.log) and"
+          " each started step's (its current attempt's), in azureml's get_metrics() shapes.", "Reader",
+          response=_OBJ, tag="runs"),
+    Route("GET", "/api/PipelineRuns/{run_id}/steps/{step}/metrics", "What a step's script logged, in azureml's"
+          " get_metrics() shapes: the step's current attempt, or ?attempt=N.", "Reader", response=_OBJ,
+          tag="runs", query=(("attempt", "an earlier attempt (a number from 1)"),)),
+    Route("GET", "/api/PipelineRuns/{run_id}/steps/{step}/artifacts", "A step's artifacts (its uploads and"
+          " ./outputs): the current attempt's, or ?attempt=N.", "Reader", response=_OBJ, tag="runs",
+          query=(("attempt", "an earlier attempt (a number from 1)"),)),
+    Route("POST", "/api/PipelineRuns/{run_id}/steps/{step}/artifacts/sas", "Read URLs for artifacts of a step:"
+          ' body {"names": [...]}; a one-hour read-only SAS URL per name.', "Reader", request=_OBJ,
+          response=_OBJ, tag="runs", query=(("attempt", "an earlier attempt (a number from 1)"),)),
     Route("GET", "/api/experiments", "List experiments.", "Reader", response=w.ExperimentList, tag="runs"),
     Route("GET", "/api/experiments/{name}", "Get an experiment.", "Reader", response=w.ExperimentEntity, tag="runs"),
 )  # fmt: skip

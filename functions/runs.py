@@ -1,4 +1,5 @@
-"""Run routes: submit (published pipeline, endpoint, ad-hoc graph), run queries, cancel, experiments."""
+"""Run routes: submit (published pipeline, endpoint, ad-hoc graph), run queries, cancel, experiments,
+and what step scripts recorded: metrics and artifacts (``shared.pipelines.metrics``, ``artifacts``)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ from functions import _edge as edge
 from functions.pipelines import parse_top, registry
 from shared.auth import Principal, Role
 from shared.errors import BadRequestError
+from shared.pipelines import artifacts as run_artifacts
 from shared.pipelines import default_stores
+from shared.pipelines import metrics as run_metrics
 from shared.pipelines import submit as flows
 from shared.pipelines.runs import PipelineRun
 
@@ -95,6 +98,48 @@ def get_run(req: func.HttpRequest, caller: Principal) -> func.HttpResponse:
 def cancel_run(req: func.HttpRequest, caller: Principal) -> func.HttpResponse:
     """Cancel a run (idempotent): NotStarted → Canceled; Running → cancel requested."""
     return _run(default_stores().runs.cancel_run(req.route_params["run_id"]))
+
+
+@bp.route(route="PipelineRuns/{run_id}/metrics", methods=["GET"], auth_level=ANON)
+@edge.api(Role.READER)
+def get_run_metrics(req: func.HttpRequest, caller: Principal) -> func.HttpResponse:
+    """The run's own metrics (``run.parent.log``) and each started step's, in azureml's shapes."""
+    stores = default_stores()
+    return edge.json_response(run_metrics.run_metrics(stores.runs, stores.metrics, req.route_params["run_id"]))
+
+
+@bp.route(route="PipelineRuns/{run_id}/steps/{step}/metrics", methods=["GET"], auth_level=ANON)
+@edge.api(Role.READER)
+def get_step_metrics(req: func.HttpRequest, caller: Principal) -> func.HttpResponse:
+    """One step's metrics: its current attempt's, or ``?attempt=N``'s."""
+    stores = default_stores()
+    run_id, step = req.route_params["run_id"], req.route_params["step"]
+    return edge.json_response(
+        run_metrics.step_metrics(stores.runs, stores.metrics, run_id, step, req.params.get("attempt"))
+    )
+
+
+@bp.route(route="PipelineRuns/{run_id}/steps/{step}/artifacts", methods=["GET"], auth_level=ANON)
+@edge.api(Role.READER)
+def list_step_artifacts(req: func.HttpRequest, caller: Principal) -> func.HttpResponse:
+    """One step's artifacts (name, size): its current attempt's, or ``?attempt=N``'s."""
+    stores = default_stores()
+    run_id, step = req.route_params["run_id"], req.route_params["step"]
+    return edge.json_response(
+        run_artifacts.step_artifacts(stores.runs, stores.artifacts, run_id, step, req.params.get("attempt"))
+    )
+
+
+@bp.route(route="PipelineRuns/{run_id}/steps/{step}/artifacts/sas", methods=["POST"], auth_level=ANON)
+@edge.api(Role.READER)
+def step_artifact_urls(req: func.HttpRequest, caller: Principal) -> func.HttpResponse:
+    """``{"names": [...]}``: a one-hour read-only SAS URL per artifact, to download it."""
+    stores = default_stores()
+    run_id, step = req.route_params["run_id"], req.route_params["step"]
+    body = run_artifacts.artifact_urls(
+        stores.runs, stores.artifacts, run_id, step, req.params.get("attempt"), edge.read_json_object(req)
+    )
+    return edge.json_response(body, headers={"Cache-Control": "no-store", "Pragma": "no-cache"})
 
 
 @bp.route(route="experiments", methods=["GET"], auth_level=ANON)

@@ -1,7 +1,9 @@
 """``Run``: a run in an experiment (azureml.core.Run). Pipeline runs are ``PipelineRun``.
 
-Only the part every run shares lives here (id, experiment, status, details, tags); the run context
-a script uses inside a step (``Run.get_context()``) comes with the step runner.
+The part every run shares lives here (id, experiment, status, details, tags), and
+``Run.get_context()``: the run a script gets inside a pipeline step (log metrics, upload files,
+register models, read its input datasets) or, anywhere else, an offline run. That one is in
+``amlpipe.core._run_context``, imported when first asked for.
 """
 
 from __future__ import annotations
@@ -12,11 +14,16 @@ from amlpipe._client import api_path
 from amlpipe.exceptions import AzureMLException
 
 if TYPE_CHECKING:
+    from amlpipe.core._run_base import RunContext
     from amlpipe.core.experiment import Experiment
 
 
 class ActivityFailedException(AzureMLException):
     """A run ended in error and ``wait_for_completion(raise_on_error=True)`` was waiting for it."""
+
+
+class RunEnvironmentException(AzureMLException):
+    """There is no run context (``Run.get_context(allow_offline=False)`` outside a step), or it is broken."""
 
 
 class Run:
@@ -31,6 +38,28 @@ class Run:
         self._experiment = experiment
         self._run_id = run_id
         self._entity: dict[str, Any] | None = kwargs.get("_entity")
+
+    @classmethod
+    def get_context(
+        cls, allow_offline: bool = True, used_for_context_manager: bool = False, **kwargs: Any
+    ) -> RunContext:
+        """The run of the step this script runs in, or an offline run outside a pipeline.
+
+        Inside a step (the worker sets ``AMLPIPE_RUN_CONTEXT``) the run's ``id`` is
+        ``<pipeline run id>:<step>:<attempt>``; it logs metrics (``log``, ``log_list``, ``log_row``,
+        ``log_table``, ``log_image``), uploads files (``upload_file``, ``upload_folder``; ``./outputs``
+        is uploaded too), registers models (``register_model``: done when the step succeeds), and
+        offers ``input_datasets`` and ``parent`` (the pipeline run). Elsewhere it is an offline run
+        (``OfflineRun_<uuid>``) that prints what is logged. Every call in one process returns the
+        same object.
+
+        Raises:
+            RunEnvironmentException: no step context and ``allow_offline`` is False, or the
+                context file is unreadable.
+        """
+        from amlpipe.core._run_context import get_context
+
+        return get_context(allow_offline)
 
     @property
     def id(self) -> str:

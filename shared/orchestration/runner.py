@@ -11,6 +11,14 @@ output binding, which the host writes only when the function succeeds. A retry w
 sent at once through the SDK with ``visibility_timeout`` = its delay (a binding cannot delay), after
 the step row says Queued with ``queued_at`` = when the message becomes visible.
 
+After a pass whose writes all succeeded it decides again on the state it just wrote, without
+reading storage again (a write that another writer beat is a 412 and makes it reload instead). That is
+how step reuse stays within one message: performing ``QueueStep`` first asks the
+:class:`~shared.orchestration.reuse.Reuser` whether the step can reuse an earlier execution; if so
+the step row goes NotStarted → Finished (reused) and no message is sent, and the next decision on
+the written state queues — or reuses — its dependents. A report that a step Finished adds that
+execution to the reuse index.
+
 ``Runner.patrol()`` is what the watchdog timer calls: for each run not terminal and created within
 the watchdog window it loads the run, calls the pure
 :func:`~shared.orchestration.watchdog.watchdog`, performs its repairs the same guarded way, and then
@@ -26,10 +34,13 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import assert_never
+
+from azure.core.exceptions import AzureError
 
 from shared.errors import AmlPipeError, ConflictError, NotFoundError
 from shared.graph.model import PipelineGraph
@@ -47,8 +58,16 @@ from shared.orchestration.actions import (
 from shared.orchestration.decide import decide
 from shared.orchestration.messages import RunMessage, StepMessage
 from shared.orchestration.queues import StepQueue
+from shared.orchestration.reuse import ReuseDecision, Reuser
 from shared.orchestration.settings import OrchestrationSettings
-from shared.orchestration.state import CapacityView, RunState, RunStatus, StepState, StepStatus
+from shared.orchestration.state import (
+    IN_FLIGHT_STEP_STATUSES,
+    CapacityView,
+    RunState,
+    RunStatus,
+    StepState,
+    StepStatus,
+)
 from shared.orchestration.watchdog import watchdog
 from shared.pipelines._storage import utcnow
 from shared.pipelines.runs import PipelineRun, StaleEtagError, StepRun
@@ -59,9 +78,11 @@ __all__ = ["LoadedRun", "Runner", "run_state"]
 
 log = logging.getLogger("amlpipe.orchestrator")
 
-#: Decide-perform passes per message before giving up (the message is then retried by the host).
+#: Passes lost to a concurrent writer (412) per message before giving up (the host retries the message).
 MAX_PASSES = 16
 _GRAPH_CACHE = 64
+#: Reuse lookups run in parallel for the steps one decision queues (a fan-out).
+_REUSE_THREADS = 8
 
 
 @dataclass(frozen=True)
@@ -115,6 +136,7 @@ class Runner:
         steps: the step queue, for messages that must wait (a retry's back-off).
         settings: retry policy and watchdog limits (default: from the app settings).
         clock: the time source (UTC).
+        reuse: step reuse (index, redirects); None: every step runs (no reuse, nothing indexed).
     """
 
     def __init__(
@@ -125,14 +147,17 @@ class Runner:
         *,
         settings: OrchestrationSettings | None = None,
         clock: Callable[[], datetime] = utcnow,
+        reuse: Reuser | None = None,
     ) -> None:
         self._stores = stores
         self._computes = computes
         self._steps = steps
         self._settings = settings or OrchestrationSettings.from_env()
         self._clock = clock
+        self._reuse = reuse
         self._graphs: dict[str, PipelineGraph] = {}
         self._lock = threading.Lock()
+        self._pool: ThreadPoolExecutor | None = None
 
     def advance(self, message: RunMessage) -> list[StepMessage]:
         """Decide and perform until the run needs nothing more now; the step messages to send.
@@ -153,21 +178,59 @@ class Runner:
             return self._advance(message, outbox)
 
     def _advance(self, message: RunMessage, outbox: list[StepMessage]) -> list[StepMessage]:
-        for _ in range(MAX_PASSES):
-            try:
-                loaded = self.load(message.run_id)
-            except NotFoundError:
-                log.warning("Dropping %s for run %s: no such run.", message.event.value, message.run_id)
-                return outbox
+        loaded: LoadedRun | None = None
+        capacity = CapacityView()
+        conflicts = 0
+        decisions = 0
+        recorded = False
+        while True:
+            if loaded is None:
+                try:
+                    loaded = self.load(message.run_id)
+                except NotFoundError:
+                    log.warning("Dropping %s for run %s: no such run.", message.event.value, message.run_id)
+                    return outbox
+                capacity = self.capacity()
+                if not recorded:
+                    recorded = True
+                    self._record(loaded, message)
+            decisions += 1
+            if decisions > MAX_PASSES + 2 * len(loaded.graph.steps) + 2:
+                break  # every pass moves a step on; more passes than that means something is wrong
             now = self._clock()
-            actions = decide(loaded.graph, run_state(loaded), self.capacity(), now=now, retry=self._settings.retry)
+            actions = decide(loaded.graph, run_state(loaded), capacity, now=now, retry=self._settings.retry)
             if not actions:
                 return outbox
             try:
-                self._perform(loaded, actions, now, outbox)
+                after = self._perform(loaded, actions, now, outbox)
             except StaleEtagError:
+                conflicts += 1
+                if conflicts >= MAX_PASSES:
+                    break
                 log.info("Run %s changed while advancing it; deciding again.", message.run_id)
+                loaded = None
+                continue
+            # Every write of the pass succeeded: decide again on what was written (no reload).
+            capacity = _taken(capacity, loaded.steps, after.steps)
+            loaded = after
         raise ConflictError(f"Run {message.run_id} kept changing while it was advanced; try again.", target="run_id")
+
+    def _record(self, loaded: LoadedRun, message: RunMessage) -> None:
+        """Index the execution a STEP_FINISHED report names, if its row says it Finished.
+
+        Reuse is an optimisation: a failure to index is logged and the run goes on (a later run
+        then runs the step instead of reusing it).
+        """
+        if self._reuse is None or message.event is not Event.STEP_FINISHED or message.step is None:
+            return
+        row = loaded.steps.get(message.step)
+        if row is None or row.attempt != message.attempt:
+            return
+        try:
+            if self._reuse.record(loaded.run, loaded.graph.step(message.step), row):
+                log.info("Indexed %s:%s:%d for reuse.", row.run_id, row.name, row.attempt)
+        except (AzureError, KeyError):
+            log.exception("Could not index %s:%s:%s for reuse.", message.run_id, message.step, message.attempt)
 
     def patrol(self) -> list[StepMessage]:
         """Repair every recent run that is not terminal (the watchdog timer); the step messages to send.
@@ -258,10 +321,17 @@ class Runner:
                 self._graphs[graph_id] = found
         return found
 
-    def _perform(self, loaded: LoadedRun, actions: list[Action], now: datetime, outbox: list[StepMessage]) -> None:
+    def _perform(self, loaded: LoadedRun, actions: list[Action], now: datetime, outbox: list[StepMessage]) -> LoadedRun:
+        """Perform ``actions`` on ``loaded``; the run as written (rows with their new ETags).
+
+        Raises:
+            StaleEtagError: a guarded write lost; some actions may have been performed (each is
+                re-derived or found done on the reloaded state).
+        """
         runs = self._stores.runs
         run = loaded.run
         steps = _StepRows(run.id, loaded.steps)
+        decisions = self._reuse_decisions(loaded, [a.step for a in actions if isinstance(a, QueueStep)])
         for action in actions:
             log.info("Run %s: %s", run.id, action)
             match action:
@@ -269,26 +339,21 @@ class Runner:
                     run = runs.replace_run(
                         replace(run, status=RunStatus.RUNNING, start_time=at, last_modified_date=now)
                     )
-                case QueueStep() | RetryStep():
-                    delay = action.delay if isinstance(action, RetryStep) else timedelta(0)
-                    steps[action.step] = runs.replace_step(
-                        replace(
-                            steps[action.step],
-                            status=StepStatus.QUEUED,
-                            attempt=action.attempt,
-                            compute_target=action.compute_target,
-                            queued_at=now + delay,
-                            start_time=None,
-                            end_time=None,
-                            heartbeat_at=None,
-                            reason=action.reason if isinstance(action, RetryStep) else None,
-                            retryable=False,
-                            cancel_requested_at=None,
-                        )
-                    )
+                case QueueStep():
+                    current = steps[action.step]
+                    decision = decisions.get(action.step)
+                    if self._reuse is not None and decision is not None and decision.reused is not None:
+                        steps[action.step] = runs.replace_step(_reused(current, action, decision, now))
+                        # After the row: the row decides, the redirect follows from it (repair()).
+                        self._reuse.redirect(run.id, decision)
+                        continue
+                    steps[action.step] = runs.replace_step(_queued(current, action, now, decision))
+                    outbox.append(StepMessage(run.id, action.step, action.attempt))
+                case RetryStep():
+                    steps[action.step] = runs.replace_step(_queued(steps[action.step], action, now + action.delay))
                     message = StepMessage(run.id, action.step, action.attempt)
-                    if delay > timedelta(0):
-                        self._steps.send(message, delay=delay)  # after the write: the row says Queued
+                    if action.delay > timedelta(0):
+                        self._steps.send(message, delay=action.delay)  # after the write: the row says Queued
                     else:
                         outbox.append(message)
                 case CancelStep(step=name, reason=reason):
@@ -306,11 +371,107 @@ class Runner:
                         replace(run, cancel_requested=True, cancel_reason=reason, last_modified_date=now)
                     )
                 case FinishRun(status=status, at=at, reason=reason):
+                    self._repair_redirects(loaded.graph, steps)
                     run = runs.replace_run(
                         replace(run, status=status, end_time=at, status_detail=reason, last_modified_date=now)
                     )
                 case _:
                     assert_never(action)
+        return LoadedRun(run=run, steps=dict(steps), graph=loaded.graph)
+
+    def _reuse_decisions(self, loaded: LoadedRun, names: list[str]) -> dict[str, ReuseDecision]:
+        """The reuse decision of each step about to be queued, looked up in parallel.
+
+        The lookups are independent (every upstream step of a ready step is Finished, and nothing
+        this pass performs changes those rows), and each costs a few storage round trips: a wide
+        fan-out would otherwise hold its first messages back for all of them in turn.
+        """
+        reuse = self._reuse
+        if reuse is None or not names:
+            return {}
+
+        def one(name: str) -> ReuseDecision:
+            return reuse.decide(loaded.run, loaded.graph, loaded.graph.step(name), loaded.steps)
+
+        if len(names) == 1:
+            return {names[0]: one(names[0])}
+        with self._lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(max_workers=_REUSE_THREADS, thread_name_prefix="amlpipe-reuse")
+            pool = self._pool
+        return dict(zip(names, pool.map(one, names), strict=True))
+
+    def _repair_redirects(self, graph: PipelineGraph, steps: Mapping[str, StepRun]) -> None:
+        # A reused step whose redirect was lost to a crash and that no step consumed gets it here,
+        # before the run ends, so its outputs can be read afterwards.
+        if self._reuse is None:
+            return
+        for row in steps.values():
+            if row.is_reused:
+                definition = graph.step(row.name)
+                if definition.outputs:
+                    self._reuse.repair(row.run_id, definition, row)
+
+
+def _queued(
+    current: StepRun, action: QueueStep | RetryStep, queued_at: datetime, decision: ReuseDecision | None = None
+) -> StepRun:
+    """``current`` Queued for ``action``'s execution (with the reuse decision of a first execution)."""
+    changed = replace(
+        current,
+        status=StepStatus.QUEUED,
+        attempt=action.attempt,
+        compute_target=action.compute_target,
+        queued_at=queued_at,
+        start_time=None,
+        end_time=None,
+        heartbeat_at=None,
+        reason=action.reason if isinstance(action, RetryStep) else None,
+        retryable=False,
+        cancel_requested_at=None,
+    )
+    if decision is None:
+        return changed
+    fingerprint = decision.fingerprint
+    return replace(
+        changed,
+        reuse_reason=decision.reason,
+        reuse_key=fingerprint.key if fingerprint is not None else None,
+        reuse_parts=fingerprint.stored_parts() if fingerprint is not None else None,
+    )
+
+
+def _reused(current: StepRun, action: QueueStep, decision: ReuseDecision, now: datetime) -> StepRun:
+    """``current`` Finished by reusing ``decision.reused``: no execution (attempt 0), no compute."""
+    assert decision.reused is not None and decision.fingerprint is not None
+    return replace(
+        current,
+        status=StepStatus.FINISHED,
+        compute_target=action.compute_target,
+        start_time=now,
+        end_time=now,
+        is_reused=True,
+        reused_run_id=decision.reused.execution,
+        reused_pipeline_run_id=decision.reused.run_id,
+        reuse_reason=decision.reason,
+        reuse_key=decision.fingerprint.key,
+        reuse_parts=decision.fingerprint.stored_parts(),
+        reason=None,
+    )
+
+
+def _taken(capacity: CapacityView, before: Mapping[str, StepRun], after: Mapping[str, StepRun]) -> CapacityView:
+    """``capacity`` with the slots taken and released by the writes from ``before`` to ``after``."""
+    in_use = {name.lower(): count for name, count in capacity.in_use.items()}
+    for name, row in after.items():
+        old = before.get(name)
+        if old is not None and old.status in IN_FLIGHT_STEP_STATUSES:
+            target = (old.compute_target or LOCAL_COMPUTE).lower()
+            in_use[target] = in_use.get(target, 0) - 1
+        if row.status in IN_FLIGHT_STEP_STATUSES:
+            target = (row.compute_target or LOCAL_COMPUTE).lower()
+            in_use[target] = in_use.get(target, 0) + 1
+    return CapacityView(max_nodes=capacity.max_nodes, in_use=in_use)
 
 
 class _StepRows(dict[str, StepRun]):
@@ -337,5 +498,10 @@ def default_runner() -> Runner:
     with _default_lock:
         if _default is None:
             clients = storage.clients()
-            _default = Runner(default_stores(), ComputeTargetStore(clients.tables), StepQueue.of(clients.queues))
+            _default = Runner(
+                default_stores(),
+                ComputeTargetStore(clients.tables),
+                StepQueue.of(clients.queues),
+                reuse=Reuser.of(clients),
+            )
         return _default

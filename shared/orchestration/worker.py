@@ -7,10 +7,14 @@
    logged no-op).
 2. Queued → Running, guarded by the row's ETag (Queued → Canceled instead if a cancel is pending);
    losing that write means another delivery or the orchestrator got there first: drop.
-3. Materialise a private working folder: the snapshot (cached by sha), a folder per PipelineData
-   output, and per PipelineData input a folder holding the producer's completed output.
-4. Run ``python <script_name> <arguments>`` there with ``AML_PARAMETER_<name>`` set, streaming its
-   output into the execution's log blob, killed at the timeout. Every ``AMLPIPE_HEARTBEAT_SECONDS``
+3. Materialise a private working folder: the snapshot (cached by sha) in ``src``, a folder per
+   PipelineData output, every input downloaded into a folder of its own (datasets, data
+   references, datapath parameters, PipelineData: see :mod:`~shared.orchestration.inputs`), and the
+   run context ``.amlpipe/context.json`` that ``Run.get_context()`` reads.
+4. Run the step in ``src``: ``python <script_name> <arguments>`` (python_script, estimator) or its
+   command (command: a string through ``/bin/sh -c``, a list as argv) with ``AML_PARAMETER_<name>``,
+   ``AZUREML_DATAREFERENCE_<name>`` and ``AMLPIPE_RUN_CONTEXT`` set, streaming its output into the
+   execution's log blob, killed at the timeout. Every ``AMLPIPE_HEARTBEAT_SECONDS``
    write ``HeartbeatAt`` on the step row, ETag-guarded; a lost write means someone else wrote the
    row: a cancel request (stop the process: SIGTERM, SIGKILL after a grace, record Canceled) or the
    watchdog moving the step on (stop the process, record nothing).
@@ -29,13 +33,15 @@
    ``StartTime`` on its row stops its process and records nothing; a worker whose heartbeats have
    failed for ``stale_after - heartbeat`` stops its process too (self-fencing).
 
-Not in this slice: datasets and data references.
+An input that cannot be read as defined (a missing dataset, datastore or path, an unsafe blob name)
+fails the step with a reason naming it, not retried; a storage fault while downloading is retryable.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import shlex
 import shutil
 import sys
 import tempfile
@@ -49,31 +55,44 @@ from pathlib import Path
 from azure.core.exceptions import AzureError
 from azure.storage.blob import BlobServiceClient
 
+import amlpipe
 from shared.errors import AmlPipeError, BadRequestError, NotFoundError
 from shared.graph.model import (
     DataArgument,
     InputArgument,
     LiteralArgument,
     ParameterArgument,
+    ParameterRef,
     PipelineDataInput,
     PipelineGraph,
     Step,
 )
+from shared.graph.validate import parameter_env_name
 from shared.orchestration.actions import Event
 from shared.orchestration.files import LogBlob, StepFiles, log_blob_name
+from shared.orchestration.inputs import (
+    CONTEXT_ENV,
+    DataAccess,
+    LocalInput,
+    datapath_values,
+    materialise_inputs,
+    write_run_context,
+)
+from shared.orchestration.journal import RunJournal
 from shared.orchestration.messages import RunMessage, StepMessage
 from shared.orchestration.process import run_process
 from shared.orchestration.queues import StepQueue
-from shared.orchestration.settings import OrchestrationSettings
+from shared.orchestration.settings import OrchestrationSettings, step_time_limit
 from shared.pipelines._storage import key, utcnow
 from shared.pipelines.runs import PipelineRun, StaleEtagError, StepRun, StepStatus, wire_string
 from shared.pipelines.stores import Stores
+from shared.registry import WorkspaceRegistry
 
 __all__ = ["DEFAULT_TIMEOUT_SECONDS", "Heartbeat", "Outcome", "StepWorker"]
 
 log = logging.getLogger("amlpipe.worker")
 
-#: A step's process limit when its runconfig sets none: under the host's 10-minute functionTimeout.
+#: A step's process limit when neither its runconfig nor the app's host.json sets one.
 DEFAULT_TIMEOUT_SECONDS = 540.0
 # The only variables of the host a script inherits: an allow-list, so app settings (storage
 # connection strings, identity endpoints, client secrets) are not handed to it. This is not an
@@ -82,6 +101,12 @@ DEFAULT_TIMEOUT_SECONDS = 540.0
 _INHERITED_ENV = frozenset({"PATH", "HOME", "LANG", "TZ", "TMPDIR", "TEMP", "TMP", "PYTHONUNBUFFERED"})
 _INHERITED_ENV_PREFIXES = ("LC_",)
 _INHERITED_ENV_WINDOWS = frozenset({"SYSTEMROOT", "SYSTEMDRIVE", "WINDIR", "COMSPEC", "PATHEXT"})
+#: The folder holding the ``amlpipe`` package: on a step's PYTHONPATH, so ``from amlpipe.core import Run``
+#: works where the app is deployed as files rather than pip-installed (Azure Functions).
+_CLIENT_ROOT = str(Path(amlpipe.__file__).resolve().parent.parent)
+#: The step kinds that run ``python <script_name> <arguments>``.
+_SCRIPT_KINDS = frozenset({"python_script", "estimator"})
+_SHELL = ("/bin/sh", "-c") if os.name == "posix" else (os.environ.get("COMSPEC", "cmd.exe"), "/c")
 
 
 def _inherited_env(environ: Mapping[str, str]) -> dict[str, str]:
@@ -182,8 +207,10 @@ class StepWorker:
 
     Args:
         stores: the pipeline stores (runs, graphs).
-        blobs: the blob service (snapshots, PipelineData, logs).
+        blobs: the blob service (snapshots, PipelineData, logs; the default datastore).
         steps: the step queue, to send a redelivered message back for later (see the module docstring).
+        registry: the workspace's datasets and datastores, for inputs (default: ``default_registry()``,
+            opened when a step first needs it).
         settings: heartbeat period and kill grace (default: from the app settings).
         root: where working folders and the snapshot cache live (default: the temp dir).
         clock: the time source (UTC).
@@ -195,17 +222,20 @@ class StepWorker:
         blobs: BlobServiceClient,
         steps: StepQueue,
         *,
+        registry: WorkspaceRegistry | None = None,
         settings: OrchestrationSettings | None = None,
         root: Path | None = None,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self._stores = stores
+        self._registry = registry
         self._root = root or Path(tempfile.gettempdir()) / "amlpipe-worker"
         self._files = StepFiles(blobs, self._root)
         self._blobs = blobs
         self._steps = steps
         self._settings = settings or OrchestrationSettings.from_env()
         self._clock = clock
+        self._time_limit = step_time_limit()
         _sweep_work_dirs(self._root / "work")
 
     def execute(self, message: StepMessage) -> RunMessage | None:
@@ -287,6 +317,18 @@ class StepWorker:
         finally:
             shutil.rmtree(work, ignore_errors=True)
 
+    def _inputs(self, run: PipelineRun, graph: PipelineGraph, definition: Step, work: Path) -> dict[str, LocalInput]:
+        """Every input of ``definition`` downloaded into ``work`` (see :mod:`~shared.orchestration.inputs`)."""
+        if not definition.inputs:
+            return {}
+        if self._registry is None:
+            from shared.registry import default_registry
+
+            self._registry = default_registry()
+        datapaths = datapath_values(graph, run.data_paths)
+        with DataAccess(self._registry, self._blobs) as access:
+            return materialise_inputs(definition, work, access=access, run_id=run.id, datapaths=datapaths)
+
     def _outputs_committed(self, run: PipelineRun, step: StepRun, definition: Step) -> bool:
         # Each marker is written after its files and names its attempt: all present means exit 0 and
         # every upload done. A step without outputs leaves no trace, so it is run again.
@@ -305,57 +347,84 @@ class StepWorker:
         *,
         resume: bool,
     ) -> Outcome | None:
-        if definition.kind != "python_script" or not definition.script_name:
-            raise StepFailed(f"Steps of kind {definition.kind!r} cannot run yet; only python_script steps.")
+        _check_runnable(definition)
         src = work / "src"
         shutil.rmtree(work, ignore_errors=True)
         src.mkdir(parents=True)
         if definition.snapshot is not None:
             self._files.materialise_snapshot(definition.snapshot.sha256, src)
         data: dict[str, Path] = {}
-        inputs: dict[str, Path] = {}
         for output in definition.outputs:
             data[output.name] = work / "outputs" / key(output.name)
             data[output.name].mkdir(parents=True)
+        local = self._inputs(run, graph, definition, work)
+        inputs = {name: item.path for name, item in local.items()}
         for item in definition.inputs:
-            if not isinstance(item, PipelineDataInput):
-                raise StepFailed(f"Input {item.name!r} reads a {item.source}; only PipelineData inputs run yet.")
-            folder = work / "inputs" / key(item.name)
-            folder.mkdir(parents=True)
-            self._files.download_output(run.id, item.pipeline_data, folder)
-            data.setdefault(item.pipeline_data, folder)
-            inputs[item.name] = folder
+            if isinstance(item, PipelineDataInput):
+                data.setdefault(item.pipeline_data, inputs[item.name])
+        context = write_run_context(
+            work, run_id=run.id, step=step.name, attempt=step.attempt, experiment=run.experiment_name, inputs=local
+        )
+        env = _environment(run, step, graph, definition, data, inputs)
+        env[CONTEXT_ENV] = str(context)
         args = [_argument(arg, run, graph, data, inputs) for arg in definition.arguments]
-        env = _inherited_env(os.environ)
-        env.update(definition.runconfig.environment_variables)
-        for name, value in _parameters(run, graph).items():
-            env[f"AML_PARAMETER_{name}"] = value
-        for name, folder in data.items():
-            env[f"AZUREML_DATAREFERENCE_{name}"] = str(folder)
-        env["AZUREML_RUN_ID"] = f"{run.id}:{step.name}:{step.attempt}"
-        env["AZUREML_PIPELINE_RUN_ID"] = run.id
+        if isinstance(definition.command, tuple):
+            command = [_argument(arg, run, graph, data, inputs) for arg in definition.command]
+            argv = _command_argv([*command, *args], src, env.get("PATH"))
+        elif definition.kind == "command":
+            # A command line goes through the shell, as azureml's CommandStep runs it: $VARIABLES,
+            # pipes and && work. Arguments (a hand-written graph may have some) are appended quoted.
+            line = " ".join([str(definition.command), *(shlex.quote(a) for a in args)])
+            argv = [*_SHELL, line]
+        else:
+            argv = [sys.executable, str(definition.script_name), *args]
         logblob = LogBlob(self._blobs, log_blob_name(run.id, step.name, step.attempt), resume=resume)
-        timeout = float(definition.runconfig.max_run_duration_seconds or DEFAULT_TIMEOUT_SECONDS)
+        # Read the context before the script starts: the script could rewrite the file.
+        journal = RunJournal.from_context(self._stores, context)
+
+        def check() -> bool:
+            alive = beat()
+            journal.poll()  # metrics become visible while the script runs; never raises
+            return alive
+
+        timeout = self._timeout(definition)
         result = run_process(
-            [sys.executable, definition.script_name, *args],
+            argv,
             cwd=src,
             env=env,
             timeout=timeout,
             sink=_best_effort(logblob, step),
-            check=beat,
+            check=check,
             check_every=self._settings.heartbeat.total_seconds(),
             kill_grace=self._settings.kill_grace.total_seconds(),
         )
+        if result.stopped and not beat.canceled:
+            return None  # another delivery owns the execution now: its journal is not ours to finish
+        journal.finish()
         if result.stopped:
-            return Outcome(StepStatus.CANCELED) if beat.canceled else None
+            return Outcome(StepStatus.CANCELED)
         if result.timed_out:
             return Outcome(StepStatus.FAILED, f"The script ran longer than {timeout:g} seconds and was stopped.")
         if result.returncode != 0:
             tail = f":\n{result.stderr_tail}" if result.stderr_tail else "."
             return Outcome(StepStatus.FAILED, f"The script exited with code {result.returncode}{tail}")
+        # Artifacts and models first: a takeover that finds every output's completion marker records
+        # the step Finished without running it, so the markers must mean all of it is committed.
+        journal.commit(src)
         for output in definition.outputs:
             self._files.upload_output(run.id, output.name, data[output.name], attempt=step.attempt)
         return Outcome(StepStatus.FINISHED)
+
+    def _timeout(self, definition: Step) -> float:
+        """How long the step's process may run: its ``max_run_duration_seconds``, within the app's limit.
+
+        Publishing refuses a longer duration; this also bounds graphs published before
+        ``functionTimeout`` was lowered, so the host never ends the invocation mid-step.
+        """
+        limit = self._time_limit.total_seconds() if self._time_limit is not None else None
+        requested = definition.runconfig.max_run_duration_seconds
+        timeout = float(requested) if requested is not None else (limit or DEFAULT_TIMEOUT_SECONDS)
+        return min(timeout, limit) if limit is not None else timeout
 
     def _record(self, step: StepRun, outcome: Outcome) -> RunMessage | None:
         runs = self._stores.runs
@@ -447,6 +516,65 @@ def _best_effort(logblob: LogBlob, step: StepRun) -> Callable[[bytes], None]:
             )
 
     return append
+
+
+def _check_runnable(definition: Step) -> None:
+    """Refuse, before anything is downloaded, a step this worker cannot run."""
+    if definition.kind in _SCRIPT_KINDS:
+        if not definition.script_name:
+            raise StepFailed(f"A {definition.kind} step needs script_name, the script to run.")
+    elif definition.kind == "command":
+        if not definition.command:
+            raise StepFailed("A command step needs command, the command to run.")
+    else:
+        raise StepFailed(
+            f"Steps of kind {definition.kind!r} cannot run yet; python_script, command and estimator steps can."
+        )
+
+
+def _command_argv(argv: list[str], src: Path, search_path: str | None) -> list[str]:
+    """A command list, run without a shell, once its program is known to exist (a typo is then a
+    clear, non-retried failure, not an error of the worker): a path with ``/`` in the snapshot, a
+    bare name on the step's PATH."""
+    program = argv[0] if argv else ""
+    if "/" in program:
+        path = Path(program) if os.path.isabs(program) else src / program
+        if not path.is_file() or not os.access(path, os.X_OK):
+            raise StepFailed(
+                f"The command's program {program!r} is not an executable file in the step's source folder;"
+                " run it through its interpreter, e.g. ['sh', 'run.sh'] or ['python', 'train.py']."
+            )
+    elif not program or shutil.which(program, path=search_path) is None:
+        raise StepFailed(f"The command's program {program!r} was not found on the step's PATH.")
+    return argv
+
+
+def _environment(
+    run: PipelineRun,
+    step: StepRun,
+    graph: PipelineGraph,
+    definition: Step,
+    data: Mapping[str, Path],
+    inputs: Mapping[str, Path],
+) -> dict[str, str]:
+    """The step process's environment: allow-listed host variables, the runconfig's, then amlpipe's."""
+    env = _inherited_env(os.environ)
+    # ``python`` in a command is the interpreter scripts run with, as in an azureml environment.
+    env["PATH"] = os.pathsep.join(p for p in (os.path.dirname(sys.executable), env.get("PATH")) if p)
+    env.update(definition.runconfig.environment_variables)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (env.get("PYTHONPATH"), _CLIENT_ROOT) if p)
+    values = _parameters(run, graph)
+    for name, value in values.items():
+        env[parameter_env_name(name)] = value
+    for name, param in definition.params.items():  # a step's params: literals or pipeline parameters
+        if isinstance(param, ParameterRef) and param.name not in values:
+            raise StepFailed(f"params {name!r} names parameter {param.name!r}, which the pipeline does not declare.")
+        env[parameter_env_name(name)] = values[param.name] if isinstance(param, ParameterRef) else wire_string(param)
+    for name, path in [*data.items(), *inputs.items()]:
+        env[f"AZUREML_DATAREFERENCE_{name}"] = str(path)
+    env["AZUREML_RUN_ID"] = f"{run.id}:{step.name}:{step.attempt}"
+    env["AZUREML_PIPELINE_RUN_ID"] = run.id
+    return env
 
 
 def _parameters(run: PipelineRun, graph: PipelineGraph) -> dict[str, str]:

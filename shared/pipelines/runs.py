@@ -20,7 +20,7 @@ read-modify-write loops; index rows are upserts of values derived from the store
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
@@ -79,7 +79,14 @@ class StepStatus(StrEnum):
 
 @dataclass(frozen=True)
 class StepRun:
-    """One step of a run. Reuse fields are filled in by the orchestrator."""
+    """One step of a run. Reuse fields are filled in by the orchestrator.
+
+    Reuse (see :mod:`shared.orchestration.reuse`): ``is_reused`` with ``reused_pipeline_run_id`` (the
+    earlier run) and ``reused_run_id`` (its execution, ``<run id>:<step>:<attempt>``) when the step
+    took an earlier run's outputs instead of running; ``reuse_reason`` says why it was or was not
+    reused; ``reuse_key`` and ``reuse_parts`` are the step's fingerprint (the sha256 key and the
+    digest of each part) when one could be computed.
+    """
 
     run_id: str
     name: str
@@ -89,6 +96,9 @@ class StepRun:
     is_reused: bool = False
     reused_run_id: str | None = None
     reused_pipeline_run_id: str | None = None
+    reuse_reason: str | None = None
+    reuse_key: str | None = None
+    reuse_parts: Mapping[str, str] | None = None
     attempt: int = 0
     compute_target: str | None = None
     queued_at: datetime | None = None
@@ -102,14 +112,20 @@ class StepRun:
         return {
             "Name": self.name,
             "PipelineRunId": self.run_id,
+            "RunId": f"{self.run_id}:{self.name}:{self.attempt}" if self.attempt > 0 else None,
+            "Attempt": self.attempt,
             "Status": {
                 "StatusCode": self.status.value,
+                "StatusDetail": self.reason,
                 "StartTime": iso(self.start_time),
                 "EndTime": iso(self.end_time),
             },
             "IsReused": self.is_reused,
             "ReusedRunId": self.reused_run_id,
             "ReusedPipelineRunId": self.reused_pipeline_run_id,
+            "ReuseReason": self.reuse_reason,
+            "ReuseFingerprint": self.reuse_key,
+            "ReuseFingerprintParts": dict(self.reuse_parts) if self.reuse_parts is not None else None,
         }
 
 
@@ -488,6 +504,9 @@ def _step_entity(step: StepRun) -> dict[str, Any]:
         "IsReused": step.is_reused,
         "ReusedRunId": step.reused_run_id,
         "ReusedPipelineRunId": step.reused_pipeline_run_id,
+        "ReuseReason": step.reuse_reason,
+        "ReuseKey": step.reuse_key,
+        "ReuseParts": json.dumps(dict(step.reuse_parts), sort_keys=True) if step.reuse_parts is not None else None,
         "Attempt": step.attempt,
         "ComputeTarget": step.compute_target,
         "QueuedAt": step.queued_at,
@@ -508,6 +527,9 @@ def _step_from(e: Any) -> StepRun:
         is_reused=bool(e.get("IsReused", False)),
         reused_run_id=e.get("ReusedRunId"),
         reused_pipeline_run_id=e.get("ReusedPipelineRunId"),
+        reuse_reason=e.get("ReuseReason"),
+        reuse_key=e.get("ReuseKey"),
+        reuse_parts=_parts_from(e.get("ReuseParts")),
         attempt=int(e.get("Attempt") or 0),
         compute_target=e.get("ComputeTarget"),
         queued_at=as_datetime(e.get("QueuedAt")),
@@ -517,3 +539,16 @@ def _step_from(e: Any) -> StepRun:
         cancel_requested_at=as_datetime(e.get("CancelRequestedAt")),
         etag=str(e.metadata.get("etag")),
     )
+
+
+def _parts_from(text: Any) -> dict[str, str] | None:
+    """The ``ReuseParts`` column read back; None when absent or not a JSON object of strings."""
+    if not isinstance(text, str):
+        return None
+    try:
+        parts = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(parts, dict) or not all(isinstance(v, str) for v in parts.values()):
+        return None
+    return {str(k): v for k, v in parts.items()}

@@ -18,12 +18,15 @@ from azure.storage.queue import QueueClient
 
 from shared import storage
 from shared.graph import Registry
+from shared.pipelines.artifacts import ArtifactStore
 from shared.pipelines.endpoints import PipelineEndpointStore
 from shared.pipelines.experiments import ExperimentStore
 from shared.pipelines.graphs import GraphStore
+from shared.pipelines.metrics import MetricStore
 from shared.pipelines.published import PublishedPipelineStore
 from shared.pipelines.runs import RunStore
 from shared.pipelines.snapshots import SnapshotStore
+from shared.registry.models import ModelStore
 
 #: The Storage queue the orchestrator consumes: one message ``{"run_id": ...}`` per submitted run.
 #: Its name is the app setting ``AMLPIPE_RUN_QUEUE`` (the queue trigger reads ``%AMLPIPE_RUN_QUEUE%``),
@@ -69,6 +72,9 @@ class Stores:
     experiments: ExperimentStore
     runs: RunStore
     queue: RunQueue
+    metrics: MetricStore
+    artifacts: ArtifactStore
+    models: ModelStore  # the step worker registers the models a script asked for (run.register_model)
 
     @classmethod
     def from_clients(cls, clients: storage.StorageClients) -> Stores:
@@ -81,6 +87,9 @@ class Stores:
             experiments=ExperimentStore(clients.tables),
             runs=RunStore(clients.tables, notify=queue.enqueue_run),  # a cancel wakes the orchestrator
             queue=queue,
+            metrics=MetricStore(clients.tables),
+            artifacts=ArtifactStore(clients.blobs),
+            models=ModelStore(clients.tables, clients.blobs),
         )
 
 

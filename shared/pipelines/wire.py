@@ -57,6 +57,9 @@ class RunStatusInfo(_Body):
 
 class StepStatusInfo(_Body):
     StatusCode: str = Field(description="Adds Queued, PartiallyExecuted and Bypassed to the run statuses.")
+    StatusDetail: str | None = Field(
+        default=None, description="Why the step ended as it did (a failure's reason, a cancel's, a bypass's)."
+    )
     StartTime: str | None = None
     EndTime: str | None = None
 
@@ -64,10 +67,23 @@ class StepStatusInfo(_Body):
 class StepRunEntity(_Body):
     Name: str
     PipelineRunId: str
+    RunId: str | None = Field(
+        default=None,
+        description="The step's current execution, <pipeline run id>:<step>:<attempt> (what its metrics, artifacts"
+        " and registered models name); null until it is first queued.",
+    )
+    Attempt: int = Field(default=0, description="The current attempt, from 1 (0: never queued, or reused).")
     Status: StepStatusInfo
     IsReused: bool
-    ReusedRunId: str | None
-    ReusedPipelineRunId: str | None
+    ReusedRunId: str | None = Field(description="The reused execution, <pipeline run id>:<step>:<attempt>.")
+    ReusedPipelineRunId: str | None = Field(description="The pipeline run whose outputs the step reused.")
+    ReuseReason: str | None = Field(
+        default=None, description="Why the step was reused, or why not (which part of its fingerprint changed)."
+    )
+    ReuseFingerprint: str | None = Field(default=None, description="The step's reuse key (sha256 hex).")
+    ReuseFingerprintParts: dict[str, str] | None = Field(
+        default=None, description="A digest per fingerprint part: step, snapshot, script, arguments, params, ..."
+    )
 
 
 class PipelineRunEntity(_Body):

@@ -12,6 +12,11 @@ Registering is two calls, so the bytes go straight from the client to Blob stora
    there is ever issued, so a committed model's files are immutable. A retried commit of the same
    upload returns (or finishes) the version it made, so a lost response never makes two versions.
 
+The worker registers models a step's script asked for (``run.register_model``) from the step's
+files with ``register_files``: the same two phases, done server-side, under an idempotency key
+(``<run>:<step>:<attempt>:<index>``) from which the upload id is derived. A redelivered execution
+registering again finds the version its key made and returns it.
+
 Table ``amlpipemodels`` (plus ``AMLPIPE_TABLE_PREFIX``), one entity per version:
 
     PartitionKey  <name, lower case>   one partition per model: its versions are one range query
@@ -23,21 +28,33 @@ Table ``amlpipemodels`` (plus ``AMLPIPE_TABLE_PREFIX``), one entity per version:
     Prefix        "amlpipe-models/{name}/{version}": container, then the blob prefix of its files
     FileCount, Size                      how many files, and their total bytes
     Description, Tags (JSON), Properties (JSON), RunId, Framework, FrameworkVersion, CreatedTime
+
+plus one claim row per committed upload, created in the same transaction as its version row, so two
+concurrent commits of one upload can never make two versions:
+
+    PartitionKey  <name, lower case>;  RowKey  "upload-<upload id>";  Version  the version it made
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from azure.core import MatchConditions
-from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
-from azure.data.tables import TableServiceClient, UpdateMode
+from azure.core.exceptions import (
+    HttpResponseError,
+    ResourceExistsError,
+    ResourceModifiedError,
+    ResourceNotFoundError,
+)
+from azure.data.tables import TableServiceClient, TableTransactionError, UpdateMode
 from azure.storage.blob import BlobSasPermissions, BlobServiceClient, generate_blob_sas
 
 from shared import storage
@@ -61,6 +78,7 @@ COMMITTING, READY, DELETED = "Committing", "Ready", "Deleted"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,254}$")
 _UPLOAD_ID = re.compile(r"^[0-9a-f]{32}$")
 _RUN_ID = re.compile(r"^[A-Za-z0-9_.:\-]{1,256}$")
+_CLAIM_PREFIX = "upload-"
 
 
 def name_problem(name: object) -> str | None:
@@ -179,6 +197,23 @@ def parse_commit(body: Mapping[str, Any]) -> tuple[str, ModelMetadata]:
         framework=_short(body, "modelFramework", 64),
         framework_version=_short(body, "modelFrameworkVersion", 64),
     )
+
+
+def check_metadata(metadata: ModelMetadata) -> None:
+    """Check ``metadata`` against the limits a commit request has (tags, properties, text lengths).
+
+    Raises:
+        BadRequestError: the message names the field.
+    """
+    _pairs({"tags": dict(metadata.tags)}, "tags")
+    _pairs({"properties": dict(metadata.properties)}, "properties")
+    body = {
+        "description": metadata.description,
+        "modelFramework": metadata.framework,
+        "modelFrameworkVersion": metadata.framework_version,
+    }
+    for key, limit in (("description", MAX_DESCRIPTION), ("modelFramework", 64), ("modelFrameworkVersion", 64)):
+        _short(body, key, limit)
 
 
 def parse_version(raw: str) -> int:
@@ -446,7 +481,7 @@ class ModelStore:
             if row.get("UploadId") == upload_id:
                 if record.state == DELETED:
                     raise BadRequestError(f"Upload '{upload_id}' was committed and since deleted.", target="uploadId")
-                return (self._finish(row), False) if record.state == COMMITTING else (record, False)
+                return self._settle(record, row), False
         declared = self._manifest(name, upload_id)
         staged = {
             b.name[len(upload_id) + 7 :]: int(b.size)
@@ -484,12 +519,59 @@ class ModelStore:
                 "FrameworkVersion": metadata.framework_version or "",
                 "CreatedTime": datetime.now(UTC).replace(microsecond=0),
             }
+            claim = {"PartitionKey": name.lower(), "RowKey": _CLAIM_PREFIX + upload_id, "Version": version}
             try:
-                meta = self._table.client().create_entity(entity)
-            except ResourceExistsError:
+                results = self._table.client().submit_transaction([("create", entity), ("create", claim)])
+            except TableTransactionError as exc:
+                if exc.status_code != 409:
+                    raise
+                # The version number was taken, or another commit of this upload won: then return its.
+                for record, row in self._entities(name):
+                    if row.get("UploadId") == upload_id:
+                        return self._settle(record, row), False
                 continue
-            return self._finish(entity, etag=meta.get("etag"), files=declared), True
+            return self._finish_or_adopt(entity, etag=results[0].get("etag"), files=declared), True
         raise ConflictError(f"Model '{name}' is being registered concurrently; retry.", target="name")
+
+    def register_files(
+        self,
+        name: str,
+        files: Sequence[tuple[str, Path]],
+        metadata: ModelMetadata,
+        *,
+        idempotency_key: str,
+    ) -> tuple[ModelRecord, bool]:
+        """Register local ``files`` (model file name, local path) as the next version of ``name``.
+
+        What the worker does for ``run.register_model``: both phases at once, with the app's own
+        storage access instead of SAS URLs. Idempotent per ``idempotency_key``: registering under a
+        key that already made a version returns that version (and whether this call made it), so a
+        redelivered step execution never makes a second version. A version made under the key and
+        deleted since stays deleted (its record is returned, not registered again).
+
+        Raises:
+            BadRequestError: an invalid model name, file name or metadata.
+        """
+        self._check_name(name)
+        declared = parse_files([n for n, _ in files])
+        check_metadata(metadata)
+        upload_id = hashlib.sha256(idempotency_key.encode("utf-8")).hexdigest()[:32]
+        for record, row in self._entities(name):
+            if row.get("UploadId") == upload_id:
+                return self._settle(record, row), False
+        self._ensure_containers()
+        staging = self._blobs.get_container_client(STAGING_CONTAINER)
+        manifest = {"name": name.lower(), "files": list(declared), "created": datetime.now(UTC).isoformat()}
+        staging.upload_blob(f"{upload_id}/manifest.json", json.dumps(manifest).encode(), overwrite=True)
+        for path, local in files:
+            with open(local, "rb") as data:
+                staging.upload_blob(f"{upload_id}/files/{path}", data, overwrite=True)
+        record, new = self.commit(name, upload_id, metadata)
+        if not new:
+            # A concurrent delivery committed this key first (the version is Ready): what this one
+            # staged is left over.
+            self._drop_staging(upload_id)
+        return record, new
 
     def delete(self, name: str, version: int) -> None:
         """Delete one version and its files; deleting one that does not exist does nothing.
@@ -539,7 +621,8 @@ class ModelStore:
         if name_problem(name):
             return []
         entities = self._table.client().query_entities("PartitionKey eq @pk", parameters={"pk": name.lower()})
-        return sorted(((_record(e), e) for e in entities), key=lambda p: p[0].version)
+        versions = (e for e in entities if not str(e["RowKey"]).startswith(_CLAIM_PREFIX))
+        return sorted(((_record(e), e) for e in versions), key=lambda p: p[0].version)
 
     def _manifest(self, name: str, upload_id: str) -> list[str]:
         try:
@@ -550,6 +633,27 @@ class ModelStore:
         if manifest["name"] != name.lower():
             raise BadRequestError(f"Upload '{upload_id}' was started for another model.", target="uploadId")
         return list(manifest["files"])
+
+    def _settle(self, record: ModelRecord, row: Any) -> ModelRecord:
+        """The version another commit of the same upload made, finished if it is still Committing.
+
+        That commit may be finishing it at the same moment: if our finish loses (the row changed, or
+        the staged files are already gone) and the row is Ready, its result is ours.
+        """
+        return record if record.state != COMMITTING else self._finish_or_adopt(row)
+
+    def _finish_or_adopt(
+        self, entity: Mapping[str, Any], *, etag: str | None = None, files: Sequence[str] | None = None
+    ) -> ModelRecord:
+        """``_finish``; when that fails because another commit of the upload finished the version
+        first (the row changed; the staged files or manifest are gone), that commit's result."""
+        try:
+            return self._finish(entity, etag=etag, files=files)
+        except (AmlPipeError, HttpResponseError):
+            again = self._table.client().get_entity(entity["PartitionKey"], entity["RowKey"])
+            if again["State"] == READY:
+                return _record(again)
+            raise
 
     def _finish(
         self, entity: Mapping[str, Any], *, etag: str | None = None, files: Sequence[str] | None = None
@@ -571,13 +675,16 @@ class ModelStore:
             client.update_entity(ready, mode=UpdateMode.MERGE, etag=etag, match_condition=MatchConditions.IfNotModified)
         except (ResourceModifiedError, ResourceNotFoundError):
             raise ConflictError(f"Model '{entity['Name']}' changed while committing; retry.", target="name") from None
+        self._drop_staging(upload_id)
+        return _record({**entity, "State": READY})
+
+    def _drop_staging(self, upload_id: str) -> None:
         staging = self._blobs.get_container_client(STAGING_CONTAINER)
         for blob in staging.list_blobs(name_starts_with=f"{upload_id}/"):
             try:
                 staging.delete_blob(blob.name)
             except ResourceNotFoundError:
                 pass
-        return _record({**entity, "State": READY})
 
     def _sas(
         self, container: str, blob: str, path: str, permission: BlobSasPermissions, size: int | None = None

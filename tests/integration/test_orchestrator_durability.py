@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import requests
 
+import amlpipe
 from amlpipe.host.testing import wait_for
 from shared.errors import BadRequestError
 from shared.graph.snapshot import build_snapshot
@@ -243,16 +244,24 @@ def test_a_script_inherits_only_allow_listed_host_variables(
     for name, value in secrets.items():
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("LC_ALL", "C.UTF-8")
-    script = "import os\nfor name in sorted(os.environ):\n    print('ENV', name)\n"
+    script = (
+        "import os\nfor name in sorted(os.environ):\n    print('ENV', name)\nprint('PP', os.environ['PYTHONPATH'])\n"
+    )
     run_id = _submit(stores, tmp_path, script)
     (message,) = _runner(stores, clients).advance(RunMessage(run_id))
     assert _worker(stores, clients, tmp_path).execute(message) == RunMessage(run_id, Event.STEP_FINISHED, "only", 1)
 
     blob = clients.blobs.get_blob_client(LOG_CONTAINER, log_blob_name(run_id, "only", 1))
     names = {line[4:] for line in blob.download_blob().readall().decode().splitlines() if line.startswith("ENV ")}
-    assert {"PATH", "LC_ALL", "AZUREML_RUN_ID", "AZUREML_PIPELINE_RUN_ID"} <= names
-    assert not names & set(secrets)
-    assert not [n for n in names if n.startswith(("AzureWebJobs", "AMLPIPE_", "IDENTITY_", "AZURE_", "MSI_"))]
+    assert {"PATH", "LC_ALL", "AZUREML_RUN_ID", "AZUREML_PIPELINE_RUN_ID", "AMLPIPE_RUN_CONTEXT"} <= names
+    assert not names & (set(secrets) - {"PYTHONPATH"})
+    leaked = ("AzureWebJobs", "AMLPIPE_", "IDENTITY_", "AZURE_", "MSI_")
+    assert not [n for n in names if n.startswith(leaked) and n != "AMLPIPE_RUN_CONTEXT"]
+    # PYTHONPATH is amlpipe's own folder (for Run.get_context()), never the host's value.
+    (pythonpath,) = [
+        line[3:] for line in blob.download_blob().readall().decode().splitlines() if line.startswith("PP ")
+    ]
+    assert pythonpath == str(Path(amlpipe.__file__).resolve().parent.parent)
 
 
 def test_a_malformed_graph_fails_the_step_without_a_retry(

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from amlpipe._client import api_path
 from amlpipe.core.experiment import Experiment
 from amlpipe.core.run import ActivityFailedException, ExperimentExecutionException, Run, status_of
+from amlpipe.exceptions import ServiceException, UserErrorException
 
 if TYPE_CHECKING:
     from amlpipe.core.workspace import Workspace
@@ -131,6 +134,28 @@ class PipelineRun(Run):
         workspace = self._experiment.workspace
         return PublishedPipeline._from_entity(workspace, workspace._client.post("pipelines", body))
 
+    def get_metrics(
+        self, name: str | None = None, recursive: bool = False, run_type: str | None = None, populate: bool = False
+    ) -> dict[str, Any]:
+        """The pipeline run's metrics in azureml's shapes (``{"acc": 0.9, "loss": [0.5, 0.4]}``).
+
+        The pipeline run's own metrics are what its steps logged with ``run.parent.log(...)``.
+        With ``recursive`` the answer is ``{run id: metrics}`` for this run and each step run that
+        has started (step run ids are ``<pipeline run id>:<step>:<attempt>``; a step reports its
+        current attempt's metrics).
+
+        Args:
+            name: only this metric.
+        """
+        body = _metrics_call(self._experiment.workspace._client, api_path("PipelineRuns", self.id, "metrics"))
+        own = _only(body["metrics"], name)
+        if not recursive:
+            return own
+        found = {self.id: own}
+        for step in body["steps"]:
+            found[step["runId"]] = _only(step["metrics"], name)
+        return found
+
     def _all_steps(self) -> list[StepRun]:
         entity = self._refresh()
         return [StepRun(self, s) for s in entity.get("StepRuns") or []]
@@ -140,7 +165,15 @@ class PipelineRun(Run):
 
 
 class StepRun:
-    """One step of a pipeline run: its status and whether it was reused (and from which run)."""
+    """One step of a pipeline run: its status and whether it was reused (and from which run).
+
+    Reuse, as azureml shows it: ``is_reused``, ``reused_run_id`` (the reused execution,
+    ``<pipeline run id>:<step>:<attempt>``) and ``reused_pipeline_run_id``; also in
+    ``get_details()["properties"]`` as ``azureml.isreused``, ``azureml.reusedrunid``,
+    ``azureml.reusednodeid`` and ``azureml.reusedpipelinerunid``. Beyond azureml, ``reuse_reason``
+    (and ``get_details()["reuse"]``) says why the step was reused or, when it ran, why not — which
+    part of its fingerprint changed since its last successful run.
+    """
 
     def __init__(self, pipeline_run: PipelineRun, entity: dict[str, Any]) -> None:
         self._pipeline_run = pipeline_run
@@ -153,6 +186,16 @@ class StepRun:
     @property
     def name(self) -> str:
         return str(self._entity["Name"])
+
+    @property
+    def id(self) -> str | None:
+        """The step's current execution, ``<pipeline run id>:<step>:<attempt>`` (None before it is queued).
+
+        Its metrics, artifacts and the models its script registered name this id (``Model.list(run_id=)``).
+        For a reused step, the reused execution is ``reused_run_id``.
+        """
+        value = self._entity.get("RunId")
+        return str(value) if value else None
 
     @property
     def pipeline_run_id(self) -> str:
@@ -171,6 +214,120 @@ class StepRun:
     def reused_pipeline_run_id(self) -> str | None:
         return self._reused_pipeline_run_id
 
+    @property
+    def reuse_reason(self) -> str | None:
+        """Why the step was reused, or why not (e.g. "Not reused: the arguments changed since run …")."""
+        reason = self._entity.get("ReuseReason")
+        return str(reason) if reason is not None else None
+
+    def get_details(self) -> dict[str, Any]:
+        """The step run's details: ``runId``, ``status``, times, reuse ``properties`` and ``reuse``.
+
+        ``reuse`` holds ``isReused``, ``reusedRunId``, ``reusedPipelineRunId``, ``reason`` and
+        ``fingerprint`` (the reuse key) with ``fingerprintParts`` (a digest per part: step,
+        snapshot, script, arguments, params, compute_target, runconfig, io, input:<name>).
+        """
+        status = self._entity.get("Status") or {}
+        properties = {"azureml.isreused": "true" if self._is_reused else "false"}
+        if self._is_reused:
+            properties["azureml.reusedrunid"] = self._reused_run_id or ""
+            properties["azureml.reusednodeid"] = self._reused_node_id or ""
+            properties["azureml.reusedpipelinerunid"] = self._reused_pipeline_run_id or ""
+        return {
+            "runId": self.id,
+            "status": self.get_status(),
+            "startTimeUtc": status.get("StartTime"),
+            "endTimeUtc": status.get("EndTime"),
+            "properties": properties,
+            "reuse": {
+                "isReused": self._is_reused,
+                "reusedRunId": self._reused_run_id,
+                "reusedPipelineRunId": self._reused_pipeline_run_id,
+                "reason": self.reuse_reason,
+                "fingerprint": self._entity.get("ReuseFingerprint"),
+                "fingerprintParts": dict(self._entity.get("ReuseFingerprintParts") or {}),
+            },
+        }
+
+    def get_metrics(
+        self, name: str | None = None, recursive: bool = False, run_type: str | None = None, populate: bool = False
+    ) -> dict[str, Any]:
+        """What the step's script logged, in azureml's shapes: a value logged once is the value,
+        logged more often (or with ``log_list``) a list; rows and tables are column → values.
+
+        The step's current attempt is reported (the execution running now, or the one that ended
+        the step). With ``recursive``: ``{step run id: metrics}``.
+        """
+        body = _metrics_call(self._client(), self._path("metrics"))
+        found = _only(body["metrics"], name)
+        return {body["runId"]: found} if recursive and body.get("runId") else found
+
+    def get_file_names(self) -> list[str]:
+        """The names of the step's artifacts (``outputs/model.pkl``, ...), of its current attempt."""
+        return [a["name"] for a in self._artifacts()["value"]]
+
+    def download_file(
+        self, name: str, output_file_path: str | os.PathLike[str] | None = None, _validate_checksum: bool = False
+    ) -> None:
+        """Download artifact ``name`` to ``output_file_path`` (a file, or a folder to put it in;
+        default: the artifact's file name in the current folder).
+
+        Raises:
+            UserErrorException: the step has no artifact ``name``.
+        """
+        target = Path(output_file_path) if output_file_path is not None else Path(name.rsplit("/", 1)[-1])
+        if target.is_dir():
+            target = target / name.rsplit("/", 1)[-1]
+        (grant,) = self._grant([name])
+        _download(grant["url"], target)
+
+    def download_files(
+        self,
+        prefix: str | None = None,
+        output_directory: str | os.PathLike[str] | None = None,
+        output_paths: list[str] | None = None,
+        batch_size: int = 100,
+        append_prefix: bool = True,
+        timeout_seconds: int | None = None,
+    ) -> None:
+        """Download the artifacts under ``prefix`` (all by default) into ``output_directory`` (default:
+        the current folder), keeping their relative paths (without ``prefix`` unless ``append_prefix``).
+
+        Raises:
+            UserErrorException: an artifact name would land outside ``output_directory``.
+        """
+        from amlpipe.data._transfer import local_destination
+
+        clean = (prefix or "").strip("/")
+        names = [n for n in self.get_file_names() if not clean or n == clean or n.startswith(clean + "/")]
+        root = Path(output_directory or ".")
+        root.mkdir(parents=True, exist_ok=True)
+        root = root.resolve()
+        size = max(1, min(batch_size, 1000))  # names per SAS request (the service takes up to 1000)
+        for start in range(0, len(names), size):
+            for grant in self._grant(names[start : start + size]):
+                rel = grant["name"] if append_prefix or not clean else grant["name"][len(clean) :].lstrip("/")
+                _download(grant["url"], local_destination(root, rel or grant["name"].rsplit("/", 1)[-1]))
+
+    def _client(self) -> Any:
+        return self._pipeline_run.experiment.workspace._client
+
+    def _path(self, *tail: str) -> str:
+        return api_path("PipelineRuns", self._pipeline_run.id, "steps", self.name, *tail)
+
+    def _artifacts(self) -> dict[str, Any]:
+        body: dict[str, Any] = self._client().get(self._path("artifacts"))
+        return body
+
+    def _grant(self, names: list[str]) -> list[dict[str, Any]]:
+        try:
+            body = self._client().post(self._path("artifacts", "sas"), {"names": names})
+        except ServiceException as exc:
+            if exc.status_code in (400, 404):
+                raise UserErrorException(exc.message) from exc
+            raise
+        return list(body["value"])
+
     def get_status(self) -> str:
         """The step's status (step codes map 0..7 to NotStarted..Bypassed)."""
         code = (self._entity.get("Status") or {}).get("StatusCode")
@@ -180,6 +337,31 @@ class StepRun:
 
     def __repr__(self) -> str:
         return f"StepRun({self.name!r}, status={self.get_status()!r}, reused={self._is_reused})"
+
+
+def _metrics_call(client: Any, path: str) -> dict[str, Any]:
+    try:
+        body: dict[str, Any] = client.get(path)
+    except ServiceException as exc:
+        if exc.status_code in (400, 404):
+            raise UserErrorException(exc.message) from exc
+        raise
+    return body
+
+
+def _only(metrics: dict[str, Any], name: str | None) -> dict[str, Any]:
+    return dict(metrics) if name is None else {k: v for k, v in metrics.items() if k == name}
+
+
+def _download(url: str, target: Path) -> None:
+    """Download a SAS URL to ``target``, atomically (a reader never sees half a file)."""
+    from azure.storage.blob import BlobClient
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(target.name + ".amlpipe-partial")
+    with BlobClient.from_blob_url(url) as blob, open(partial, "wb") as out:
+        blob.download_blob().readinto(out)
+    os.replace(partial, target)
 
 
 __all__ = ["PipelineRun", "StepRun", "status_of"]

@@ -1,0 +1,713 @@
+"""What a step reads: its inputs, listed on their datastores and downloaded into its work folder.
+
+Every input kind of the graph resolves to blobs on a datastore:
+
+    DatasetInput            the registered dataset's paths (version None = the latest at execution)
+    DataReferenceInput      datastore + path_on_datastore (a file, a folder, or the root when None)
+    DataPathParameterInput  the run's value of a ``datapath`` parameter (assigned, else the default)
+    PipelineDataInput       the files a producer's completion marker lists (a reuse redirect followed)
+
+A path is a blob (a file), a folder (every blob under ``path/``), or a glob: ``*`` and ``?`` match
+within a segment, ``**`` any number of segments. Listing comes first and yields :class:`BlobRef` s
+with their ETags; ``input_blobs`` stops there (content identity without downloading, for step
+reuse). Downloading then streams each blob into the input's folder (``readinto``), guarded by the
+listed ETag, so the step reads exactly the content that was listed: a blob changed in between is a
+412, which is transient (retried), and never a mix of old and new.
+
+Local layout. Each input gets a folder of its own: ``<work>/inputs/<name>``, or ``<work>/<path_on_compute>``
+when given (a safe relative path that does not reach into ``src``, ``inputs``, ``outputs`` or
+``.amlpipe``, nor overlap another input). Files keep their path relative to the input's base: the
+folder of a folder path, the fixed part of a glob (``data/2024/*.csv`` → ``x.csv``), the folder of a
+single file, and across the paths of one dataset their common base. A data reference to one blob is
+that file in its folder, and its local path is the file. ``mount`` is a download here (there is no
+FUSE on Functions); ``direct`` for a dataset downloads too, so a tabular script finds its files
+through the run context.
+
+Blob names are data, not trusted: a name that would leave the input's folder (a ``..``, ``.`` or
+empty segment, a leading ``/``, a backslash, a drive, NUL) fails the step, as do two blobs that
+would land on one file.
+
+Errors. Whatever the user got wrong (a dataset, datastore, container or path that is not there, an
+unsafe name, a SAS-only datastore, denied access) raises :class:`InputError`: a ``BadRequestError``,
+so the worker records the step Failed without retrying, with a message naming the input, datastore
+and path. Storage faults (timeouts, 5xx, a blob changed during download) propagate as ``AzureError``
+and stay retryable.
+
+The run context (``write_run_context``) is the file ``<work>/.amlpipe/context.json`` that
+``Run.get_context()`` inside a step reads; its schema is in ``docs/orchestration.md``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path, PurePosixPath, PureWindowsPath
+from types import TracebackType
+from typing import Any, Literal
+
+from azure.core import MatchConditions
+from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
+from azure.storage.blob import BlobServiceClient, ContainerClient
+
+from shared.errors import BadRequestError, NotFoundError
+from shared.graph.model import (
+    DataPathParameterInput,
+    DataPathValue,
+    DataReferenceInput,
+    DatasetInput,
+    PipelineDataInput,
+    PipelineGraph,
+    Step,
+    StepInput,
+)
+from shared.graph.validate import path_problem
+from shared.orchestration.files import output_prefix, resolve_output
+from shared.pipelines._storage import key
+from shared.registry import WorkspaceRegistry
+from shared.registry.datasets import DatasetRecord
+from shared.registry.datastores import DEFAULT_CONTAINER, DEFAULT_DATASTORE
+
+__all__ = [
+    "CONTEXT_ENV",
+    "BlobRef",
+    "DataAccess",
+    "InputError",
+    "InputListing",
+    "InputType",
+    "LocalInput",
+    "datapath_values",
+    "download_input",
+    "input_blobs",
+    "input_folders",
+    "list_input",
+    "materialise_inputs",
+    "write_run_context",
+]
+
+#: The environment variable that names a step's run-context file.
+CONTEXT_ENV = "AMLPIPE_RUN_CONTEXT"
+#: The context file's schema version (``Run.get_context()`` checks it).
+CONTEXT_SCHEMA = 1
+
+InputType = Literal["File", "Tabular", "PipelineData", "DataReference", "DataPath"]
+
+#: Top-level names of the work folder that belong to the worker: no path_on_compute may reach into them.
+_RESERVED = frozenset({"src", "inputs", "outputs", ".amlpipe"})
+_GLOB = re.compile(r"[*?\[]")
+#: A SAS is minted again when it has less than this left (a long download outlives one).
+_SAS_MARGIN = timedelta(minutes=10)
+
+
+@dataclass
+class InputError(BadRequestError):
+    """An input cannot be read as defined (not retryable). The message names input, datastore and path."""
+
+    code: str = "InputNotAvailable"
+    input_name: str | None = None
+    datastore: str | None = None
+    path: str | None = None
+
+    @classmethod
+    def of(cls, input_name: str, problem: str, *, datastore: str | None = None, path: str | None = None) -> InputError:
+        """``Input '<name>': <problem>``, with the input as the error's target."""
+        return cls(
+            f"Input {input_name!r}: {problem}", target=input_name, input_name=input_name, datastore=datastore, path=path
+        )
+
+
+@dataclass(frozen=True)
+class BlobRef:
+    """One blob an input reads, with its content identity.
+
+    Attributes:
+        datastore: the datastore's name as registered (``workspaceblobstore`` for the default).
+        container: the datastore's container.
+        name: the blob's name in the container.
+        etag: the blob's ETag when listed, quoted (``"0x8D..."``): the same ETag means the same content.
+        size: its size in bytes.
+        relative: where it lands under the input's local folder (a safe relative POSIX path).
+    """
+
+    datastore: str
+    container: str
+    name: str
+    etag: str
+    size: int
+    relative: str
+
+
+@dataclass(frozen=True)
+class InputListing:
+    """What one input reads, before anything is downloaded."""
+
+    name: str
+    type: InputType
+    blobs: tuple[BlobRef, ...]
+    single_file: bool = False  # a reference to one blob: the local path is that file
+    dataset_name: str | None = None
+    dataset_version: int | None = None
+    tabular_options: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class LocalInput:
+    """An input downloaded into the work folder: what arguments, environment and run context show."""
+
+    name: str
+    type: InputType
+    path: Path  # the folder, or the file of a single-file reference
+    files: tuple[Path, ...]
+    dataset_name: str | None = None
+    dataset_version: int | None = None
+    tabular_options: Mapping[str, Any] | None = field(default=None)
+
+    def context_entry(self) -> dict[str, Any]:
+        """This input as the run context's ``inputs[<name>]``."""
+        tabular = None
+        if self.type == "Tabular":
+            tabular = {"files": [str(f) for f in self.files], "options": dict(self.tabular_options or {})}
+        return {
+            "type": self.type,
+            "path": str(self.path),
+            "dataset_name": self.dataset_name,
+            "dataset_version": self.dataset_version,
+            "tabular": tabular,
+        }
+
+
+class DataAccess:
+    """Read access to the workspace's datasets and datastores' containers.
+
+    The default datastore is read through the app's own blob client (no SAS, so it works with a
+    managed identity too); a registered datastore through a read+list SAS of its container, minted
+    again when it nears expiry. Use one per execution (or per fingerprint) and close it.
+
+    Args:
+        registry: the workspace registry (datasets, datastores).
+        blobs: the app's blob service client (the default datastore's account).
+    """
+
+    def __init__(self, registry: WorkspaceRegistry, blobs: BlobServiceClient) -> None:
+        self.registry = registry
+        self._blobs = blobs
+        self._open: dict[str, tuple[str, ContainerClient, datetime | None]] = {}
+
+    def container(self, datastore: str, *, input_name: str) -> tuple[str, ContainerClient]:
+        """The datastore's name as registered and a client of its container.
+
+        Raises:
+            InputError: no such datastore, or one amlpipe cannot read (registered with a SAS token).
+        """
+        found = self._open.get(datastore.lower())
+        if found is not None and (found[2] is None or found[2] - datetime.now(UTC) > _SAS_MARGIN):
+            return found[0], found[1]
+        if datastore.lower() == DEFAULT_DATASTORE:
+            client = self._blobs.get_container_client(DEFAULT_CONTAINER)
+            self._open[datastore.lower()] = (DEFAULT_DATASTORE, client, None)
+            return DEFAULT_DATASTORE, client
+        try:
+            access = self.registry.datastores.container_access(datastore, write=False)
+        except (NotFoundError, BadRequestError) as exc:
+            raise InputError.of(
+                input_name, f"datastore {datastore!r} cannot be read: {exc.message}", datastore=datastore
+            ) from exc
+        if found is not None:
+            found[1].close()
+        client = ContainerClient.from_container_url(access.container_url, credential=access.sas_token or None)
+        self._open[datastore.lower()] = (access.datastore, client, access.expires_on)
+        return access.datastore, client
+
+    def dataset(self, name: str, version: int | None, *, input_name: str) -> DatasetRecord:
+        """Registered dataset ``name`` at ``version`` (the latest when None).
+
+        Raises:
+            InputError: it is not registered (at that version).
+        """
+        try:
+            return self.registry.datasets.get(name, version)
+        except NotFoundError as exc:
+            shown = "the latest version" if version is None else f"version {version}"
+            raise InputError.of(input_name, f"dataset {name!r} ({shown}) is not available: {exc.message}") from exc
+
+    def close(self) -> None:
+        """Close the SAS clients this opened (the app's own client stays open)."""
+        for _, client, expires in self._open.values():
+            if expires is not None:
+                client.close()
+        self._open.clear()
+
+    def __enter__(self) -> DataAccess:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+# -- listing ---------------------------------------------------------------------------------------
+
+
+def datapath_values(graph: PipelineGraph, assigned: Mapping[str, Mapping[str, str]]) -> dict[str, DataPathValue]:
+    """The value of every ``datapath`` parameter: ``assigned`` (a run's ``data_paths``) over the defaults."""
+    values: dict[str, DataPathValue] = {}
+    for param in graph.parameters:
+        if isinstance(param.default_value, DataPathValue):
+            values[param.name] = param.default_value
+    for name, value in assigned.items():
+        values[name] = DataPathValue(datastore=value["datastore"], path_on_datastore=value["path_on_datastore"])
+    return values
+
+
+def input_blobs(
+    item: StepInput, *, access: DataAccess, run_id: str, datapaths: Mapping[str, DataPathValue]
+) -> list[BlobRef]:
+    """The blobs ``item`` reads, with their ETags, without downloading them (content identity).
+
+    Args:
+        item: the step input.
+        access: the workspace's datasets and datastores.
+        run_id: the run whose PipelineData a PipelineData input reads.
+        datapaths: the run's datapath parameter values (see :func:`datapath_values`).
+
+    Raises:
+        InputError: the input names something that is not there, or blobs that cannot land safely.
+    """
+    return list(list_input(item, access=access, run_id=run_id, datapaths=datapaths).blobs)
+
+
+def list_input(
+    item: StepInput, *, access: DataAccess, run_id: str, datapaths: Mapping[str, DataPathValue]
+) -> InputListing:
+    """What ``item`` reads (see :func:`input_blobs`), with its type and dataset details.
+
+    Raises:
+        InputError: as :func:`input_blobs`.
+    """
+    if isinstance(item, DatasetInput):
+        record = access.dataset(item.dataset_name, item.dataset_version, input_name=item.name)
+        kind: InputType = "Tabular" if record.definition.kind == "Tabular" else "File"
+        places = [(p.datastore, p.path) for p in record.definition.paths]
+        refs, single = _list_places(access, item.name, places)
+        return InputListing(
+            item.name,
+            kind,
+            refs,
+            dataset_name=record.name,
+            dataset_version=record.version,
+            tabular_options=dict(record.definition.options) if kind == "Tabular" else None,
+        )
+    if isinstance(item, DataReferenceInput):
+        refs, single = _list_places(access, item.name, [(item.datastore, item.path_on_datastore or "")])
+        return InputListing(item.name, "DataReference", refs, single_file=single)
+    if isinstance(item, DataPathParameterInput):
+        value = datapaths.get(item.parameter)
+        if value is None:
+            raise InputError.of(item.name, f"datapath parameter {item.parameter!r} has no value in this run.")
+        refs, single = _list_places(access, item.name, [(value.datastore, value.path_on_datastore)])
+        return InputListing(item.name, "DataPath", refs, single_file=single)
+    return InputListing(item.name, "PipelineData", _list_pipeline_data(access, item, run_id))
+
+
+def _list_places(
+    access: DataAccess, input_name: str, places: Sequence[tuple[str, str]]
+) -> tuple[tuple[BlobRef, ...], bool]:
+    """Blobs of every ``(datastore, path)``, relative to their common base; and whether it is one file."""
+    found: list[tuple[str, str, str, str, int]] = []  # datastore, container, name, etag, size
+    bases: list[str] = []
+    single = False
+    seen: set[tuple[str, str, str]] = set()
+    for datastore, path in places:
+        path = path.removeprefix("./")
+        problem = path_problem(path, allow_empty=True)
+        if problem is not None:
+            raise InputError.of(
+                input_name,
+                f"path {path!r} on datastore {datastore!r} is not allowed: {problem}.",
+                datastore=datastore,
+                path=path,
+            )
+        store, container = access.container(datastore, input_name=input_name)
+        base, blobs, single = _locate(container, path, store=store, input_name=input_name)
+        bases.append(base)
+        for name, etag, size in blobs:
+            if (store.lower(), container.container_name, name) not in seen:
+                seen.add((store.lower(), container.container_name, name))
+                found.append((store, container.container_name, name, etag, size))
+    single = single and len(places) == 1
+    common = common_base(bases)
+    refs = tuple(
+        BlobRef(store, container, name, etag, size, _relative(name, common, store, input_name))
+        for store, container, name, etag, size in found
+    )
+    _check_layout(refs, input_name)
+    return refs, single
+
+
+def _locate(
+    container: ContainerClient, path: str, *, store: str, input_name: str
+) -> tuple[str, list[tuple[str, str, int]], bool]:
+    """The base, the blobs (name, etag, size) and whether ``path`` named one blob."""
+    where = f"path {path!r} on datastore {store!r} (container {container.container_name!r})"
+    if _GLOB.search(path):
+        base = glob_base(path)
+        pattern = glob_pattern(path)
+        listed = _listed(container, base, where=where, store=store, input_name=input_name)
+        blobs = [b for b in listed if pattern.fullmatch(b[0])]
+        if not blobs:
+            raise InputError.of(input_name, f"no blob matches {where}.", datastore=store, path=path)
+        return base, blobs, False
+    if path and not path.endswith("/"):
+        try:
+            props = container.get_blob_client(path).get_blob_properties()
+        except ResourceNotFoundError:
+            pass  # not a blob: a folder, or nothing (listing tells, and names a missing container)
+        except HttpResponseError as exc:
+            _raise_denied(exc, where, input_name, store, path)
+            raise
+        else:
+            return parent_of(path), [(path, _etag(props.etag), int(props.size))], True
+    prefix = f"{path.rstrip('/')}/" if path.strip("/") else ""
+    blobs = list(_listed(container, prefix, where=where, store=store, input_name=input_name))
+    if not blobs:
+        raise InputError.of(input_name, f"nothing found at {where}.", datastore=store, path=path)
+    return prefix, blobs, False
+
+
+def _listed(
+    container: ContainerClient, prefix: str, *, where: str, store: str, input_name: str
+) -> Iterator[tuple[str, str, int]]:
+    """The blobs (name, etag, size) under ``prefix``; folder placeholders (ending in ``/``) left out."""
+    try:
+        for blob in container.list_blobs(name_starts_with=prefix or None):
+            if not blob.name.endswith("/"):
+                yield blob.name, _etag(blob.etag), int(blob.size)
+    except ResourceNotFoundError as exc:
+        raise InputError.of(
+            input_name, f"cannot read {where}: the container does not exist.", datastore=store, path=prefix
+        ) from exc
+    except HttpResponseError as exc:
+        _raise_denied(exc, where, input_name, store, prefix)
+        raise
+
+
+def _etag(value: object) -> str:
+    """An ETag in its HTTP form, quoted: listings give it bare, properties quoted; one form compares."""
+    return '"' + str(value).strip('"') + '"'
+
+
+def _raise_denied(exc: HttpResponseError, where: str, input_name: str, store: str, path: str) -> None:
+    """Raise an InputError for an access denial (a wrong or expired credential will not heal by retrying)."""
+    if exc.status_code in (401, 403):
+        raise InputError.of(
+            input_name,
+            f"access to {where} was denied ({exc.status_code}); check the datastore's credential.",
+            datastore=store,
+            path=path,
+        ) from exc
+
+
+def _list_pipeline_data(access: DataAccess, item: PipelineDataInput, run_id: str) -> tuple[BlobRef, ...]:
+    """The files of a completed PipelineData: exactly those its completion marker lists, in the run
+    that holds them (a reused producer's marker redirects to an earlier run's output)."""
+    store, container = access.container(DEFAULT_DATASTORE, input_name=item.name)
+    try:
+        # AmlPipeError (not completed) stays a retryable fault of ours: the producer is recorded
+        # Finished only after its marker is written, so the user did nothing wrong.
+        owner, marker = resolve_output(container, run_id, item.pipeline_data)
+    except BadRequestError as exc:
+        raise InputError.of(item.name, exc.message, datastore=store) from exc
+    prefix = output_prefix(owner, item.pipeline_data)
+    where = f"PipelineData {item.pipeline_data!r} of run {owner} (datastore {store!r})"
+    listed = {
+        n: (etag, size) for n, etag, size in _listed(container, prefix, where=where, store=store, input_name=item.name)
+    }
+    refs = []
+    for rel in marker.files:
+        if prefix + rel not in listed:
+            raise InputError.of(
+                item.name, f"{where} lists {rel!r}, which is not there.", datastore=store, path=prefix + rel
+            )
+        etag, size = listed[prefix + rel]
+        relative = _relative(prefix + rel, prefix, store, item.name)
+        refs.append(BlobRef(store, container.container_name, prefix + rel, etag, size, relative))
+    _check_layout(refs, item.name)
+    return tuple(refs)
+
+
+# -- pure path rules -------------------------------------------------------------------------------
+
+
+def glob_base(pattern: str) -> str:
+    """The fixed folder a glob starts from: ``data/2024/*.csv`` → ``data/2024/``; ``**`` → ``""``."""
+    fixed: list[str] = []
+    for segment in pattern.split("/")[:-1]:
+        if _GLOB.search(segment):
+            break
+        fixed.append(segment)
+    return "".join(f"{s}/" for s in fixed)
+
+
+def glob_pattern(pattern: str) -> re.Pattern[str]:
+    """A regex that fully matches the blob names ``pattern`` selects.
+
+    ``*`` and ``?`` stay within a segment, ``[...]`` is a character class (``[!...]`` negated),
+    and a ``**`` segment matches any number of segments (a trailing ``**`` everything below).
+    """
+    segments = pattern.split("/")
+    out = ""
+    for i, segment in enumerate(segments):
+        last = i == len(segments) - 1
+        if segment == "**":
+            out += ".*" if last else "(?:[^/]+/)*"
+        else:
+            out += _segment_regex(segment) + ("" if last else "/")
+    return re.compile(out, re.DOTALL)
+
+
+def _segment_regex(segment: str) -> str:
+    out = ""
+    i, n = 0, len(segment)
+    while i < n:
+        char = segment[i]
+        if char == "*":
+            out += "[^/]*"
+        elif char == "?":
+            out += "[^/]"
+        elif char == "[":
+            j = i + 1
+            if j < n and segment[j] in "!^":
+                j += 1
+            if j < n and segment[j] == "]":  # a leading ']' is a member, as in fnmatch
+                j += 1
+            end = segment.find("]", j)
+            if end == -1:
+                out += re.escape(char)
+            else:
+                body = segment[i + 1 : end]
+                negate = body[:1] in ("!", "^")
+                members = "".join(c if c == "-" else re.escape(c) for c in (body[1:] if negate else body))
+                out += "[" + ("^/" if negate else "") + members + "]"
+                i = end
+        else:
+            out += re.escape(char)
+        i += 1
+    return out
+
+
+def parent_of(name: str) -> str:
+    """The folder of blob ``name`` with its trailing ``/`` (``""`` at the root)."""
+    head, _, _ = name.rpartition("/")
+    return f"{head}/" if head else ""
+
+
+def common_base(bases: Iterable[str]) -> str:
+    """The longest folder (``a/b/``) that every one of ``bases`` (folders ending in ``/``, or ``""``) is in."""
+    split = [b.split("/")[:-1] for b in bases]
+    if not split:
+        return ""
+    common: list[str] = []
+    for parts in zip(*split, strict=False):
+        if any(p != parts[0] for p in parts):
+            break
+        common.append(parts[0])
+    return "".join(f"{s}/" for s in common)
+
+
+def unsafe_relative(rel: str) -> str | None:
+    """Why ``rel`` cannot be a file path under a folder (zip-slip), or None when it is safe."""
+    if not rel:
+        return "it is empty"
+    if "\\" in rel or "\x00" in rel:
+        return "it contains a backslash or NUL"
+    if PurePosixPath(rel).is_absolute() or PureWindowsPath(rel).drive:
+        return "it is absolute"
+    if any(part in ("", ".", "..") for part in rel.split("/")):
+        return "it has an empty, '.' or '..' segment"
+    if any(ord(c) < 32 for c in rel):
+        return "it contains control characters"
+    return None
+
+
+def _relative(name: str, base: str, store: str, input_name: str) -> str:
+    rel = name[len(base) :] if name.startswith(base) else name
+    problem = unsafe_relative(rel)
+    if problem is not None:
+        raise InputError.of(
+            input_name,
+            f"blob {name!r} on datastore {store!r} cannot be downloaded safely: {problem}.",
+            datastore=store,
+            path=name,
+        )
+    return rel
+
+
+def _check_layout(refs: Iterable[BlobRef], input_name: str) -> None:
+    """Two blobs must not land on one file, nor one on a folder another needs."""
+    files: dict[str, BlobRef] = {}
+    for ref in refs:
+        other = files.get(ref.relative)
+        if other is not None:
+            raise InputError.of(
+                input_name,
+                f"blobs {other.name!r} (datastore {other.datastore!r}) and {ref.name!r}"
+                f" (datastore {ref.datastore!r}) would both be downloaded to {ref.relative!r}.",
+                datastore=ref.datastore,
+                path=ref.name,
+            )
+        files[ref.relative] = ref
+    for rel, ref in files.items():
+        parts = rel.split("/")
+        for depth in range(1, len(parts)):
+            folder = "/".join(parts[:depth])
+            if folder in files:
+                raise InputError.of(
+                    input_name,
+                    f"blob {files[folder].name!r} is a file where blob {ref.name!r} needs a"
+                    f" folder ({folder!r}); they cannot both be downloaded.",
+                    datastore=ref.datastore,
+                    path=ref.name,
+                )
+
+
+# -- local layout and download ---------------------------------------------------------------------
+
+
+def input_folders(step: Step, work: Path) -> dict[str, Path]:
+    """Input name → its own folder under ``work`` (``inputs/<name>``, or ``path_on_compute``).
+
+    Raises:
+        InputError: a path_on_compute that is unsafe, reaches into the worker's folders, or overlaps
+            another input's folder.
+    """
+    folders: dict[str, Path] = {}
+    for item in step.inputs:
+        if item.path_on_compute is None:
+            folders[item.name] = work / "inputs" / key(item.name)
+            continue
+        wanted = item.path_on_compute
+        problem = path_problem(wanted)
+        clean = PurePosixPath(wanted)
+        if problem is None and (not clean.parts or clean.parts[0] in _RESERVED):
+            problem = f"it is, or is inside, one of the worker's folders ({', '.join(sorted(_RESERVED))})"
+        if problem is None and not (work / clean).resolve().is_relative_to(work.resolve()):
+            problem = "it leaves the step's work folder"
+        if problem is not None:
+            raise InputError.of(item.name, f"path_on_compute {wanted!r} is not allowed: {problem}.", path=wanted)
+        folders[item.name] = work / clean
+    names = list(folders)
+    for i, first in enumerate(names):
+        for second in names[i + 1 :]:
+            a, b = folders[first], folders[second]
+            if a == b or a.is_relative_to(b) or b.is_relative_to(a):
+                raise InputError(
+                    f"Inputs {first!r} and {second!r} would share the folder {a.relative_to(work).as_posix()!r};"
+                    " give them different path_on_compute values.",
+                    target=second,
+                    input_name=second,
+                )
+    return folders
+
+
+def download_input(listing: InputListing, folder: Path, *, access: DataAccess) -> LocalInput:
+    """Download ``listing`` into ``folder`` (created; must not exist yet), streaming each blob to its file.
+
+    Each blob is read only if its ETag is still the listed one: a change in between fails the
+    download with a (retryable) 412 instead of mixing contents.
+
+    Raises:
+        InputError: a blob was deleted after it was listed.
+        AzureError: a storage fault (retryable), including a blob changed after it was listed.
+    """
+    folder.mkdir(parents=True)
+    root = folder.resolve()
+    files: list[Path] = []
+    for ref in listing.blobs:
+        target = folder / ref.relative
+        if not target.resolve().is_relative_to(root):  # belt and braces: relative paths are checked
+            raise InputError.of(
+                listing.name,
+                f"blob {ref.name!r} would land outside its folder.",
+                datastore=ref.datastore,
+                path=ref.name,
+            )
+        target.parent.mkdir(parents=True, exist_ok=True)
+        _, container = access.container(ref.datastore, input_name=listing.name)
+        try:
+            downloader = container.download_blob(ref.name, etag=ref.etag, match_condition=MatchConditions.IfNotModified)
+            with open(target, "xb") as handle:  # "x": never through an existing file or link
+                downloader.readinto(handle)
+        except ResourceNotFoundError as exc:
+            raise InputError.of(
+                listing.name,
+                f"blob {ref.name!r} on datastore {ref.datastore!r} was deleted while the"
+                " step's inputs were downloaded.",
+                datastore=ref.datastore,
+                path=ref.name,
+            ) from exc
+        files.append(Path(os.path.abspath(target)))
+    path = files[0] if listing.single_file and files else Path(os.path.abspath(folder))
+    return LocalInput(
+        listing.name,
+        listing.type,
+        path,
+        tuple(files),
+        dataset_name=listing.dataset_name,
+        dataset_version=listing.dataset_version,
+        tabular_options=listing.tabular_options,
+    )
+
+
+def materialise_inputs(
+    step: Step, work: Path, *, access: DataAccess, run_id: str, datapaths: Mapping[str, DataPathValue]
+) -> dict[str, LocalInput]:
+    """List every input of ``step``, then download each into its folder under ``work``.
+
+    Everything is listed before anything is downloaded, so a missing input fails the step at once.
+
+    Raises:
+        InputError: an input cannot be read as defined (see the module docstring).
+        AzureError: a storage fault (retryable).
+    """
+    folders = input_folders(step, work)
+    listings = [list_input(item, access=access, run_id=run_id, datapaths=datapaths) for item in step.inputs]
+    return {listing.name: download_input(listing, folders[listing.name], access=access) for listing in listings}
+
+
+def write_run_context(
+    work: Path,
+    *,
+    run_id: str,
+    step: str,
+    attempt: int,
+    experiment: str,
+    inputs: Mapping[str, LocalInput],
+) -> Path:
+    """Write ``<work>/.amlpipe/context.json`` (with an empty journal and an artifacts folder); its path.
+
+    ``Run.get_context()`` in the step reads it through ``$AMLPIPE_RUN_CONTEXT``. It sits outside
+    ``src`` so it never mixes with the user's files.
+    """
+    folder = Path(os.path.abspath(work / ".amlpipe"))
+    artifacts = folder / "artifacts"
+    artifacts.mkdir(parents=True, exist_ok=True)
+    journal = folder / "journal.jsonl"
+    journal.touch()
+    context = {
+        "schema": CONTEXT_SCHEMA,
+        "id": f"{run_id}:{step}:{attempt}",
+        "pipeline_run_id": run_id,
+        "step": step,
+        "attempt": attempt,
+        "experiment": experiment,
+        "journal": str(journal),
+        "artifacts_dir": str(artifacts),
+        "inputs": {name: local.context_entry() for name, local in inputs.items()},
+    }
+    path = folder / "context.json"
+    path.write_text(json.dumps(context, indent=2), encoding="utf-8")
+    return path
