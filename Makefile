@@ -10,7 +10,7 @@ NODE_STAMP := node_modules/.installed
 
 install: $(PY_STAMP) $(NODE_STAMP)
 
-$(PY_STAMP): requirements.txt requirements-dev.txt pyproject.toml
+$(PY_STAMP): requirements.txt requirements-dev.txt examples/dp100/requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e .

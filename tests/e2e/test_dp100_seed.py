@@ -2,9 +2,9 @@
 
 Each call below is the module's own (seed/dp100-module6-pipelines.md), in its order; only the
 prerequisites the module assumes (a compute target 'aml-cluster', a dataset 'raw_dataset' and the
-scripts folder) are set up first. Running the steps is the orchestrator's issue: here every call must
-be accepted, validated and stored, and the REST submissions must answer 200 with a run Id (the
-orchestrator does not materialise datasets yet, so these runs do not finish here).
+scripts folder) are set up first. Here every call must be accepted, validated and stored, and the REST
+submissions must answer 200 with a run Id; ``examples/dp100`` (``test_dp100_example.py``) runs the
+module's pipeline to the end with real scripts.
 """
 
 from __future__ import annotations
