@@ -325,11 +325,17 @@ def _check_step(
 
 def _check_step_name(step: Step, at: str) -> Iterator[ErrorDetail]:
     name = step.name
-    if not name or len(name) > MAX_NAME_CHARS or name != name.strip() or any(c in name for c in "/\\\0"):
+    if (
+        not name
+        or len(name) > MAX_NAME_CHARS
+        or name != name.strip()
+        or any(c in name for c in "/\\\0")
+        or name in (".", "..")  # a path segment of its logs and artifacts: it would not stay one
+    ):
         yield ErrorDetail(
             "InvalidName",
             f"step name {name!r} is invalid; use 1 to {MAX_NAME_CHARS} characters without '/', '\\', "
-            "control characters or leading/trailing spaces",
+            "control characters or leading/trailing spaces, other than '.' and '..'",
             f"{at}.name",
         )
     elif any(ord(c) < 32 or ord(c) == 127 for c in name):

@@ -60,6 +60,7 @@ __all__ = [
     "StepFiles",
     "log_blob_name",
     "output_prefix",
+    "plain_etag",
     "read_marker",
     "resolve_output",
 ]
@@ -72,6 +73,11 @@ _BLOCK = 4 * 1024 * 1024
 def output_prefix(run_id: str, data_name: str) -> str:
     """The blob prefix of PipelineData ``data_name`` of run ``run_id`` on the default datastore."""
     return f"dataset/{run_id}/{key(data_name)}/"
+
+
+def execution_marker_name(run_id: str, step: str, attempt: int) -> str:
+    """The blob written when an execution has committed everything (beside its log)."""
+    return f"{run_id}/{key(step)}/{attempt}/committed.json"
 
 
 def log_blob_name(run_id: str, step: str, attempt: int) -> str:
@@ -110,6 +116,7 @@ class StepFiles:
         self._root = root
         self._snapshots = LazyContainer(blobs, SNAPSHOT_CONTAINER)
         self.data = PipelineDataStore(blobs)
+        self._logs = LazyContainer(blobs, LOG_CONTAINER)
 
     def materialise_snapshot(self, sha256: str, dest: Path) -> None:
         """Copy snapshot ``sha256`` into ``dest`` (extracted once per sha into the cache, atomically)."""
@@ -134,18 +141,14 @@ class StepFiles:
         """Upload ``folder`` as PipelineData ``data_name``, then its completion marker; the files."""
         return self.data.upload(run_id, data_name, folder, attempt=attempt)
 
-    def completed_attempt(self, run_id: str, data_name: str) -> int | None:
-        """The attempt whose upload of PipelineData ``data_name`` completed (its marker); None if none did."""
-        return self.data.completed_attempt(run_id, data_name)
+    def commit_execution(self, run_id: str, step: str, attempt: int) -> None:
+        """Mark execution ``run_id:step:attempt`` committed: outputs, artifacts and models are all stored."""
+        blob = self._logs.client().get_blob_client(execution_marker_name(run_id, step, attempt))
+        blob.upload_blob(json.dumps({"attempt": attempt}).encode("utf-8"), overwrite=True)
 
-    def download_output(self, run_id: str, data_name: str, folder: Path) -> list[str]:
-        """Download the completed PipelineData ``data_name`` into ``folder`` (following a reuse
-        redirect); the files.
-
-        Raises:
-            AmlPipeError: the producer has not completed it.
-        """
-        return self.data.download(run_id, data_name, folder)
+    def execution_committed(self, run_id: str, step: str, attempt: int) -> bool:
+        """Whether execution ``run_id:step:attempt`` committed everything (see :meth:`commit_execution`)."""
+        return bool(self._logs.client().get_blob_client(execution_marker_name(run_id, step, attempt)).exists())
 
 
 @dataclass(frozen=True)
@@ -242,7 +245,7 @@ class PipelineDataStore:
             digest, size = _sha256_of(folder / rel)
             with open(folder / rel, "rb") as handle:
                 meta = container.get_blob_client(prefix + rel).upload_blob(handle, overwrite=True)
-            content[rel] = FileIdentity(sha256=digest, etag=_plain_etag(meta.get("etag")), size=size)
+            content[rel] = FileIdentity(sha256=digest, etag=plain_etag(meta.get("etag")), size=size)
         marker = OutputMarker(attempt=attempt, files=tuple(files), content=content)
         container.upload_blob(prefix + MARKER, marker.to_bytes(), overwrite=True)
         return files
@@ -255,36 +258,9 @@ class PipelineDataStore:
         """
         return read_marker(self._data.client(), run_id, data_name)
 
-    def completed_attempt(self, run_id: str, data_name: str) -> int | None:
-        """The attempt whose upload of PipelineData ``data_name`` completed (its marker); None if none did."""
-        try:
-            marker = self.read_marker(run_id, data_name)
-        except BadRequestError:
-            return None
-        return marker.attempt if marker is not None else None
-
     def resolve(self, run_id: str, data_name: str) -> tuple[str, OutputMarker]:
         """See :func:`resolve_output`."""
         return resolve_output(self._data.client(), run_id, data_name)
-
-    def download(self, run_id: str, data_name: str, folder: Path) -> list[str]:
-        """Download the completed PipelineData ``data_name`` into ``folder``; the files.
-
-        Raises:
-            AmlPipeError: the producer has not completed it.
-        """
-        owner, marker = self.resolve(run_id, data_name)
-        container = self._data.client()
-        prefix = output_prefix(owner, data_name)
-        root = folder.resolve()
-        for rel in marker.files:
-            target = (root / rel).resolve()
-            if not target.is_relative_to(root):
-                raise BadRequestError(f"PipelineData {data_name!r} lists an unsafe path {rel!r}.", target=data_name)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with open(target, "wb") as handle:
-                container.get_blob_client(prefix + rel).download_blob().readinto(handle)
-        return list(marker.files)
 
     def intact(self, run_id: str, data_name: str, marker: OutputMarker) -> bool:
         """Whether every file ``marker`` (a marker of ``run_id``'s own output) lists is still there,
@@ -294,7 +270,7 @@ class PipelineDataStore:
             return False
         prefix = output_prefix(run_id, data_name)
         found = {
-            blob.name[len(prefix) :]: _plain_etag(blob.etag)
+            blob.name[len(prefix) :]: plain_etag(blob.etag)
             for blob in self._data.client().list_blobs(name_starts_with=prefix)
         }
         return all(found.get(rel) == marker.content[rel].etag for rel in marker.files)
@@ -340,8 +316,9 @@ def resolve_output(container: ContainerClient, run_id: str, data_name: str) -> t
     those the returned marker lists.
 
     Raises:
-        AmlPipeError: the output was not completed (or the redirect leads to none).
-        BadRequestError: a marker is malformed, or a redirect leads to another redirect.
+        AmlPipeError: the output was not completed (yet: retryable).
+        BadRequestError: a marker is malformed, a redirect leads to another redirect or to an output
+            that is gone.
     """
     marker = read_marker(container, run_id, data_name)
     if marker is None:
@@ -352,9 +329,10 @@ def resolve_output(container: ContainerClient, run_id: str, data_name: str) -> t
         return run_id, marker
     source = marker.source
     found = read_marker(container, source.run_id, source.data_name)
-    if found is None:
-        raise AmlPipeError(
-            f"PipelineData {data_name!r} of run {run_id} reuses run {source.run_id}, whose output is gone.",
+    if found is None:  # deleted since it was reused: reading again will not bring it back
+        raise BadRequestError(
+            f"PipelineData {data_name!r} of run {run_id} reuses run {source.run_id}, whose output is gone;"
+            " submit again with regenerate_outputs=True.",
             target=data_name,
         )
     if found.source is not None:
@@ -372,7 +350,7 @@ def _sha256_of(path: Path) -> tuple[str, int]:
     return digest.hexdigest(), size
 
 
-def _plain_etag(etag: object) -> str:
+def plain_etag(etag: object) -> str:
     """An ETag without quotes or weak prefix: upload responses quote it, listings do not."""
     text = str(etag or "")
     if text.startswith("W/"):

@@ -46,6 +46,7 @@ from shared.graph.model import (
 from shared.registry.compute import LOCAL_COMPUTE
 
 __all__ = [
+    "step_parameters",
     "INPUT_PART_PREFIX",
     "PARTS",
     "Fingerprint",
@@ -126,6 +127,21 @@ def parameter_values(
     return values
 
 
+def step_parameters(step: Step) -> frozenset[str] | None:
+    """The pipeline parameters ``step`` uses (arguments, command list, params, runconfig params,
+    datapath inputs); None for a command line, which may read any ``$AML_PARAMETER_<name>``.
+
+    The worker exports only these to the step's process and the fingerprint counts only these, so
+    a step can never read a parameter value its fingerprint does not cover.
+    """
+    if isinstance(step.command, str):
+        return None
+    refs = [*step.arguments, *(step.command or ()), *step.params.values(), *step.runconfig_pipeline_params.values()]
+    names = {ref.name for ref in refs if isinstance(ref, ParameterArgument | ParameterRef)}
+    names.update(item.parameter for item in step.inputs if isinstance(item, DataPathParameterInput))
+    return frozenset(names)
+
+
 def fingerprint(graph: PipelineGraph, step: Step, values: Mapping[str, Any], inputs: Mapping[str, str]) -> Fingerprint:
     """The fingerprint of ``step`` of ``graph`` in a run.
 
@@ -180,6 +196,8 @@ def fingerprint(graph: PipelineGraph, step: Step, values: Mapping[str, Any], inp
             }
         ),
     }
+    if step_parameters(step) is None:  # a command line may read any parameter's variable
+        parts["script"] = digest({"script": parts["script"], "parameters": dict(sorted(values.items()))})
     for item in step.inputs:
         location = values.get(item.parameter) if isinstance(item, DataPathParameterInput) else None
         parts[INPUT_PART_PREFIX + item.name] = digest({"location": location, "content": inputs[item.name]})

@@ -65,7 +65,7 @@ from shared.graph.model import (
     StepInput,
 )
 from shared.graph.validate import path_problem
-from shared.orchestration.files import output_prefix, resolve_output
+from shared.orchestration.files import output_prefix, plain_etag, resolve_output
 from shared.pipelines._storage import key
 from shared.registry import WorkspaceRegistry
 from shared.registry.datasets import DatasetRecord
@@ -355,7 +355,12 @@ def _locate(
     where = f"path {path!r} on datastore {store!r} (container {container.container_name!r})"
     if _GLOB.search(path):
         base = glob_base(path)
-        pattern = glob_pattern(path)
+        try:
+            pattern = glob_pattern(path)
+        except re.error as exc:
+            raise InputError.of(
+                input_name, f"{where} is not a valid glob ({exc}); check its [...] ranges.", datastore=store, path=path
+            ) from exc
         listed = _listed(container, base, where=where, store=store, input_name=input_name)
         blobs = [b for b in listed if pattern.fullmatch(b[0])]
         if not blobs:
@@ -396,8 +401,8 @@ def _listed(
 
 
 def _etag(value: object) -> str:
-    """An ETag in its HTTP form, quoted: listings give it bare, properties quoted; one form compares."""
-    return '"' + str(value).strip('"') + '"'
+    """An ETag in its HTTP form, quoted (for ``if_match``): listings give it bare, properties quoted."""
+    return '"' + plain_etag(value) + '"'
 
 
 def _raise_denied(exc: HttpResponseError, where: str, input_name: str, store: str, path: str) -> None:
@@ -433,6 +438,16 @@ def _list_pipeline_data(access: DataAccess, item: PipelineDataInput, run_id: str
                 item.name, f"{where} lists {rel!r}, which is not there.", datastore=store, path=prefix + rel
             )
         etag, size = listed[prefix + rel]
+        committed = marker.content.get(rel) if marker.content is not None else None
+        if committed is not None and plain_etag(etag) != plain_etag(committed.etag):
+            # Written after its producer committed it (by hand, or a worker that lost its execution):
+            # not the content the producer recorded, nor the content reuse fingerprinted.
+            raise InputError.of(
+                item.name,
+                f"{where}: {rel!r} changed after its producer committed it; run the producer again.",
+                datastore=store,
+                path=prefix + rel,
+            )
         relative = _relative(prefix + rel, prefix, store, item.name)
         refs.append(BlobRef(store, container.container_name, prefix + rel, etag, size, relative))
     _check_layout(refs, item.name)

@@ -48,6 +48,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import stat
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -73,6 +74,30 @@ if TYPE_CHECKING:
     from shared.pipelines.stores import Stores
 
 __all__ = ["CommitResult", "RunJournal", "RunJournalError"]
+
+
+class _NotAFile(OSError):
+    """The journal path is not a regular file (a symlink, FIFO, device...)."""
+
+
+def _read_regular(path: Path, offset: int, limit: int) -> bytes:
+    """Up to ``limit`` bytes of the regular file ``path`` from ``offset``, never following a link
+    nor blocking on a FIFO (the script owns the folder and could put either there)."""
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError as exc:
+        if isinstance(exc, FileNotFoundError):
+            raise
+        raise _NotAFile(f"cannot open it as a plain file: {exc.strerror}") from exc
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise _NotAFile("not a regular file")
+        os.lseek(fd, offset, os.SEEK_SET)
+        return os.read(fd, limit)
+    finally:
+        os.close(fd)
+
 
 log = logging.getLogger("amlpipe.worker.journal")
 
@@ -131,6 +156,7 @@ class RunJournal:
         self._artifacts = stores.artifacts
         self._models = stores.models
         self._offset = 0
+        self._finished = False  # finish() has read the journal to its end
         self._skipping = False  # inside a line longer than MAX_LINE_BYTES
         self._missing_logged = False
         self.lines = 0
@@ -186,13 +212,16 @@ class RunJournal:
             AzureError: writing the metrics failed.
         """
         try:
-            with open(self.journal, "rb") as handle:
-                handle.seek(self._offset)
-                data = handle.read(limit)
-        except FileNotFoundError:
+            data = _read_regular(self.journal, self._offset, limit)
+        except (FileNotFoundError, _NotAFile) as exc:
+            # Deleted, or replaced by a link, a FIFO or a device (which could block the worker or
+            # never end): what the script records from then on is lost, never read through it.
             if not self._missing_logged:
                 log.warning(
-                    "%s: the journal %s is gone; the script's records after it are lost.", self.key, self.journal
+                    "%s: the journal %s is gone or not a file (%s); the script's records after it are lost.",
+                    self.key,
+                    self.journal,
+                    exc,
                 )
                 self._missing_logged = True
             return 0
@@ -272,6 +301,7 @@ class RunJournal:
             self._skipping = False
             log.warning("%s: the journal's last line is incomplete (%d bytes unread); skipped.", self.key, tail)
         trimmed = self._metrics.trim(self.run_id, self.step, self.attempt, keep_below=self.lines)
+        self._finished = True
         if trimmed:
             log.info("%s: removed %d metric values an earlier delivery logged.", self.key, trimmed)
 
@@ -284,7 +314,11 @@ class RunJournal:
         the host's files). A name ``upload_file`` used wins over the same name in ``./outputs``.
         """
         found: dict[str, Path] = {}
-        artifacts = self.artifacts_dir.resolve() if self.artifacts_dir.is_dir() else None
+        # Not through a link: the script could point the folder (or a parent in the work folder) elsewhere.
+        plain = self.artifacts_dir.is_dir() and not any(
+            p.is_symlink() for p in (self.artifacts_dir, self.artifacts_dir.parent)
+        )
+        artifacts = self.artifacts_dir.resolve() if plain else None
         if artifacts is not None:
             for rel, path in _regular_files(artifacts, skip=None):
                 self._add(found, rel, path)
@@ -311,7 +345,8 @@ class RunJournal:
                 (checked for every registration before any is made).
             AzureError: storage failed.
         """
-        self.finish()
+        if not self._finished:
+            self.finish()
         files = self.artifact_files(cwd)
         planned = [(i, reg, self._model_files(i, reg, files)) for i, reg in enumerate(self.registrations)]
         metadata = [self._metadata(i, reg) for i, reg, _ in planned]

@@ -30,6 +30,8 @@ _FLUSH_BYTES = 64 * 1024
 _TAIL_LINES = 20
 _TAIL_BYTES = 64 * 1024
 _POLL_SECONDS = 0.2
+#: How often the end of a script is looked for once its pipes closed, where no pidfd tells at once.
+_EXIT_POLL_SECONDS = 0.005
 #: How long the pipes are still read after the script ended (its descendants may hold them).
 _PIPE_GRACE = 2.0
 _POSIX = os.name == "posix"
@@ -99,45 +101,59 @@ def _supervise(
     deadline = started + timeout
     next_check = started + check_every
     last_flush = started
+    exit_fd = _exit_fd(proc)  # readable once the script has ended (Linux pidfd), else None: poll
     with selectors.DefaultSelector() as selector:
         for fd in names:
             os.set_blocking(fd, False)
             selector.register(fd, selectors.EVENT_READ)
-        while True:
-            open_streams = selector.get_map()
-            for selected, _ in selector.select(timeout=_POLL_SECONDS) if open_streams else ():
-                chunk = _read(selected.fd)
-                if chunk is None:
-                    continue
-                if not chunk:
-                    selector.unregister(selected.fd)
-                    continue
-                buffer += chunk
-                if names[selected.fd] == "err":
-                    tail += chunk
-                    del tail[:-_TAIL_BYTES]
-            if not open_streams:
-                selector.select(timeout=_POLL_SECONDS)  # nothing to read: wait for the script to end
-            now = time.monotonic()
-            if exited_at is None and _exited(proc):
-                exited_at = now
-                _signal_group(proc, signal.SIGKILL)  # what it left running in its group goes with it
-            if exited_at is not None and (not selector.get_map() or now - exited_at > _PIPE_GRACE):
-                break
-            if exited_at is None and not timed_out and stop_at is None and now > deadline:
-                timed_out = True
-                _signal_group(proc, signal.SIGKILL)
-            if exited_at is None and check is not None and stop_at is None and not timed_out and now >= next_check:
-                next_check = now + check_every
-                if not check():
-                    stop_at = time.monotonic()
-                    _signal_group(proc, signal.SIGTERM)
-            if exited_at is None and stop_at is not None and now - stop_at > kill_grace:
-                _signal_group(proc, signal.SIGKILL)
-            if buffer and (len(buffer) >= _FLUSH_BYTES or now - last_flush >= _FLUSH_SECONDS):
-                sink(bytes(buffer))
-                buffer.clear()
-                last_flush = now
+        if exit_fd is not None:
+            selector.register(exit_fd, selectors.EVENT_READ)
+        try:
+            while True:
+                pipes_open = any(fd in names for fd in selector.get_map())
+                # Wait for output or the script's end; with neither a pidfd nor open pipes, poll briefly.
+                wait = _POLL_SECONDS if pipes_open or exit_fd is not None else _EXIT_POLL_SECONDS
+                for selected, _ in selector.select(timeout=wait) if selector.get_map() else ():
+                    if selected.fd not in names:
+                        continue  # the pidfd: the script ended (noticed below)
+                    chunk = _read(selected.fd)
+                    if chunk is None:
+                        continue
+                    if not chunk:
+                        selector.unregister(selected.fd)
+                        continue
+                    buffer += chunk
+                    if names[selected.fd] == "err":
+                        tail += chunk
+                        del tail[:-_TAIL_BYTES]
+                if not selector.get_map():
+                    time.sleep(wait)
+                now = time.monotonic()
+                if exited_at is None and _exited(proc):
+                    exited_at = now
+                    _signal_group(proc, signal.SIGKILL)  # what it left running in its group goes with it
+                    if exit_fd is not None:
+                        selector.unregister(exit_fd)  # stays readable: it would wake every select
+                pipes_open = any(fd in names for fd in selector.get_map())
+                if exited_at is not None and (not pipes_open or now - exited_at > _PIPE_GRACE):
+                    break
+                if exited_at is None and not timed_out and stop_at is None and now > deadline:
+                    timed_out = True
+                    _signal_group(proc, signal.SIGKILL)
+                if exited_at is None and check is not None and stop_at is None and not timed_out and now >= next_check:
+                    next_check = now + check_every
+                    if not check():
+                        stop_at = time.monotonic()
+                        _signal_group(proc, signal.SIGTERM)
+                if exited_at is None and stop_at is not None and now - stop_at > kill_grace:
+                    _signal_group(proc, signal.SIGKILL)
+                if buffer and (len(buffer) >= _FLUSH_BYTES or now - last_flush >= _FLUSH_SECONDS):
+                    sink(bytes(buffer))
+                    buffer.clear()
+                    last_flush = now
+        finally:
+            if exit_fd is not None:
+                os.close(exit_fd)
     if buffer:
         sink(bytes(buffer))
     returncode = proc.wait()
@@ -146,6 +162,17 @@ def _supervise(
     return ProcessResult(
         returncode=None if timed_out or stopped else returncode, stderr_tail=text, timed_out=timed_out, stopped=stopped
     )
+
+
+def _exit_fd(proc: subprocess.Popen[bytes]) -> int | None:
+    """A pidfd of the script (readable when it ends), so its end wakes the loop at once; None where
+    there is none (not Linux, or an old kernel): the loop then polls."""
+    if not hasattr(os, "pidfd_open"):
+        return None
+    try:
+        return int(os.pidfd_open(proc.pid))
+    except OSError:
+        return None
 
 
 def _read(fd: int) -> bytes | None:

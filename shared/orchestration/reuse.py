@@ -134,6 +134,10 @@ class DatastoreInputIdentity:
         except (AmlPipeError, AzureError) as exc:
             log.info("Input %r of step %r of run %s cannot be identified: %s", item.name, step.name, run.id, exc)
             return None
+        except Exception:  # noqa: BLE001 - an identity we cannot take only means "not reused"; the
+            # worker then meets the same input and fails the step with a reason, never the orchestrator.
+            log.exception("Input %r of step %r of run %s cannot be identified.", item.name, step.name, run.id)
+            return None
         blobs = sorted([b.datastore.lower(), b.container, b.name, b.etag, b.size, b.relative] for b in listing.blobs)
         body = {
             "type": listing.type,

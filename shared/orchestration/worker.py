@@ -70,6 +70,8 @@ from shared.graph.model import (
 from shared.graph.validate import parameter_env_name
 from shared.orchestration.actions import Event
 from shared.orchestration.files import LogBlob, StepFiles, log_blob_name
+from shared.orchestration.fingerprint import step_parameters
+from shared.orchestration.heartbeat import Heartbeat, Pulse, same_claim
 from shared.orchestration.inputs import (
     CONTEXT_ENV,
     DataAccess,
@@ -88,10 +90,12 @@ from shared.pipelines.runs import PipelineRun, StaleEtagError, StepRun, StepStat
 from shared.pipelines.stores import Stores
 from shared.registry import WorkspaceRegistry
 
-__all__ = ["DEFAULT_TIMEOUT_SECONDS", "Heartbeat", "Outcome", "StepWorker"]
+__all__ = ["DEFAULT_TIMEOUT_SECONDS", "Outcome", "StepWorker"]
 
 log = logging.getLogger("amlpipe.worker")
 
+#: How often the running script's supervisor looks at the pulse (a cancel stops it within this).
+_CHECK_SECONDS = 0.5
 #: A step's process limit when neither its runconfig nor the app's host.json sets one.
 DEFAULT_TIMEOUT_SECONDS = 540.0
 # The only variables of the host a script inherits: an allow-list, so app settings (storage
@@ -132,74 +136,6 @@ class Outcome:
 
 class StepFailed(AmlPipeError):
     """The step cannot run as defined (not retryable): its reason is recorded on the step."""
-
-
-class Heartbeat:
-    """The worker's periodic check while a process runs: write ``HeartbeatAt``, notice cancels.
-
-    Called by :func:`~shared.orchestration.process.run_process`; returns whether the process may go on.
-    After it returned False, ``canceled`` says why: a cancel request (record Canceled) or, when
-    False, the step moved on to another execution or status (record nothing).
-    """
-
-    def __init__(
-        self,
-        stores: Stores,
-        step: StepRun,
-        clock: Callable[[], datetime],
-        *,
-        fence_after: timedelta | None = None,
-    ) -> None:
-        self.step = step
-        self.canceled = False
-        self._runs = stores.runs
-        self._clock = clock
-        self._fence_after = fence_after.total_seconds() if fence_after is not None else None
-        self._last_beat = time.monotonic()
-
-    def __call__(self) -> bool:
-        try:
-            alive = self._beat()
-        except AzureError as exc:
-            # A storage blip must not kill a healthy step. But once the heartbeat has failed for so
-            # long that a redelivery may take the execution over, stop (self-fencing): never two
-            # processes of one execution.
-            log.warning("Heartbeat of %s:%s:%d failed: %s", self.step.run_id, self.step.name, self.step.attempt, exc)
-            silent = time.monotonic() - self._last_beat
-            if self._fence_after is not None and silent >= self._fence_after:
-                log.warning(
-                    "Stopping %s:%s:%d: no heartbeat written for %.0f s; it may be taken over.",
-                    self.step.run_id,
-                    self.step.name,
-                    self.step.attempt,
-                    silent,
-                )
-                return False
-            return True
-        self._last_beat = time.monotonic()
-        return alive
-
-    def _beat(self) -> bool:
-        try:
-            self.step = self._runs.replace_step(replace(self.step, heartbeat_at=self._clock()))
-            return True
-        except StaleEtagError:
-            current = self._runs.get_step(self.step.run_id, self.step.name)
-        if not _same_claim(current, self.step):
-            log.warning(
-                "Stopping %s:%s:%d: the step is now %s at attempt %d.",
-                current.run_id,
-                current.name,
-                self.step.attempt,
-                current.status.value,
-                current.attempt,
-            )
-            return False
-        self.step = current
-        if current.cancel_requested_at is not None:
-            self.canceled = True
-            return False
-        return True  # someone else wrote the row (keep its fields); beat again next period
 
 
 class StepWorker:
@@ -277,7 +213,7 @@ class StepWorker:
             log.info("Deferring %s: Running with a heartbeat at %s.", message.key, last.isoformat())
             self._steps.send(message, delay=max(stale_at - now, timedelta(seconds=1)))
             return None
-        # A new start_time is the new claim (see _same_claim): it must differ from the lost worker's.
+        # A new start_time is the new claim (see same_claim): it must differ from the lost worker's.
         start = now if step.start_time is None or now > step.start_time else step.start_time + timedelta(milliseconds=1)
         try:
             step = self._stores.runs.replace_step(replace(step, start_time=start, heartbeat_at=now))
@@ -291,29 +227,37 @@ class StepWorker:
         # Self-fence one heartbeat before a redelivery could find the heartbeat stale and take over.
         fence_after = self._settings.stale_after - self._settings.heartbeat
         beat = Heartbeat(self._stores, step, self._clock, fence_after=fence_after)
-        outcome = self._outcome(run, step, beat, resume=resume)
+        # The pulse beats for the whole execution (downloads, script, commit), not only the script.
+        with Pulse(beat, self._settings.heartbeat.total_seconds()) as pulse:
+            outcome = self._outcome(run, step, pulse, resume=resume)
         if outcome is None:
+            return None
+        if not pulse.alive and not beat.canceled:
+            log.info("Not recording %s:%s:%d: the execution was taken over.", run.id, step.name, step.attempt)
             return None
         return self._record(beat.step, outcome)
 
-    def _outcome(self, run: PipelineRun, step: StepRun, beat: Heartbeat, *, resume: bool) -> Outcome | None:
+    def _outcome(self, run: PipelineRun, step: StepRun, pulse: Pulse, *, resume: bool) -> Outcome | None:
         # One folder per delivery (``<pid>.<random>``): a second delivery of the same execution never
         # shares, nor deletes, the folder of one that is still running.
         work = self._root / "work" / f"{os.getpid()}.{uuid.uuid4().hex}"
         try:
             graph = self._stores.graphs.get_graph(run.graph_id)
             definition = graph.step(step.name)
-            if resume and self._outputs_committed(run, step, definition):
-                log.warning("%s:%s:%d had committed its outputs: recorded as done.", run.id, step.name, step.attempt)
+            if resume and self._files.execution_committed(run.id, step.name, step.attempt):
+                log.warning("%s:%s:%d had committed everything: recorded as done.", run.id, step.name, step.attempt)
                 return Outcome(StepStatus.FINISHED)
-            return self._run_in(run, step, definition, graph, work, beat, resume=resume)
+            return self._run_in(run, step, definition, graph, work, pulse, resume=resume)
         except (StepFailed, BadRequestError) as exc:
             # Deterministic (the step's definition, a malformed graph or completion marker): a retry
             # would fail the same way.
             return Outcome(StepStatus.FAILED, exc.message)
         except Exception as exc:  # noqa: BLE001 - recorded on the step: failures cross as data
             log.exception("Execution %s:%s:%d failed in the worker.", run.id, step.name, step.attempt)
-            return Outcome(StepStatus.FAILED, f"The worker failed: {type(exc).__name__}: {exc}", retryable=True)
+            # The detail (paths, account and container names) stays in the app's logs, not on the row
+            # every Reader sees.
+            reason = f"The worker failed ({type(exc).__name__}); the app's logs name execution {step.run_id}:"
+            return Outcome(StepStatus.FAILED, f"{reason}{step.name}:{step.attempt}.", retryable=True)
         finally:
             shutil.rmtree(work, ignore_errors=True)
 
@@ -329,13 +273,6 @@ class StepWorker:
         with DataAccess(self._registry, self._blobs) as access:
             return materialise_inputs(definition, work, access=access, run_id=run.id, datapaths=datapaths)
 
-    def _outputs_committed(self, run: PipelineRun, step: StepRun, definition: Step) -> bool:
-        # Each marker is written after its files and names its attempt: all present means exit 0 and
-        # every upload done. A step without outputs leaves no trace, so it is run again.
-        return bool(definition.outputs) and all(
-            self._files.completed_attempt(run.id, output.name) == step.attempt for output in definition.outputs
-        )
-
     def _run_in(
         self,
         run: PipelineRun,
@@ -343,7 +280,7 @@ class StepWorker:
         definition: Step,
         graph: PipelineGraph,
         work: Path,
-        beat: Heartbeat,
+        pulse: Pulse,
         *,
         resume: bool,
     ) -> Outcome | None:
@@ -381,12 +318,7 @@ class StepWorker:
         logblob = LogBlob(self._blobs, log_blob_name(run.id, step.name, step.attempt), resume=resume)
         # Read the context before the script starts: the script could rewrite the file.
         journal = RunJournal.from_context(self._stores, context)
-
-        def check() -> bool:
-            alive = beat()
-            journal.poll()  # metrics become visible while the script runs; never raises
-            return alive
-
+        pulse.on_beat = journal.poll  # metrics become visible while the script runs; never raises
         timeout = self._timeout(definition)
         result = run_process(
             argv,
@@ -394,11 +326,12 @@ class StepWorker:
             env=env,
             timeout=timeout,
             sink=_best_effort(logblob, step),
-            check=check,
-            check_every=self._settings.heartbeat.total_seconds(),
+            check=lambda: pulse.alive,
+            check_every=_CHECK_SECONDS,
             kill_grace=self._settings.kill_grace.total_seconds(),
         )
-        if result.stopped and not beat.canceled:
+        pulse.on_beat = None
+        if not pulse.alive and not pulse.beat.canceled:
             return None  # another delivery owns the execution now: its journal is not ours to finish
         journal.finish()
         if result.stopped:
@@ -408,11 +341,35 @@ class StepWorker:
         if result.returncode != 0:
             tail = f":\n{result.stderr_tail}" if result.stderr_tail else "."
             return Outcome(StepStatus.FAILED, f"The script exited with code {result.returncode}{tail}")
-        # Artifacts and models first: a takeover that finds every output's completion marker records
-        # the step Finished without running it, so the markers must mean all of it is committed.
-        journal.commit(src)
+        return self._commit(run, step, definition, data, journal, src, pulse)
+
+    def _commit(
+        self,
+        run: PipelineRun,
+        step: StepRun,
+        definition: Step,
+        data: Mapping[str, Path],
+        journal: RunJournal,
+        src: Path,
+        pulse: Pulse,
+    ) -> Outcome | None:
+        """The script exited 0: commit its outputs, then its artifacts and models, then the execution.
+
+        Each part is committed only while the execution is still this worker's (the pulse says so), so
+        a delivery that was taken over writes nothing more. Models come after the outputs so that a
+        failed output upload registers nothing; the execution marker comes last, and only it lets a
+        takeover record the step Finished without running it again.
+        """
         for output in definition.outputs:
+            if not pulse.alive:
+                return None
             self._files.upload_output(run.id, output.name, data[output.name], attempt=step.attempt)
+        if not pulse.alive:
+            return None
+        journal.commit(src)
+        if not pulse.alive:
+            return None
+        self._files.commit_execution(run.id, step.name, step.attempt)
         return Outcome(StepStatus.FINISHED)
 
     def _timeout(self, definition: Step) -> float:
@@ -443,27 +400,13 @@ class StepWorker:
                 # A cancel request (or the watchdog) wrote the row: keep its fields, unless the
                 # execution is no longer this one.
                 current = runs.get_step(step.run_id, step.name)
-                if not _same_claim(current, step):
+                if not same_claim(current, step):
                     log.info("Not recording %s:%s:%d: the step moved on.", step.run_id, step.name, step.attempt)
                     return None
                 continue
             event = Event.STEP_FINISHED if outcome.status is StepStatus.FINISHED else Event.STEP_FAILED
             return RunMessage(step.run_id, event, step.name, step.attempt)
         raise StaleEtagError(f"Step {step.name!r} of run {step.run_id} kept changing; try again.")
-
-
-def _same_claim(current: StepRun, mine: StepRun) -> bool:
-    """Whether ``current`` (the row as read now) is still the claim ``mine`` holds.
-
-    The claim is the execution (attempt), Running, and its ``start_time``, which the claim and
-    every takeover write anew (ETag-guarded, so each is unique): a worker whose execution was taken
-    over by a redelivery sees another ``start_time`` and must stop and record nothing.
-    """
-    return (
-        current.attempt == mine.attempt
-        and current.status is StepStatus.RUNNING
-        and current.start_time == mine.start_time
-    )
 
 
 #: A work folder not named ``<pid>.<random>`` (an older layout) is removed once this old.
@@ -564,8 +507,10 @@ def _environment(
     env.update(definition.runconfig.environment_variables)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (env.get("PYTHONPATH"), _CLIENT_ROOT) if p)
     values = _parameters(run, graph)
+    used = step_parameters(definition)  # only what the step's fingerprint covers (None: a command line)
     for name, value in values.items():
-        env[parameter_env_name(name)] = value
+        if used is None or name in used:
+            env[parameter_env_name(name)] = value
     for name, param in definition.params.items():  # a step's params: literals or pipeline parameters
         if isinstance(param, ParameterRef) and param.name not in values:
             raise StepFailed(f"params {name!r} names parameter {param.name!r}, which the pipeline does not declare.")

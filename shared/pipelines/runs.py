@@ -31,6 +31,7 @@ from azure.core.exceptions import HttpResponseError, ResourceExistsError, Resour
 from azure.data.tables import TableServiceClient, TableTransactionError, UpdateMode
 
 from shared.errors import ConflictError, NotFoundError
+from shared.graph.validate import MAX_NAME_CHARS
 from shared.pipelines._storage import LazyTable, as_datetime, inverted_key, iso, key, utcnow
 from shared.pipelines.ids import is_guid
 from shared.storage import replace_if_unchanged
@@ -375,6 +376,8 @@ class RunStore:
         """
         if not is_guid(run_id):
             raise NotFoundError(f"Pipeline run {run_id!r} does not exist.", target="run_id")
+        if not name or len(name) > MAX_NAME_CHARS:  # no step has such a name; nor could a RowKey hold it
+            raise NotFoundError(f"Step {name[:100]!r} of run {run_id!r} does not exist.", target="step")
         try:
             return _step_from(self._table.client().get_entity(run_id, STEP_PREFIX + key(name)))
         except ResourceNotFoundError as exc:

@@ -128,6 +128,7 @@ def test_the_artifact_routes_list_and_grant_read_urls(recorded: Recorded) -> Non
     [
         ("GET", "PipelineRuns/{unknown}/metrics", {}, None, 404, "run_id"),
         ("GET", "PipelineRuns/{run}/steps/nope/metrics", {}, None, 404, "step"),
+        ("GET", "PipelineRuns/{run}/steps/" + "s" * 2000 + "/artifacts", {}, None, 404, "step"),
         ("GET", "PipelineRuns/{run}/steps/{step}/metrics", {"attempt": "x"}, None, 400, "attempt"),
         ("GET", "PipelineRuns/{run}/steps/{step}/metrics", {"attempt": "2"}, None, 404, "attempt"),
         ("GET", "PipelineRuns/{run}/steps/{step}/artifacts", {"attempt": "0"}, None, 400, "attempt"),

@@ -230,6 +230,48 @@ def test_a_redelivered_message_defers_while_the_heartbeat_is_fresh_and_takes_ove
     assert worker.execute(message) is None  # a further redelivery after it finished
 
 
+@pytest.mark.parametrize("committed", [True, False])
+def test_a_takeover_records_a_committed_execution_done_and_runs_an_uncommitted_one_again(
+    stores: Stores, clients: StorageClients, tmp_path: Path, committed: bool
+) -> None:
+    # The script fails if it runs: a committed execution must be recognised, not run again.
+    run_id = _submit(stores, tmp_path, "import sys\nsys.exit('ran again')\n")
+    (message,) = _runner(stores, clients).advance(RunMessage(run_id))
+    stale = utcnow() - FAST.stale_after - timedelta(seconds=1)
+    step = stores.runs.get_step(run_id, "only")
+    stores.runs.replace_step(replace(step, status=StepStatus.RUNNING, start_time=stale, heartbeat_at=stale))
+    files = StepFiles(clients.blobs, tmp_path / "cache")
+    if committed:  # the lost worker had committed everything and died before recording Finished
+        files.commit_execution(run_id, "only", 1)
+    assert files.execution_committed(run_id, "only", 1) is committed
+    assert not files.execution_committed(run_id, "only", 2)
+
+    report = _worker(stores, clients, tmp_path).execute(message)
+    done = stores.runs.get_step(run_id, "only")
+    if committed:
+        assert report == RunMessage(run_id, Event.STEP_FINISHED, "only", 1)
+        assert done.status is StepStatus.FINISHED and done.attempt == 1
+    else:
+        assert report == RunMessage(run_id, Event.STEP_FAILED, "only", 1)
+        assert done.status is StepStatus.FAILED and done.reason is not None and "ran again" in done.reason
+
+
+def test_a_finished_execution_is_marked_committed_after_its_outputs(
+    stores: Stores, clients: StorageClients, tmp_path: Path
+) -> None:
+    run_id = _submit(stores, tmp_path, QUICK)
+    (message,) = _runner(stores, clients).advance(RunMessage(run_id))
+    assert _worker(stores, clients, tmp_path).execute(message) == RunMessage(run_id, Event.STEP_FINISHED, "only", 1)
+    assert StepFiles(clients.blobs, tmp_path / "cache").execution_committed(run_id, "only", 1)
+
+
+def test_a_failed_execution_is_not_marked_committed(stores: Stores, clients: StorageClients, tmp_path: Path) -> None:
+    run_id = _submit(stores, tmp_path, "raise SystemExit(3)\n")
+    (message,) = _runner(stores, clients).advance(RunMessage(run_id))
+    assert _worker(stores, clients, tmp_path).execute(message) == RunMessage(run_id, Event.STEP_FAILED, "only", 1)
+    assert not StepFiles(clients.blobs, tmp_path / "cache").execution_committed(run_id, "only", 1)
+
+
 def test_a_script_inherits_only_allow_listed_host_variables(
     stores: Stores, clients: StorageClients, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -290,9 +332,10 @@ def test_an_output_upload_skips_symlinks(clients: StorageClients, tmp_path: Path
     run_id = f"run-{uuid.uuid4().hex}"
 
     assert files.upload_output(run_id, "data", folder, attempt=1) == ["sub/real.txt"]
-    into = tmp_path / "in"
-    assert files.download_output(run_id, "data", into) == ["sub/real.txt"]
-    assert sorted(p.relative_to(into).as_posix() for p in into.rglob("*")) == ["sub", "sub/real.txt"]
+    owner, marker = files.data.resolve(run_id, "data")
+    assert owner == run_id and marker.files == ("sub/real.txt",)
+    listed = clients.blobs.get_container_client(DEFAULT_CONTAINER).list_blobs(name_starts_with=f"dataset/{run_id}/")
+    assert sorted(b.name for b in listed) == [output_prefix(run_id, "data") + n for n in (MARKER, "sub/real.txt")]
 
 
 @pytest.mark.parametrize(
@@ -315,8 +358,7 @@ def test_a_malformed_completion_marker_is_refused(clients: StorageClients, tmp_p
         container.create_container()
     container.upload_blob(output_prefix(run_id, "data") + MARKER, json.dumps(marker).encode(), overwrite=True)
     with pytest.raises(BadRequestError):
-        StepFiles(clients.blobs, tmp_path / "cache").download_output(run_id, "data", tmp_path / "in")
-    assert not (tmp_path / "escape.txt").exists()
+        StepFiles(clients.blobs, tmp_path / "cache").data.resolve(run_id, "data")
 
 
 def test_the_worker_sweeps_work_folders_of_dead_processes(

@@ -337,3 +337,40 @@ def test_a_bad_model_path_fails_the_commit_before_anything_is_uploaded_or_regist
     assert caught.value.status == 400 and caught.value.target == "model_path"
     assert stores.models.versions(name) == []
     assert stores.artifacts.list_artifacts(run_id, "train", 1) == []
+
+
+# -- what the script could put in the worker's way ---------------------------------------------
+
+
+@pytest.mark.parametrize("replacement", ["symlink", "fifo", "device"])
+def test_a_journal_replaced_by_a_link_fifo_or_device_is_not_read_through(
+    stores: Stores, tmp_path: Path, replacement: str
+) -> None:
+    run_id = new_run(stores, ("train", 1))
+    execution = delivery(tmp_path, run_id)
+    execution.write(scalar("kept", 1))
+    journal = execution.journal(stores)
+    assert journal.poll() == 1
+    execution.journal_path.unlink()
+    if replacement == "symlink":
+        (tmp_path / "elsewhere.jsonl").write_bytes(encode(scalar("smuggled", 2)))
+        execution.journal_path.symlink_to(tmp_path / "elsewhere.jsonl")
+    elif replacement == "fifo":
+        os.mkfifo(execution.journal_path)  # opening it for reading would block the heartbeat
+    else:
+        execution.journal_path.symlink_to("/dev/zero")  # endless: finish() would never return
+    assert journal.poll() == 0
+    journal.finish()
+    assert step_metrics(stores.runs, stores.metrics, run_id, "train", None)["metrics"] == {"kept": 1}
+
+
+def test_an_artifacts_folder_replaced_by_a_link_uploads_nothing_through_it(
+    stores: Stores, clients: StorageClients, tmp_path: Path
+) -> None:
+    run_id = new_run(stores, ("train", 1))
+    execution = delivery(tmp_path, run_id)
+    (tmp_path / "host").mkdir()
+    (tmp_path / "host" / "secret.txt").write_bytes(b"host file")
+    execution.artifacts.rmdir()
+    execution.artifacts.symlink_to(tmp_path / "host", target_is_directory=True)
+    assert execution.journal(stores).commit(execution.src).artifacts == ()

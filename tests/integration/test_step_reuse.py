@@ -15,8 +15,10 @@ import pytest
 import requests
 from azure.core.exceptions import ResourceNotFoundError
 
+from shared.graph.model import PipelineDataInput
 from shared.graph.snapshot import build_snapshot
 from shared.orchestration.files import LOG_CONTAINER, PipelineDataStore, log_blob_name, output_prefix
+from shared.orchestration.inputs import DataAccess, download_input, list_input
 from shared.orchestration.messages import RunMessage, StepMessage
 from shared.orchestration.queues import StepQueue, step_queue_name
 from shared.orchestration.reuse import TABLE as REUSE_TABLE
@@ -186,9 +188,12 @@ def test_an_identical_resubmit_reuses_every_step_in_one_message_without_compute(
     data = PipelineDataStore(pipe.clients.blobs)
     owner, marker = data.resolve(second, "handover")
     assert owner == first and marker.files == ("data.txt",)
-    into = pipe.root / "read-back"
-    assert data.download(second, "handover", into) == ["data.txt"]
-    assert (into / "data.txt").read_text() == "payload"
+    # ... which a consumer of the second run reads as its own input.
+    item = PipelineDataInput(name="handover", pipeline_data="handover")
+    with DataAccess(pipe.registry, pipe.clients.blobs) as access:
+        listing = list_input(item, access=access, run_id=second, datapaths={})
+        local = download_input(listing, pipe.root / "read-back", access=access)
+    assert [p.read_text() for p in local.files] == ["payload"]
 
 
 def test_a_reused_producer_feeds_a_consumer_that_runs_against_its_earlier_output(pipe: Pipe) -> None:

@@ -24,10 +24,11 @@ from shared.graph.model import (
     PipelineDataInput,
 )
 from shared.graph.snapshot import build_snapshot
-from shared.orchestration.files import LOG_CONTAINER, MARKER, log_blob_name, output_prefix
+from shared.orchestration.files import LOG_CONTAINER, MARKER, StepFiles, log_blob_name, output_prefix
 from shared.orchestration.inputs import DataAccess, InputError, download_input, input_blobs, list_input
 from shared.orchestration.messages import RunMessage
 from shared.orchestration.queues import StepQueue
+from shared.orchestration.reuse import Reuser
 from shared.orchestration.runner import Runner
 from shared.orchestration.worker import StepWorker
 from shared.pipelines import submit
@@ -125,11 +126,22 @@ class Harness:
         self.registry.datastores.register(name, parse_blob_spec(body))
         return name, container
 
-    def run(self, step: dict[str, Any], *, parameters: list[dict[str, Any]] | None = None, **body: Any) -> Ran:
+    def run(
+        self,
+        step: dict[str, Any],
+        *,
+        parameters: list[dict[str, Any]] | None = None,
+        reuse: bool = False,
+        **body: Any,
+    ) -> Ran:
         graph = {"parameters": parameters or [], "steps": [{"snapshot": self.snapshot, **step}]}
         # Submitted without the registry: the worker, not submit-time validation, must catch what is missing.
         run_id = submit.submit_graph(self.stores, {"ExperimentName": "inputs-it", "Graph": graph, **body}, None).id
-        runner = Runner(self.stores, ComputeTargetStore(self.clients.tables), StepQueue.of(self.clients.queues))
+        # With reuse, the orchestrator first identifies the inputs' content (and must survive what it cannot read).
+        reuser = Reuser.of(self.clients, registry=self.registry) if reuse else None
+        runner = Runner(
+            self.stores, ComputeTargetStore(self.clients.tables), StepQueue.of(self.clients.queues), reuse=reuser
+        )
         (message,) = runner.advance(RunMessage(run_id))
         worker = StepWorker(
             self.stores, self.clients.blobs, StepQueue.of(self.clients.queues), registry=self.registry, root=self.root
@@ -357,6 +369,15 @@ def test_a_missing_path_or_datastore_fails_the_step_naming_input_datastore_and_p
         )
     )
     assert no_match.step.status is StepStatus.FAILED and "no blob matches" in (no_match.step.reason or "")
+    bad_glob = harness.run(
+        _script(
+            "badglob",
+            [{"source": "data_reference", "name": "g", "datastore": DEFAULT_DATASTORE, "path_on_datastore": "d/[z-a]"}],
+        ),
+        reuse=True,
+    )
+    assert bad_glob.step.status is StepStatus.FAILED and not bad_glob.step.retryable
+    assert "not a valid glob" in (bad_glob.step.reason or "")
     missing_store = harness.run(
         _script(
             "nostore",
@@ -387,6 +408,23 @@ def test_a_completion_marker_listing_a_path_outside_its_folder_is_refused(harnes
     item = PipelineDataInput(name="handover", pipeline_data="handover")
     with DataAccess(harness.registry, harness.clients.blobs) as access, pytest.raises(InputError, match="'../../x'"):
         input_blobs(item, access=access, run_id=run_id, datapaths={})
+
+
+def test_a_pipeline_data_file_changed_after_its_producer_committed_it_is_refused(
+    harness: Harness, tmp_path: Path
+) -> None:
+    run_id = str(uuid.uuid4())
+    folder = tmp_path / "produced"
+    folder.mkdir()
+    (folder / "a.txt").write_text("committed")
+    StepFiles(harness.clients.blobs, tmp_path / "cache").upload_output(run_id, "handover", folder, attempt=1)
+    item = PipelineDataInput(name="prepped", pipeline_data="handover")
+    with DataAccess(harness.registry, harness.clients.blobs) as access:
+        (ref,) = input_blobs(item, access=access, run_id=run_id, datapaths={})  # as committed: readable
+        harness.upload({output_prefix(run_id, "handover") + "a.txt": "written later"})
+        with pytest.raises(InputError, match="'a.txt' changed after its producer committed it"):
+            input_blobs(item, access=access, run_id=run_id, datapaths={})
+    assert ref.relative == "a.txt"
 
 
 def test_a_pipeline_data_input_of_a_reused_producer_lists_the_earlier_run_s_files(harness: Harness) -> None:

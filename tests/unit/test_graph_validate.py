@@ -155,7 +155,7 @@ def test_pipeline_data_names_allow_letters_digits_underscore(bad: str) -> None:
     assert ("InvalidName", "steps[0].outputs[0].name") in _codes(graph)
 
 
-@pytest.mark.parametrize("bad", ["", " lead", "a/b", "back\\slash", "nul\0"])
+@pytest.mark.parametrize("bad", ["", " lead", "a/b", "back\\slash", "nul\0", ".", ".."])
 def test_step_name_rules(bad: str) -> None:
     assert ("InvalidName", "steps[0].name") in _codes(_graph(_step(bad)))
 

@@ -19,6 +19,7 @@ from shared.orchestration.fingerprint import (
     explain_miss,
     fingerprint,
     parameter_values,
+    step_parameters,
 )
 
 SHA_A = "a" * 64
@@ -93,6 +94,17 @@ def test_parameter_values_count_where_the_step_uses_them_and_nowhere_else() -> N
     assert changed_parts(base.parts, _fp(graph, lr=0.5).parts) == ["arguments"]
     assert changed_parts(base.parts, _fp(graph, mode="slow").parts) == ["params"]
     assert _fp(graph, unused=7) == base  # a parameter the step does not read never defeats reuse
+
+
+def test_a_step_is_given_exactly_the_parameters_its_fingerprint_counts() -> None:
+    graph = _graph(inputs=[{"source": "datapath_parameter", "name": "raw", "parameter": "where"}])
+    assert step_parameters(graph.step("train")) == {"lr", "mode", "where"}  # "unused" is not exported
+    line = _graph(kind="command", script_name=None, command="python train.py --lr $AML_PARAMETER_lr", inputs=[])
+    assert step_parameters(line.step("train")) is None  # a command line may read any of them ...
+    values = parameter_values(line, {}, {})
+    base = fingerprint(line, line.step("train"), values, {})
+    changed = fingerprint(line, line.step("train"), parameter_values(line, {"unused": 7}, {}), {})
+    assert changed_parts(base.parts, changed.parts) == ["script"]  # ... so every value counts
 
 
 def test_compute_target_names_are_case_insensitive() -> None:
