@@ -16,7 +16,8 @@ from functions import _edge as edge
 from functions.openapi import Route
 from shared.auth import Principal, Role
 from shared.errors import BadRequestError
-from shared.registry.models import default_models, parse_commit, parse_files, parse_filter, parse_version
+from shared.registry.model_spec import parse_commit, parse_files, parse_filter, parse_version
+from shared.registry.models import default_models
 
 bp = func.Blueprint()
 

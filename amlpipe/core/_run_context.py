@@ -384,7 +384,7 @@ class _SubmittedRun(RunContext):
                 ``./outputs``, first).
         """
         from shared.errors import BadRequestError
-        from shared.registry.models import ModelMetadata, check_metadata, name_problem
+        from shared.registry.model_spec import ModelMetadata, check_metadata, name_problem
 
         given = [k for k, v in {"datasets": datasets, "sample_input_dataset": sample_input_dataset,
                                 "sample_output_dataset": sample_output_dataset,

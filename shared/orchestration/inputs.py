@@ -33,19 +33,19 @@ so the worker records the step Failed without retrying, with a message naming th
 and path. Storage faults (timeouts, 5xx, a blob changed during download) propagate as ``AzureError``
 and stay retryable.
 
-The run context (``write_run_context``) is the file ``<work>/.amlpipe/context.json`` that
-``Run.get_context()`` inside a step reads; its schema is in ``docs/orchestration.md``.
+The pure path rules (globs, bases, safe relative names) are :mod:`shared.orchestration.datapaths`;
+the run context a step's ``Run.get_context()`` reads (each :class:`LocalInput` is an entry of it) is
+:mod:`shared.orchestration.run_context`.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path, PurePosixPath, PureWindowsPath
+from pathlib import Path, PurePosixPath
 from types import TracebackType
 from typing import Any, Literal
 
@@ -65,14 +65,15 @@ from shared.graph.model import (
     StepInput,
 )
 from shared.graph.validate import path_problem
+from shared.orchestration.datapaths import common_base, glob_base, glob_pattern, is_glob, parent_of, unsafe_relative
 from shared.orchestration.files import output_prefix, plain_etag, resolve_output
+from shared.orchestration.run_context import input_entry
 from shared.pipelines._storage import key
 from shared.registry import WorkspaceRegistry
 from shared.registry.datasets import DatasetRecord
 from shared.registry.datastores import DEFAULT_CONTAINER, DEFAULT_DATASTORE
 
 __all__ = [
-    "CONTEXT_ENV",
     "BlobRef",
     "DataAccess",
     "InputError",
@@ -85,19 +86,12 @@ __all__ = [
     "input_folders",
     "list_input",
     "materialise_inputs",
-    "write_run_context",
 ]
-
-#: The environment variable that names a step's run-context file.
-CONTEXT_ENV = "AMLPIPE_RUN_CONTEXT"
-#: The context file's schema version (``Run.get_context()`` checks it).
-CONTEXT_SCHEMA = 1
 
 InputType = Literal["File", "Tabular", "PipelineData", "DataReference", "DataPath"]
 
 #: Top-level names of the work folder that belong to the worker: no path_on_compute may reach into them.
 _RESERVED = frozenset({"src", "inputs", "outputs", ".amlpipe"})
-_GLOB = re.compile(r"[*?\[]")
 #: A SAS is minted again when it has less than this left (a long download outlives one).
 _SAS_MARGIN = timedelta(minutes=10)
 
@@ -166,17 +160,8 @@ class LocalInput:
     tabular_options: Mapping[str, Any] | None = field(default=None)
 
     def context_entry(self) -> dict[str, Any]:
-        """This input as the run context's ``inputs[<name>]``."""
-        tabular = None
-        if self.type == "Tabular":
-            tabular = {"files": [str(f) for f in self.files], "options": dict(self.tabular_options or {})}
-        return {
-            "type": self.type,
-            "path": str(self.path),
-            "dataset_name": self.dataset_name,
-            "dataset_version": self.dataset_version,
-            "tabular": tabular,
-        }
+        """This input as the run context's ``inputs[<name>]`` (see :mod:`shared.orchestration.run_context`)."""
+        return input_entry(self)
 
 
 class DataAccess:
@@ -353,7 +338,7 @@ def _locate(
 ) -> tuple[str, list[tuple[str, str, int]], bool]:
     """The base, the blobs (name, etag, size) and whether ``path`` named one blob."""
     where = f"path {path!r} on datastore {store!r} (container {container.container_name!r})"
-    if _GLOB.search(path):
+    if is_glob(path):
         base = glob_base(path)
         try:
             pattern = glob_pattern(path)
@@ -454,98 +439,7 @@ def _list_pipeline_data(access: DataAccess, item: PipelineDataInput, run_id: str
     return tuple(refs)
 
 
-# -- pure path rules -------------------------------------------------------------------------------
-
-
-def glob_base(pattern: str) -> str:
-    """The fixed folder a glob starts from: ``data/2024/*.csv`` → ``data/2024/``; ``**`` → ``""``."""
-    fixed: list[str] = []
-    for segment in pattern.split("/")[:-1]:
-        if _GLOB.search(segment):
-            break
-        fixed.append(segment)
-    return "".join(f"{s}/" for s in fixed)
-
-
-def glob_pattern(pattern: str) -> re.Pattern[str]:
-    """A regex that fully matches the blob names ``pattern`` selects.
-
-    ``*`` and ``?`` stay within a segment, ``[...]`` is a character class (``[!...]`` negated),
-    and a ``**`` segment matches any number of segments (a trailing ``**`` everything below).
-    """
-    segments = pattern.split("/")
-    out = ""
-    for i, segment in enumerate(segments):
-        last = i == len(segments) - 1
-        if segment == "**":
-            out += ".*" if last else "(?:[^/]+/)*"
-        else:
-            out += _segment_regex(segment) + ("" if last else "/")
-    return re.compile(out, re.DOTALL)
-
-
-def _segment_regex(segment: str) -> str:
-    out = ""
-    i, n = 0, len(segment)
-    while i < n:
-        char = segment[i]
-        if char == "*":
-            out += "[^/]*"
-        elif char == "?":
-            out += "[^/]"
-        elif char == "[":
-            j = i + 1
-            if j < n and segment[j] in "!^":
-                j += 1
-            if j < n and segment[j] == "]":  # a leading ']' is a member, as in fnmatch
-                j += 1
-            end = segment.find("]", j)
-            if end == -1:
-                out += re.escape(char)
-            else:
-                body = segment[i + 1 : end]
-                negate = body[:1] in ("!", "^")
-                members = "".join(c if c == "-" else re.escape(c) for c in (body[1:] if negate else body))
-                out += "[" + ("^/" if negate else "") + members + "]"
-                i = end
-        else:
-            out += re.escape(char)
-        i += 1
-    return out
-
-
-def parent_of(name: str) -> str:
-    """The folder of blob ``name`` with its trailing ``/`` (``""`` at the root)."""
-    head, _, _ = name.rpartition("/")
-    return f"{head}/" if head else ""
-
-
-def common_base(bases: Iterable[str]) -> str:
-    """The longest folder (``a/b/``) that every one of ``bases`` (folders ending in ``/``, or ``""``) is in."""
-    split = [b.split("/")[:-1] for b in bases]
-    if not split:
-        return ""
-    common: list[str] = []
-    for parts in zip(*split, strict=False):
-        if any(p != parts[0] for p in parts):
-            break
-        common.append(parts[0])
-    return "".join(f"{s}/" for s in common)
-
-
-def unsafe_relative(rel: str) -> str | None:
-    """Why ``rel`` cannot be a file path under a folder (zip-slip), or None when it is safe."""
-    if not rel:
-        return "it is empty"
-    if "\\" in rel or "\x00" in rel:
-        return "it contains a backslash or NUL"
-    if PurePosixPath(rel).is_absolute() or PureWindowsPath(rel).drive:
-        return "it is absolute"
-    if any(part in ("", ".", "..") for part in rel.split("/")):
-        return "it has an empty, '.' or '..' segment"
-    if any(ord(c) < 32 for c in rel):
-        return "it contains control characters"
-    return None
+# -- where blobs land (rules: shared.orchestration.datapaths) --------------------------------------
 
 
 def _relative(name: str, base: str, store: str, input_name: str) -> str:
@@ -691,38 +585,3 @@ def materialise_inputs(
     folders = input_folders(step, work)
     listings = [list_input(item, access=access, run_id=run_id, datapaths=datapaths) for item in step.inputs]
     return {listing.name: download_input(listing, folders[listing.name], access=access) for listing in listings}
-
-
-def write_run_context(
-    work: Path,
-    *,
-    run_id: str,
-    step: str,
-    attempt: int,
-    experiment: str,
-    inputs: Mapping[str, LocalInput],
-) -> Path:
-    """Write ``<work>/.amlpipe/context.json`` (with an empty journal and an artifacts folder); its path.
-
-    ``Run.get_context()`` in the step reads it through ``$AMLPIPE_RUN_CONTEXT``. It sits outside
-    ``src`` so it never mixes with the user's files.
-    """
-    folder = Path(os.path.abspath(work / ".amlpipe"))
-    artifacts = folder / "artifacts"
-    artifacts.mkdir(parents=True, exist_ok=True)
-    journal = folder / "journal.jsonl"
-    journal.touch()
-    context = {
-        "schema": CONTEXT_SCHEMA,
-        "id": f"{run_id}:{step}:{attempt}",
-        "pipeline_run_id": run_id,
-        "step": step,
-        "attempt": attempt,
-        "experiment": experiment,
-        "journal": str(journal),
-        "artifacts_dir": str(artifacts),
-        "inputs": {name: local.context_entry() for name, local in inputs.items()},
-    }
-    path = folder / "context.json"
-    path.write_text(json.dumps(context, indent=2), encoding="utf-8")
-    return path

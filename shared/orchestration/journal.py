@@ -58,7 +58,8 @@ from azure.core.exceptions import AzureError
 
 from shared.errors import BadRequestError
 from shared.pipelines.metrics import MetricRow, execution_id
-from shared.registry.models import ModelMetadata, ModelRecord, check_metadata, name_problem, parse_files
+from shared.registry.model_spec import ModelMetadata, check_metadata, name_problem, parse_files
+from shared.registry.models import ModelRecord
 from shared.run_history import (
     ArtifactRecord,
     MetricRecord,

@@ -10,10 +10,12 @@
 3. Materialise a private working folder: the snapshot (cached by sha) in ``src``, a folder per
    PipelineData output, every input downloaded into a folder of its own (datasets, data
    references, datapath parameters, PipelineData: see :mod:`~shared.orchestration.inputs`), and the
-   run context ``.amlpipe/context.json`` that ``Run.get_context()`` reads.
+   run context ``.amlpipe/context.json`` that ``Run.get_context()`` reads
+   (:mod:`~shared.orchestration.run_context`).
 4. Run the step in ``src``: ``python <script_name> <arguments>`` (python_script, estimator) or its
    command (command: a string through ``/bin/sh -c``, a list as argv) with ``AML_PARAMETER_<name>``,
-   ``AZUREML_DATAREFERENCE_<name>`` and ``AMLPIPE_RUN_CONTEXT`` set, streaming its output into the
+   ``AZUREML_DATAREFERENCE_<name>`` and ``AMLPIPE_RUN_CONTEXT`` set (argv and environment:
+   :mod:`~shared.orchestration.step_process`), streaming its output into the
    execution's log blob, killed at the timeout. Every ``AMLPIPE_HEARTBEAT_SECONDS``
    write ``HeartbeatAt`` on the step row, ETag-guarded; a lost write means someone else wrote the
    row: a cancel request (stop the process: SIGTERM, SIGKILL after a grace, record Canceled) or the
@@ -41,9 +43,7 @@ from __future__ import annotations
 
 import logging
 import os
-import shlex
 import shutil
-import sys
 import tempfile
 import time
 import uuid
@@ -55,38 +55,21 @@ from pathlib import Path
 from azure.core.exceptions import AzureError
 from azure.storage.blob import BlobServiceClient
 
-import amlpipe
-from shared.errors import AmlPipeError, BadRequestError, NotFoundError
-from shared.graph.model import (
-    DataArgument,
-    InputArgument,
-    LiteralArgument,
-    ParameterArgument,
-    ParameterRef,
-    PipelineDataInput,
-    PipelineGraph,
-    Step,
-)
-from shared.graph.validate import parameter_env_name
+from shared.errors import BadRequestError, NotFoundError
+from shared.graph.model import PipelineDataInput, PipelineGraph, Step
 from shared.orchestration.actions import Event
 from shared.orchestration.files import LogBlob, StepFiles, log_blob_name
-from shared.orchestration.fingerprint import step_parameters
 from shared.orchestration.heartbeat import Heartbeat, Pulse, same_claim
-from shared.orchestration.inputs import (
-    CONTEXT_ENV,
-    DataAccess,
-    LocalInput,
-    datapath_values,
-    materialise_inputs,
-    write_run_context,
-)
+from shared.orchestration.inputs import DataAccess, LocalInput, datapath_values, materialise_inputs
 from shared.orchestration.journal import RunJournal
 from shared.orchestration.messages import RunMessage, StepMessage
 from shared.orchestration.process import run_process
 from shared.orchestration.queues import StepQueue
+from shared.orchestration.run_context import CONTEXT_ENV, write_run_context
 from shared.orchestration.settings import OrchestrationSettings, step_time_limit
+from shared.orchestration.step_process import StepFailed, check_runnable, step_argv, step_environment
 from shared.pipelines._storage import key, utcnow
-from shared.pipelines.runs import PipelineRun, StaleEtagError, StepRun, StepStatus, wire_string
+from shared.pipelines.runs import PipelineRun, StaleEtagError, StepRun, StepStatus
 from shared.pipelines.stores import Stores
 from shared.registry import WorkspaceRegistry
 
@@ -98,31 +81,6 @@ log = logging.getLogger("amlpipe.worker")
 _CHECK_SECONDS = 0.5
 #: A step's process limit when neither its runconfig nor the app's host.json sets one.
 DEFAULT_TIMEOUT_SECONDS = 540.0
-# The only variables of the host a script inherits: an allow-list, so app settings (storage
-# connection strings, identity endpoints, client secrets) are not handed to it. This is not an
-# isolation boundary: a script runs as the app's user and can read the host's environment through
-# /proc. Steps are not a security boundary from the app (see docs/orchestration.md).
-_INHERITED_ENV = frozenset({"PATH", "HOME", "LANG", "TZ", "TMPDIR", "TEMP", "TMP", "PYTHONUNBUFFERED"})
-_INHERITED_ENV_PREFIXES = ("LC_",)
-_INHERITED_ENV_WINDOWS = frozenset({"SYSTEMROOT", "SYSTEMDRIVE", "WINDIR", "COMSPEC", "PATHEXT"})
-#: The folder holding the ``amlpipe`` package: on a step's PYTHONPATH, so ``from amlpipe.core import Run``
-#: works where the app is deployed as files rather than pip-installed (Azure Functions).
-_CLIENT_ROOT = str(Path(amlpipe.__file__).resolve().parent.parent)
-#: The step kinds that run ``python <script_name> <arguments>``.
-_SCRIPT_KINDS = frozenset({"python_script", "estimator"})
-_SHELL = ("/bin/sh", "-c") if os.name == "posix" else (os.environ.get("COMSPEC", "cmd.exe"), "/c")
-
-
-def _inherited_env(environ: Mapping[str, str]) -> dict[str, str]:
-    """The host variables a step's script starts with (see ``_INHERITED_ENV``)."""
-    windows = os.name == "nt"
-    return {
-        name: value
-        for name, value in environ.items()
-        if name in _INHERITED_ENV
-        or name.startswith(_INHERITED_ENV_PREFIXES)
-        or (windows and name.upper() in _INHERITED_ENV_WINDOWS)
-    }
 
 
 @dataclass(frozen=True)
@@ -132,10 +90,6 @@ class Outcome:
     status: StepStatus
     reason: str | None = None  # None for Canceled: the cancel request's reason, on the row, is kept
     retryable: bool = False
-
-
-class StepFailed(AmlPipeError):
-    """The step cannot run as defined (not retryable): its reason is recorded on the step."""
 
 
 class StepWorker:
@@ -284,7 +238,7 @@ class StepWorker:
         *,
         resume: bool,
     ) -> Outcome | None:
-        _check_runnable(definition)
+        check_runnable(definition)
         src = work / "src"
         shutil.rmtree(work, ignore_errors=True)
         src.mkdir(parents=True)
@@ -302,19 +256,9 @@ class StepWorker:
         context = write_run_context(
             work, run_id=run.id, step=step.name, attempt=step.attempt, experiment=run.experiment_name, inputs=local
         )
-        env = _environment(run, step, graph, definition, data, inputs)
+        env = step_environment(run, step, graph, definition, data, inputs)
         env[CONTEXT_ENV] = str(context)
-        args = [_argument(arg, run, graph, data, inputs) for arg in definition.arguments]
-        if isinstance(definition.command, tuple):
-            command = [_argument(arg, run, graph, data, inputs) for arg in definition.command]
-            argv = _command_argv([*command, *args], src, env.get("PATH"))
-        elif definition.kind == "command":
-            # A command line goes through the shell, as azureml's CommandStep runs it: $VARIABLES,
-            # pipes and && work. Arguments (a hand-written graph may have some) are appended quoted.
-            line = " ".join([str(definition.command), *(shlex.quote(a) for a in args)])
-            argv = [*_SHELL, line]
-        else:
-            argv = [sys.executable, str(definition.script_name), *args]
+        argv = step_argv(run, graph, definition, data, inputs, src=src, env=env)
         logblob = LogBlob(self._blobs, log_blob_name(run.id, step.name, step.attempt), resume=resume)
         # Read the context before the script starts: the script could rewrite the file.
         journal = RunJournal.from_context(self._stores, context)
@@ -459,96 +403,6 @@ def _best_effort(logblob: LogBlob, step: StepRun) -> Callable[[bytes], None]:
             )
 
     return append
-
-
-def _check_runnable(definition: Step) -> None:
-    """Refuse, before anything is downloaded, a step this worker cannot run."""
-    if definition.kind in _SCRIPT_KINDS:
-        if not definition.script_name:
-            raise StepFailed(f"A {definition.kind} step needs script_name, the script to run.")
-    elif definition.kind == "command":
-        if not definition.command:
-            raise StepFailed("A command step needs command, the command to run.")
-    else:
-        raise StepFailed(
-            f"Steps of kind {definition.kind!r} cannot run yet; python_script, command and estimator steps can."
-        )
-
-
-def _command_argv(argv: list[str], src: Path, search_path: str | None) -> list[str]:
-    """A command list, run without a shell, once its program is known to exist (a typo is then a
-    clear, non-retried failure, not an error of the worker): a path with ``/`` in the snapshot, a
-    bare name on the step's PATH."""
-    program = argv[0] if argv else ""
-    if "/" in program:
-        path = Path(program) if os.path.isabs(program) else src / program
-        if not path.is_file() or not os.access(path, os.X_OK):
-            raise StepFailed(
-                f"The command's program {program!r} is not an executable file in the step's source folder;"
-                " run it through its interpreter, e.g. ['sh', 'run.sh'] or ['python', 'train.py']."
-            )
-    elif not program or shutil.which(program, path=search_path) is None:
-        raise StepFailed(f"The command's program {program!r} was not found on the step's PATH.")
-    return argv
-
-
-def _environment(
-    run: PipelineRun,
-    step: StepRun,
-    graph: PipelineGraph,
-    definition: Step,
-    data: Mapping[str, Path],
-    inputs: Mapping[str, Path],
-) -> dict[str, str]:
-    """The step process's environment: allow-listed host variables, the runconfig's, then amlpipe's."""
-    env = _inherited_env(os.environ)
-    # ``python`` in a command is the interpreter scripts run with, as in an azureml environment.
-    env["PATH"] = os.pathsep.join(p for p in (os.path.dirname(sys.executable), env.get("PATH")) if p)
-    env.update(definition.runconfig.environment_variables)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (env.get("PYTHONPATH"), _CLIENT_ROOT) if p)
-    values = _parameters(run, graph)
-    used = step_parameters(definition)  # only what the step's fingerprint covers (None: a command line)
-    for name, value in values.items():
-        if used is None or name in used:
-            env[parameter_env_name(name)] = value
-    for name, param in definition.params.items():  # a step's params: literals or pipeline parameters
-        if isinstance(param, ParameterRef) and param.name not in values:
-            raise StepFailed(f"params {name!r} names parameter {param.name!r}, which the pipeline does not declare.")
-        env[parameter_env_name(name)] = values[param.name] if isinstance(param, ParameterRef) else wire_string(param)
-    for name, path in [*data.items(), *inputs.items()]:
-        env[f"AZUREML_DATAREFERENCE_{name}"] = str(path)
-    env["AZUREML_RUN_ID"] = f"{run.id}:{step.name}:{step.attempt}"
-    env["AZUREML_PIPELINE_RUN_ID"] = run.id
-    return env
-
-
-def _parameters(run: PipelineRun, graph: PipelineGraph) -> dict[str, str]:
-    values = {p.name: p.default_value for p in graph.parameters}
-    values.update(run.parameters)
-    return {name: wire_string(value) for name, value in values.items()}
-
-
-def _argument(
-    arg: LiteralArgument | DataArgument | ParameterArgument | InputArgument,
-    run: PipelineRun,
-    graph: PipelineGraph,
-    data: Mapping[str, Path],
-    inputs: Mapping[str, Path],
-) -> str:
-    if isinstance(arg, LiteralArgument):
-        return arg.value
-    if isinstance(arg, ParameterArgument):
-        values = _parameters(run, graph)
-        if arg.name not in values:
-            raise StepFailed(f"The argument names parameter {arg.name!r}, which the pipeline does not declare.")
-        return values[arg.name]
-    if isinstance(arg, DataArgument):
-        if arg.name not in data:
-            raise StepFailed(f"The argument names PipelineData {arg.name!r}, which this step neither reads nor writes.")
-        return str(data[arg.name])
-    if arg.name not in inputs:
-        raise StepFailed(f"The argument names input {arg.name!r}, which this step does not have.")
-    return str(inputs[arg.name])
 
 
 _default: StepWorker | None = None

@@ -33,13 +33,15 @@ plus one claim row per committed upload, created in the same transaction as its 
 concurrent commits of one upload can never make two versions:
 
     PartitionKey  <name, lower case>;  RowKey  "upload-<upload id>";  Version  the version it made
+
+The rules a registration's fields must pass (model and file names, metadata, list filters) are
+:mod:`shared.registry.model_spec`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import re
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -59,211 +61,17 @@ from azure.storage.blob import BlobSasPermissions, BlobServiceClient, generate_b
 
 from shared import storage
 from shared.errors import AmlPipeError, BadRequestError, ConflictError, NotFoundError
-from shared.graph.validate import path_problem
 from shared.registry._table import LazyTable
+from shared.registry.model_spec import ModelMetadata, check_metadata, matches, name_problem, parse_files
 
 TABLE = "amlpipemodels"
 CONTAINER = "amlpipe-models"
 STAGING_CONTAINER = "amlpipe-model-uploads"
 SAS_LIFETIME = timedelta(hours=1)
-MAX_NAME = 255
-MAX_FILES = 1000
-MAX_PATH = 512
-MAX_DESCRIPTION = 5000
-MAX_PAIRS = 50
-MAX_PAIR_CHARS = 256
 
 COMMITTING, READY, DELETED = "Committing", "Ready", "Deleted"
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,254}$")
-_UPLOAD_ID = re.compile(r"^[0-9a-f]{32}$")
-_RUN_ID = re.compile(r"^[A-Za-z0-9_.:\-]{1,256}$")
 _CLAIM_PREFIX = "upload-"
-
-
-def name_problem(name: object) -> str | None:
-    """Why ``name`` cannot name a model (azureml's rule), or None."""
-    if not isinstance(name, str) or not _NAME.match(name):
-        return (
-            f"Model name {name!r} is invalid: use 1-{MAX_NAME} letters, digits, '-', '_' and '.', starting with a"
-            " letter or digit."
-        )
-    return None
-
-
-def file_problem(path: object) -> str | None:
-    """Why ``path`` cannot name a file of a model, or None.
-
-    A file name is a relative POSIX path of at most 512 characters without ``..``, ``.`` or empty
-    segments, backslashes, control characters or drive letters: it can never leave the model's folder.
-    """
-    if not isinstance(path, str):
-        return "a file name must be a string"
-    problem = path_problem(path)
-    if problem is None and len(path) > MAX_PATH:
-        problem = f"it is over {MAX_PATH} characters"
-    if problem is None and any(part in ("", ".") for part in path.split("/")):
-        problem = "it has an empty or '.' segment"
-    return None if problem is None else f"File name {path!r} is invalid: {problem}."
-
-
-def parse_files(value: object) -> tuple[str, ...]:
-    """The declared file names of an upload: 1-1000 distinct safe paths, all under one top-level name.
-
-    Raises:
-        BadRequestError: the message names the bad entry (``files[3]``).
-    """
-    if not isinstance(value, list) or not 0 < len(value) <= MAX_FILES:
-        raise BadRequestError(f"'files' must be a list of 1-{MAX_FILES} relative file names.", target="files")
-    for i, path in enumerate(value):
-        problem = file_problem(path)
-        if problem:
-            raise BadRequestError(problem, target=f"files[{i}]")
-    if len(set(value)) != len(value):
-        raise BadRequestError("'files' lists the same name twice.", target="files")
-    tops = {p.split("/", 1)[0] for p in value}
-    if len(tops) != 1:
-        raise BadRequestError(
-            "All files must be under one top-level name: the model file, or the model folder.", target="files"
-        )
-    names = set(value)
-    for path in value:  # "a" and "a/b" cannot both be files
-        parts = path.split("/")
-        if any("/".join(parts[:i]) in names for i in range(1, len(parts))):
-            raise BadRequestError(f"{path!r} is under {parts[0]!r}, which is also a file.", target="files")
-    return tuple(value)
-
-
-def _pairs(body: Mapping[str, Any], key: str) -> dict[str, str]:
-    value = body.get(key) or {}
-    if (
-        not isinstance(value, dict)
-        or len(value) > MAX_PAIRS
-        or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items())
-        or any(len(k) > MAX_PAIR_CHARS or len(v) > MAX_PAIR_CHARS for k, v in value.items())
-    ):
-        raise BadRequestError(
-            f"'{key}' must be an object of at most {MAX_PAIRS} string keys and values, each at most"
-            f" {MAX_PAIR_CHARS} characters.",
-            target=key,
-        )
-    return dict(value)
-
-
-def _short(body: Mapping[str, Any], key: str, limit: int) -> str | None:
-    value = body.get(key)
-    if value is not None and (not isinstance(value, str) or len(value) > limit):
-        raise BadRequestError(f"'{key}' must be a string of at most {limit} characters.", target=key)
-    return value or None
-
-
-@dataclass(frozen=True)
-class ModelMetadata:
-    """What a registration says about the model besides its files."""
-
-    description: str | None = None
-    tags: Mapping[str, str] = field(default_factory=dict)
-    properties: Mapping[str, str] = field(default_factory=dict)
-    run_id: str | None = None
-    framework: str | None = None
-    framework_version: str | None = None
-
-
-COMMIT_FIELDS = ("uploadId", "description", "tags", "properties", "runId", "modelFramework", "modelFrameworkVersion")
-
-
-def parse_commit(body: Mapping[str, Any]) -> tuple[str, ModelMetadata]:
-    """The upload id and metadata of a commit request.
-
-    Raises:
-        BadRequestError: an unknown field, or a field of the wrong shape (the message names it).
-    """
-    unknown = sorted(set(body) - set(COMMIT_FIELDS))
-    if unknown:
-        raise BadRequestError(
-            f"Unknown field(s): {', '.join(unknown)}; valid: {', '.join(COMMIT_FIELDS)}.", target=unknown[0]
-        )
-    upload_id = body.get("uploadId")
-    if not isinstance(upload_id, str) or not _UPLOAD_ID.match(upload_id):
-        raise BadRequestError("'uploadId' must be the id that starting the upload returned.", target="uploadId")
-    run_id = _short(body, "runId", 256)
-    if run_id is not None and not _RUN_ID.match(run_id):
-        raise BadRequestError("'runId' may hold only letters, digits, '_', '-', '.' and ':'.", target="runId")
-    return upload_id, ModelMetadata(
-        description=_short(body, "description", MAX_DESCRIPTION),
-        tags=_pairs(body, "tags"),
-        properties=_pairs(body, "properties"),
-        run_id=run_id,
-        framework=_short(body, "modelFramework", 64),
-        framework_version=_short(body, "modelFrameworkVersion", 64),
-    )
-
-
-def check_metadata(metadata: ModelMetadata) -> None:
-    """Check ``metadata`` against the limits a commit request has (tags, properties, text lengths).
-
-    Raises:
-        BadRequestError: the message names the field.
-    """
-    _pairs({"tags": dict(metadata.tags)}, "tags")
-    _pairs({"properties": dict(metadata.properties)}, "properties")
-    body = {
-        "description": metadata.description,
-        "modelFramework": metadata.framework,
-        "modelFrameworkVersion": metadata.framework_version,
-    }
-    for key, limit in (("description", MAX_DESCRIPTION), ("modelFramework", 64), ("modelFrameworkVersion", 64)):
-        _short(body, key, limit)
-
-
-def parse_version(raw: str) -> int:
-    """A version from a URL segment: ASCII digits, from 1.
-
-    Raises:
-        BadRequestError: anything else.
-    """
-    # fullmatch on ASCII digits: str.isdigit() accepts "²", which int() then refuses (a 500).
-    if not re.fullmatch(r"[0-9]{1,9}", raw) or int(raw) < 1:
-        raise BadRequestError(f"'version' must be a number from 1; got {raw!r}.", target="version")
-    return int(raw)
-
-
-def matches(pairs: Mapping[str, str], wanted: Iterable[str | Sequence[str]]) -> bool:
-    """azureml's tag/property filter: each item is ``"key"`` (present) or ``[key, value]`` (equal)."""
-    for item in wanted:
-        if isinstance(item, str):
-            if item not in pairs:
-                return False
-        elif len(item) != 2 or pairs.get(item[0]) != item[1]:
-            return False
-    return True
-
-
-def parse_filter(raw: str | None, key: str) -> list[str | list[str]]:
-    """A ``tags``/``properties`` query value: a JSON list of ``"key"`` or ``["key", "value"]``.
-
-    Raises:
-        BadRequestError: anything else.
-    """
-    if raw is None or raw == "":
-        return []
-    try:
-        value = json.loads(raw)
-    except ValueError:
-        value = None
-    ok = isinstance(value, list) and len(value) <= MAX_PAIRS
-    if ok:
-        for item in value:
-            if isinstance(item, str):
-                continue
-            if not (isinstance(item, list) and len(item) == 2 and all(isinstance(x, str) for x in item)):
-                ok = False
-    if not ok:
-        raise BadRequestError(
-            f'\'{key}\' must be a JSON list of "key" or ["key", "value"] items, e.g. ["stage", ["a", "b"]].',
-            target=key,
-        )
-    return list(value)
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,8 @@ from azure.storage.blob import BlobClient
 
 from shared import storage as engine_storage
 from shared.errors import BadRequestError, NotFoundError
-from shared.registry.models import ModelMetadata, ModelStore
+from shared.registry.model_spec import ModelMetadata
+from shared.registry.models import ModelStore
 
 pytestmark = pytest.mark.integration
 

@@ -22,7 +22,7 @@ from shared.pipelines.artifacts import CONTAINER, artifact_prefix, artifact_urls
 from shared.pipelines.metrics import MetricRow, run_metrics, step_metrics
 from shared.pipelines.runs import PipelineRun, RunStatus, StepRun, StepStatus
 from shared.pipelines.stores import Stores
-from shared.registry.models import ModelMetadata
+from shared.registry.model_spec import ModelMetadata
 from shared.run_history import MetricRecord, ModelRegistration, encode
 from shared.storage import StorageClients
 from tests.conftest import ROOT

@@ -9,34 +9,34 @@ import pytest
 from amlpipe.core.model import Model, ModelNotFoundException, _files_of
 from amlpipe.exceptions import UserErrorException
 from shared.errors import BadRequestError
-from shared.registry import models
+from shared.registry import model_spec
 
 
 @pytest.mark.parametrize("name", ["m", "diabetes_model", "A1.b-c_d", "9lives", "x" * 255])
 def test_valid_model_names(name: str) -> None:
-    assert models.name_problem(name) is None
+    assert model_spec.name_problem(name) is None
 
 
 @pytest.mark.parametrize("name", ["", "-x", "_x", ".x", "a/b", "a b", "a:b", "..", "x" * 256, "é", None, 3])
 def test_invalid_model_names_say_the_rule(name: object) -> None:
-    problem = models.name_problem(name)
+    problem = model_spec.name_problem(name)
     assert problem is not None and "start" in problem
 
 
 @pytest.mark.parametrize("path", ["model.pkl", "outputs/model.pkl", "m/a b/ç.txt", "m/.hidden"])
 def test_safe_file_names(path: str) -> None:
-    assert models.file_problem(path) is None
+    assert model_spec.file_problem(path) is None
 
 
 @pytest.mark.parametrize(
     "path", ["", "/etc/passwd", "../x", "m/../../x", "m\\x", "C:/x", "m//x", "m/./x", "m/", "a\0b", "a\nb", "m" * 513]
 )
 def test_traversal_and_odd_file_names_are_refused(path: str) -> None:
-    assert models.file_problem(path) is not None
+    assert model_spec.file_problem(path) is not None
 
 
 def test_declared_files_are_distinct_under_one_top_name() -> None:
-    assert models.parse_files(["m/a", "m/b/c"]) == ("m/a", "m/b/c")
+    assert model_spec.parse_files(["m/a", "m/b/c"]) == ("m/a", "m/b/c")
     for bad, target in (
         ([], "files"),
         ("m", "files"),
@@ -47,13 +47,13 @@ def test_declared_files_are_distinct_under_one_top_name() -> None:
         (["m"] * 1001, "files"),
     ):
         with pytest.raises(BadRequestError) as caught:
-            models.parse_files(bad)
+            model_spec.parse_files(bad)
         assert caught.value.target == target
 
 
 def test_a_commit_body_is_checked_field_by_field() -> None:
     upload = "0" * 32
-    got, meta = models.parse_commit({"uploadId": upload, "tags": {"a": "b"}, "runId": "run:1", "description": None})
+    got, meta = model_spec.parse_commit({"uploadId": upload, "tags": {"a": "b"}, "runId": "run:1", "description": None})
     assert got == upload and meta.tags == {"a": "b"} and meta.run_id == "run:1" and meta.description is None
     for body, target in (
         ({"uploadId": "nope"}, "uploadId"),
@@ -64,26 +64,26 @@ def test_a_commit_body_is_checked_field_by_field() -> None:
         ({"uploadId": upload, "version": 3}, "version"),
     ):
         with pytest.raises(BadRequestError) as caught:
-            models.parse_commit(body)
+            model_spec.parse_commit(body)
         assert caught.value.target == target
 
 
 @pytest.mark.parametrize("raw", ["0", "-1", "x", "²", "1.5", "1234567890", ""])
 def test_versions_in_urls_are_ascii_numbers_from_1(raw: str) -> None:
     with pytest.raises(BadRequestError):
-        models.parse_version(raw)
-    assert models.parse_version("12") == 12
+        model_spec.parse_version(raw)
+    assert model_spec.parse_version("12") == 12
 
 
 def test_tag_filters_follow_azureml_key_or_key_value_items() -> None:
     tags = {"stage": "prod", "team": "a"}
-    assert models.matches(tags, ["stage", ["team", "a"]])
-    assert not models.matches(tags, [["stage", "dev"]]) and not models.matches(tags, ["owner"])
-    assert models.parse_filter('["stage", ["team", "a"]]', "tags") == ["stage", ["team", "a"]]
-    assert models.parse_filter(None, "tags") == []
+    assert model_spec.matches(tags, ["stage", ["team", "a"]])
+    assert not model_spec.matches(tags, [["stage", "dev"]]) and not model_spec.matches(tags, ["owner"])
+    assert model_spec.parse_filter('["stage", ["team", "a"]]', "tags") == ["stage", ["team", "a"]]
+    assert model_spec.parse_filter(None, "tags") == []
     for raw in ("stage", '{"a": 1}', '[["a"]]', "[1]"):
         with pytest.raises(BadRequestError):
-            models.parse_filter(raw, "tags")
+            model_spec.parse_filter(raw, "tags")
 
 
 def test_sdk_names_files_under_the_file_or_folder_name(tmp_path: Path) -> None:

@@ -18,17 +18,8 @@ from shared.graph.model import (
     Step,
     StepInput,
 )
-from shared.orchestration.inputs import (
-    InputError,
-    LocalInput,
-    common_base,
-    datapath_values,
-    glob_base,
-    glob_pattern,
-    input_folders,
-    parent_of,
-    unsafe_relative,
-)
+from shared.orchestration.datapaths import common_base, glob_base, glob_pattern, parent_of, unsafe_relative
+from shared.orchestration.inputs import InputError, LocalInput, datapath_values, input_folders
 
 
 @pytest.mark.parametrize(
