@@ -1,13 +1,17 @@
-"""Triggers that run pipelines: the orchestrator (``amlpipe-runs``), the step worker (``amlpipe-steps``)
-and the watchdog timer."""
+"""Triggers that run pipelines: the orchestrator (``amlpipe-runs``), the step worker (``amlpipe-steps``),
+the watchdog timer, and the readers of their poison queues (a message the host gave up on fails
+its step or run with the reason, see :mod:`shared.orchestration.poison`)."""
 
 from __future__ import annotations
 
 import azure.functions as func
 
 from shared.orchestration.messages import RUN_QUEUE_SETTING, STEP_QUEUE_SETTING, RunMessage, StepMessage
+from shared.orchestration.poison import PoisonHandler
+from shared.orchestration.queues import step_queue_name
 from shared.orchestration.runner import default_runner
 from shared.orchestration.worker import default_worker
+from shared.pipelines.stores import default_stores, run_queue_name
 
 bp = func.Blueprint()
 STORAGE = "AzureWebJobsStorage"
@@ -16,6 +20,9 @@ STORAGE = "AzureWebJobsStorage"
 RUN_QUEUE = f"%{RUN_QUEUE_SETTING}%"
 STEP_QUEUE = f"%{STEP_QUEUE_SETTING}%"
 WATCHDOG_SCHEDULE = "%AMLPIPE_WATCHDOG_SCHEDULE%"
+# The host moves a message that failed maxDequeueCount times to "<queue>-poison".
+RUN_POISON_QUEUE = f"{RUN_QUEUE}-poison"
+STEP_POISON_QUEUE = f"{STEP_QUEUE}-poison"
 
 
 @bp.queue_trigger(arg_name="msg", queue_name=RUN_QUEUE, connection=STORAGE)
@@ -43,3 +50,18 @@ def watchdog(timer: func.TimerRequest, steps: func.Out[list[str]]) -> None:
     sent = default_runner().patrol()
     if sent:
         steps.set([m.to_text() for m in sent])
+
+
+@bp.queue_trigger(arg_name="msg", queue_name=STEP_POISON_QUEUE, connection=STORAGE)
+@bp.queue_output(arg_name="report", queue_name=RUN_QUEUE, connection=STORAGE)
+def step_poisoned(msg: func.QueueMessage, report: func.Out[str]) -> None:
+    """A step message no worker could process: fail its step with the reason; the orchestrator decides."""
+    done = PoisonHandler(default_stores()).step_message(msg.get_body(), f"{step_queue_name()}-poison")
+    if done is not None:
+        report.set(done.to_text())
+
+
+@bp.queue_trigger(arg_name="msg", queue_name=RUN_POISON_QUEUE, connection=STORAGE)
+def run_poisoned(msg: func.QueueMessage) -> None:
+    """A run message the orchestrator could not process: the run ends Failed with the reason."""
+    PoisonHandler(default_stores()).run_message(msg.get_body(), f"{run_queue_name()}-poison")

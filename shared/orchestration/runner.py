@@ -24,15 +24,19 @@ the watchdog window it loads the run, calls the pure
 :func:`~shared.orchestration.watchdog.watchdog`, performs its repairs the same guarded way, and then
 advances the run (so the repaired state is decided on at once, like a Tick message would).
 
-Known gap (see the issue): capacity is counted by scanning step rows rather than taken with a
-guarded slot counter per target, so two runs deciding at the same instant can exceed a pool's
-``max_nodes`` by a little.
+Compute targets keep ``max_nodes`` with slots (:mod:`~shared.orchestration.slots`): a step of a
+limited target is written Queued only after its execution took a slot with a guarded write, so two
+runs deciding at once cannot both take the last node. A step that gets none stays NotStarted and its
+run is recorded as waiting on the target; the report of a step that ended releases its slot and
+wakes the runs waiting there (the watchdog's patrol is the backstop). A slot whose holder ended
+without a release (a lost report, a canceled Queued step) is reclaimed when the target is full.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -60,6 +64,7 @@ from shared.orchestration.messages import RunMessage, StepMessage
 from shared.orchestration.queues import StepQueue
 from shared.orchestration.reuse import ReuseDecision, Reuser
 from shared.orchestration.settings import OrchestrationSettings
+from shared.orchestration.slots import execution_key
 from shared.orchestration.state import (
     IN_FLIGHT_STEP_STATUSES,
     CapacityView,
@@ -81,6 +86,10 @@ log = logging.getLogger("amlpipe.orchestrator")
 #: Passes lost to a concurrent writer (412) per message before giving up (the host retries the message).
 MAX_PASSES = 16
 _GRAPH_CACHE = 64
+#: An active-index entry whose run row does not exist is left alone this long (its create may be running).
+_UNBORN_GRACE = timedelta(minutes=10)
+#: How long the targets' ``max_nodes`` are kept before they are read again.
+_LIMITS_SECONDS = 5.0
 #: Reuse lookups run in parallel for the steps one decision queues (a fan-out).
 _REUSE_THREADS = 8
 
@@ -158,6 +167,7 @@ class Runner:
         self._graphs: dict[str, PipelineGraph] = {}
         self._lock = threading.Lock()
         self._pool: ThreadPoolExecutor | None = None
+        self._limits: tuple[float, dict[str, int | None]] | None = None  # (read at, max_nodes by target)
 
     def advance(self, message: RunMessage) -> list[StepMessage]:
         """Decide and perform until the run needs nothing more now; the step messages to send.
@@ -190,10 +200,11 @@ class Runner:
                 except NotFoundError:
                     log.warning("Dropping %s for run %s: no such run.", message.event.value, message.run_id)
                     return outbox
-                capacity = self.capacity()
                 if not recorded:
                     recorded = True
                     self._record(loaded, message)
+                    self._release_reported(loaded, message)
+                capacity = self.capacity(loaded.graph)
             decisions += 1
             if decisions > MAX_PASSES + 2 * len(loaded.graph.steps) + 2:
                 break  # every pass moves a step on; more passes than that means something is wrong
@@ -201,8 +212,9 @@ class Runner:
             actions = decide(loaded.graph, run_state(loaded), capacity, now=now, retry=self._settings.retry)
             if not actions:
                 return outbox
+            blocked: set[str] = set()
             try:
-                after = self._perform(loaded, actions, now, outbox)
+                after = self._perform(loaded, actions, now, outbox, blocked)
             except StaleEtagError:
                 conflicts += 1
                 if conflicts >= MAX_PASSES:
@@ -211,7 +223,7 @@ class Runner:
                 loaded = None
                 continue
             # Every write of the pass succeeded: decide again on what was written (no reload).
-            capacity = _taken(capacity, loaded.steps, after.steps)
+            capacity = _full(_taken(capacity, loaded.steps, after.steps), blocked)
             loaded = after
         raise ConflictError(f"Run {message.run_id} kept changing while it was advanced; try again.", target="run_id")
 
@@ -240,12 +252,29 @@ class Runner:
         """
         outbox: list[StepMessage] = []
         since = self._clock() - self._settings.window
-        for run_id in self._stores.runs.list_active_run_ids(since=since):
+        for run_id, created in self._stores.runs.list_active_runs(since=since):
             try:
+                if self._ended(run_id, created):
+                    continue
                 outbox.extend(self.repair(run_id))
             except Exception:  # noqa: BLE001 - logged with its traceback; the next run is repaired
                 log.exception("The watchdog could not repair run %s; trying again next time.", run_id)
         return outbox
+
+    def _ended(self, run_id: str, created: datetime) -> bool:
+        """Whether an active-index entry is stale (its run ended, or never came to be): then it is removed."""
+        try:
+            run = self._stores.runs.get_run(run_id)
+        except NotFoundError:
+            if self._clock() - created < _UNBORN_GRACE:
+                return True  # its create may still be under way: look next time
+            log.info("Run %s was never created; removing it from the active runs.", run_id)
+            self._stores.runs.mark_ended(run_id)
+            return True
+        if run.status.is_terminal:
+            self._stores.runs.mark_ended(run_id)
+            return True
+        return False
 
     def repair(self, run_id: str) -> list[StepMessage]:
         """Perform the watchdog's repairs on ``run_id``, then advance it; the step messages to send.
@@ -268,7 +297,7 @@ class Runner:
             settings = self._settings
             state = run_state(loaded)
             actions = watchdog(
-                loaded.graph, state, self.capacity(), now=now, limits=settings.limits, retry=settings.retry
+                loaded.graph, state, self.capacity(loaded.graph), now=now, limits=settings.limits, retry=settings.retry
             )
             if not actions:
                 break
@@ -302,12 +331,95 @@ class Runner:
         """
         run = self._stores.runs.get_run(run_id)
         steps = {s.name: s for s in self._stores.runs.list_steps(run_id)}
-        return LoadedRun(run=run, steps=steps, graph=self._graph(run.graph_id))
+        try:
+            graph = self._graph(run.graph_id)
+        except NotFoundError as exc:
+            # Not "no such run": the run exists and cannot be advanced. Raising (not dropping) lets the
+            # message fail until it is poisoned, and the poison handler then fails the run with a reason.
+            raise AmlPipeError(f"Run {run_id} names graph {run.graph_id}, which is missing.", target="GraphId") from exc
+        return LoadedRun(run=run, steps=steps, graph=graph)
 
-    def capacity(self) -> CapacityView:
-        """``max_nodes`` of every created target and the steps in flight on each, across all runs."""
-        limits: dict[str, int | None] = {r.name: r.spec.max_nodes for r in self._computes.list()}
-        return CapacityView(max_nodes=limits, in_use=self._stores.runs.count_in_flight())
+    def capacity(self, graph: PipelineGraph) -> CapacityView:
+        """``max_nodes`` of every target and the slots held on each target ``graph`` uses, across all runs.
+
+        A full target's holders are checked: the slots of executions that have ended (their release
+        was lost) are freed here, so a lost release never keeps a pool full.
+        """
+        limits = self._max_nodes()
+        view = CapacityView(max_nodes=limits)
+        in_use: dict[str, int] = {}
+        for target in sorted({(s.compute_target or LOCAL_COMPUTE).lower() for s in graph.steps}):
+            limit = view.limit(target)
+            if limit is None:
+                continue
+            held = [slot.holder for slot in self._stores.slots.slots(target) if slot.holder and slot.index < limit]
+            if len(held) >= limit:
+                for holder in [h for h in held if not self._is_live(h)]:
+                    log.info("Freeing the slot of %s on %s: the execution has ended.", holder, target)
+                    self._stores.slots.release(target, holder)
+                    held.remove(holder)
+            in_use[target] = len(held)
+        return CapacityView(max_nodes=limits, in_use=in_use)
+
+    def _max_nodes(self) -> dict[str, int | None]:
+        """Target → ``max_nodes`` (``local`` from ``AMLPIPE_LOCAL_MAX_NODES``), read at most every few seconds."""
+        now = time.monotonic()
+        with self._lock:
+            cached = self._limits
+        if cached is not None and now - cached[0] < _LIMITS_SECONDS:
+            return cached[1]
+        limits: dict[str, int | None] = {r.name.lower(): r.spec.max_nodes for r in self._computes.list()}
+        limits[LOCAL_COMPUTE] = self._settings.local_max_nodes
+        with self._lock:
+            self._limits = (now, limits)
+        return limits
+
+    def _is_live(self, holder: str) -> bool:
+        """Whether the execution ``<run>:<step>:<attempt>`` still needs its slot (Queued or Running)."""
+        run_id, _, rest = holder.partition(":")
+        name, _, attempt = rest.rpartition(":")
+        try:
+            row = self._stores.runs.get_step(run_id, name)
+        except NotFoundError:
+            return False
+        return str(row.attempt) == attempt and row.status in (StepStatus.QUEUED, StepStatus.RUNNING)
+
+    def _take_slot(self, run: PipelineRun, current: StepRun, target: str, attempt: int, blocked: set[str]) -> bool:
+        """Take a slot of ``target`` for execution ``attempt`` of ``current`` (a retry takes over its
+        previous attempt's); whether it has one. None free: the run waits on the target."""
+        limit = CapacityView(max_nodes=self._max_nodes()).limit(target)
+        if limit is None:
+            return True
+        slots = self._stores.slots
+        holder = execution_key(run.id, current.name, attempt)
+        if current.attempt and slots.transfer(target, execution_key(run.id, current.name, current.attempt), holder):
+            return True
+        if slots.acquire(target, limit, holder, is_live=self._is_live):
+            return True
+        log.info("Run %s: no free slot of %s for step %r; waiting.", run.id, target, current.name)
+        slots.wait(target, run.id)
+        blocked.add(target.lower())
+        return False
+
+    def _release_reported(self, loaded: LoadedRun, message: RunMessage) -> None:
+        """A worker reported that an execution ended: free its slot and wake the runs waiting for one."""
+        if message.event not in (Event.STEP_FINISHED, Event.STEP_FAILED) or message.step is None:
+            return
+        if message.attempt is None:
+            return
+        row = loaded.steps.get(message.step)
+        if row is None or (row.attempt == message.attempt and row.status in (StepStatus.QUEUED, StepStatus.RUNNING)):
+            return  # still in flight (a stale report): its slot stays
+        target = (row.compute_target or LOCAL_COMPUTE).lower()
+        if CapacityView(max_nodes=self._max_nodes()).limit(target) is None:
+            return
+        waiting = self._stores.slots.release(target, execution_key(loaded.run.id, message.step, message.attempt))
+        woken = [run_id for run_id in waiting if run_id != loaded.run.id]
+        for run_id in woken:
+            self._stores.queue.enqueue_run(run_id)
+        self._stores.slots.stop_waiting(target, waiting)
+        if woken:
+            log.info("A slot of %s is free: woke %d waiting run(s).", target, len(woken))
 
     def _graph(self, graph_id: str) -> PipelineGraph:
         # Graphs are content-addressed, so a cached one never goes stale.
@@ -321,8 +433,17 @@ class Runner:
                 self._graphs[graph_id] = found
         return found
 
-    def _perform(self, loaded: LoadedRun, actions: list[Action], now: datetime, outbox: list[StepMessage]) -> LoadedRun:
+    def _perform(
+        self,
+        loaded: LoadedRun,
+        actions: list[Action],
+        now: datetime,
+        outbox: list[StepMessage],
+        blocked: set[str] | None = None,
+    ) -> LoadedRun:
         """Perform ``actions`` on ``loaded``; the run as written (rows with their new ETags).
+
+        A step that gets no slot of its target is not queued, and the target is added to ``blocked``.
 
         Raises:
             StaleEtagError: a guarded write lost; some actions may have been performed (each is
@@ -331,6 +452,7 @@ class Runner:
         runs = self._stores.runs
         run = loaded.run
         steps = _StepRows(run.id, loaded.steps)
+        blocked = set() if blocked is None else blocked
         decisions = self._reuse_decisions(loaded, [a.step for a in actions if isinstance(a, QueueStep)])
         for action in actions:
             log.info("Run %s: %s", run.id, action)
@@ -347,9 +469,13 @@ class Runner:
                         # After the row: the row decides, the redirect follows from it (repair()).
                         self._reuse.redirect(run.id, decision)
                         continue
+                    if not self._take_slot(run, current, action.compute_target, action.attempt, blocked):
+                        continue
                     steps[action.step] = runs.replace_step(_queued(current, action, now, decision))
                     outbox.append(StepMessage(run.id, action.step, action.attempt))
                 case RetryStep():
+                    if not self._take_slot(run, steps[action.step], action.compute_target, action.attempt, blocked):
+                        continue
                     steps[action.step] = runs.replace_step(_queued(steps[action.step], action, now + action.delay))
                     message = StepMessage(run.id, action.step, action.attempt)
                     if action.delay > timedelta(0):
@@ -375,6 +501,7 @@ class Runner:
                     run = runs.replace_run(
                         replace(run, status=status, end_time=at, status_detail=reason, last_modified_date=now)
                     )
+                    runs.mark_ended(run.id)  # after the row: a crash in between is mended by the patrol
                 case _:
                     assert_never(action)
         return LoadedRun(run=run, steps=dict(steps), graph=loaded.graph)
@@ -458,6 +585,16 @@ def _reused(current: StepRun, action: QueueStep, decision: ReuseDecision, now: d
         reuse_parts=decision.fingerprint.stored_parts(),
         reason=None,
     )
+
+
+def _full(capacity: CapacityView, targets: set[str]) -> CapacityView:
+    """``capacity`` with ``targets`` full: a slot could not be had there, so decide must not try again."""
+    if not targets:
+        return capacity
+    in_use = dict(capacity.in_use)
+    for target in targets:
+        in_use[target] = capacity.limit(target) or 0
+    return CapacityView(max_nodes=capacity.max_nodes, in_use=in_use)
 
 
 def _taken(capacity: CapacityView, before: Mapping[str, StepRun], after: Mapping[str, StepRun]) -> CapacityView:

@@ -9,6 +9,7 @@
     AMLPIPE_WATCHDOG_WINDOW_HOURS           168    the watchdog looks at runs created this recently
     AMLPIPE_STEP_MAX_RETRIES                0      retries of a retryable failure (lost execution, worker error)
     AMLPIPE_STEP_RETRY_BACKOFF_SECONDS      10     the first retry's delay (doubling, at most 10 min)
+    AMLPIPE_LOCAL_MAX_NODES                 (none) steps the built-in ``local`` target runs at once
 
 The watchdog's lease is deliberately longer than the Functions host's 10-minute queue message lease:
 a worker that dies mid-step leaves its message in the queue, and its redelivery resumes the execution
@@ -63,6 +64,8 @@ class OrchestrationSettings:
     )
     window: timedelta = timedelta(days=7)
     retry: RetryPolicy = RetryPolicy()
+    #: The built-in ``local`` target's max_nodes; None: unlimited (the step queue's concurrency bounds it).
+    local_max_nodes: int | None = None
 
     @property
     def stale_after(self) -> timedelta:
@@ -87,6 +90,9 @@ class OrchestrationSettings:
         run_timeout = _seconds(env, "AMLPIPE_RUN_TIMEOUT_SECONDS", None)
         hours = _seconds(env, "AMLPIPE_WATCHDOG_WINDOW_HOURS", default.window.total_seconds() / 3600)
         assert hours is not None
+        raw_local = (env.get("AMLPIPE_LOCAL_MAX_NODES") or "").strip()
+        if raw_local and (not raw_local.isdigit() or int(raw_local) < 1):
+            raise ValueError(f"App setting AMLPIPE_LOCAL_MAX_NODES must be a whole number ≥ 1, not {raw_local!r}.")
         raw_retries = env.get("AMLPIPE_STEP_MAX_RETRIES") or "0"
         if not raw_retries.strip().isdigit():
             raise ValueError(f"App setting AMLPIPE_STEP_MAX_RETRIES must be a whole number ≥ 0, not {raw_retries!r}.")
@@ -104,6 +110,7 @@ class OrchestrationSettings:
                 max_retries=int(raw_retries),
                 backoff=span("AMLPIPE_STEP_RETRY_BACKOFF_SECONDS", default.retry.backoff),
             ),
+            local_max_nodes=int(raw_local) if raw_local else None,
         )
 
 

@@ -125,6 +125,22 @@ class SlotStore:
                 return True
         return False
 
+    def transfer(self, target: str, holder: str, to: str, *, now: datetime | None = None) -> bool:
+        """Hand the slot ``holder`` holds on ``target`` to ``to`` (a retry takes over its previous
+        attempt's slot); whether ``to`` holds one now (False: ``holder`` held none)."""
+        table = self._table.client()
+        for _ in range(_ROUNDS):
+            slots = self.slots(target)
+            if any(s.holder == to for s in slots):
+                return True
+            mine = next((s for s in slots if s.holder == holder), None)
+            if mine is None:
+                return False
+            entity = {"PartitionKey": key(target.lower()), "RowKey": _row(mine.index), "Holder": to}
+            if replace_if_unchanged(table, {**entity, "Since": now or utcnow()}, mine.etag) is not None:
+                return True
+        return False
+
     def release(self, target: str, holder: str) -> list[str]:
         """Free the slot ``holder`` holds on ``target`` (nothing if it holds none); the runs waiting there."""
         table = self._table.client()

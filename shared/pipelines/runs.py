@@ -42,6 +42,9 @@ INDEX_TABLES = {
     "pipeline": "amlpiperunsbypipeline",
     "schedule": "amlpiperunsbyschedule",
 }
+#: Runs not yet terminal, for the watchdog: written before the run row, deleted once it has ended.
+#: Partitioned by the run id's first hex digit, so no one partition takes every submit.
+ACTIVE_TABLE = "amlpipeactiveruns"
 RUN_ROW = "run"
 STEP_PREFIX = "step:"
 _BATCH = 100
@@ -236,6 +239,7 @@ class RunStore:
         self._notify = notify
         self._table = LazyTable.for_base(tables, TABLE)
         self._indexes = {name: LazyTable.for_base(tables, base) for name, base in INDEX_TABLES.items()}
+        self._active = LazyTable.for_base(tables, ACTIVE_TABLE)
 
     def create_run(self, run: PipelineRun, steps: list[StepRun]) -> PipelineRun:
         """Store a new run with its step rows, then its index rows; safe to repeat after any failure.
@@ -256,6 +260,10 @@ class RunStore:
             return _run_from(table.get_entity(run.id, RUN_ROW))  # an earlier attempt got through
         except ResourceNotFoundError:
             pass
+        # Before the run row: a run that exists is always in the watchdog's sight until it ends.
+        self._active.client().upsert_entity(
+            {"PartitionKey": run.id[:1], "RowKey": run.id, "CreationTime": run.creation_time}
+        )
         rows = [_step_entity(s) for s in steps]
         for start in range(0, len(rows), _BATCH):
             chunk = rows[start : start + _BATCH]
@@ -347,10 +355,11 @@ class RunStore:
         retry after a failed notification notifies again; a duplicate message is a no-op): it asks
         the workers to stop its steps and ends the run Canceled once they have.
         """
-        run = self.update_run(run_id, cancel)
+        run = self._cancel_not_started(run_id) or self.update_run(run_id, cancel)
         if run.status == RunStatus.RUNNING and self._notify is not None:
             self._notify(run_id)
         if run.status == RunStatus.CANCELED:
+            self.mark_ended(run_id)
             table = self._table.client()
             for step in self.list_steps(run_id):
                 if step.status in (StepStatus.NOT_STARTED, StepStatus.QUEUED):
@@ -365,6 +374,38 @@ class RunStore:
                         if exc.status_code != 412:  # the orchestrator moved it: its decision wins
                             raise
         return run
+
+    def _cancel_not_started(self, run_id: str) -> PipelineRun | None:
+        """Cancel a NotStarted run and its unfinished steps in one transaction; None if it is not
+        NotStarted (or has too many steps for one transaction: then run first, steps after).
+
+        One transaction (the run and its steps share a partition), so a crash can never leave
+        NotStarted steps under a Canceled run, which nothing would repair: the orchestrator and the
+        watchdog leave terminal runs alone. A write that loses (412: the orchestrator started the
+        run meanwhile) reads again.
+        """
+        table = self._table.client()
+        guard = {"mode": UpdateMode.REPLACE, "match_condition": MatchConditions.IfNotModified}
+        for _ in range(8):
+            current = self.get_run(run_id)
+            if current.status is not RunStatus.NOT_STARTED:
+                return None
+            updated = cancel(current)
+            open_steps = [s for s in self.list_steps(run_id) if s.status in (StepStatus.NOT_STARTED, StepStatus.QUEUED)]
+            if len(open_steps) >= _BATCH:
+                return None
+            ops: list[Any] = [("update", _run_entity(updated), {**guard, "etag": current.etag})]
+            for step in open_steps:
+                changed = replace(step, status=StepStatus.CANCELED, end_time=updated.end_time)
+                ops.append(("update", _step_entity(changed), {**guard, "etag": step.etag}))
+            try:
+                table.submit_transaction(ops)
+            except TableTransactionError as exc:
+                if exc.status_code == 412:
+                    continue
+                raise
+            return self.get_run(run_id)
+        raise ConflictError(f"Pipeline run {run_id!r} changed meanwhile; try again.", target="run_id")
 
     # -- the orchestrator's guarded writes ------------------------------------------------------
 
@@ -409,27 +450,28 @@ class RunStore:
             raise StaleEtagError(f"{what} changed meanwhile.", target="etag")
         return new_etag
 
-    def list_active_run_ids(self, *, since: datetime) -> list[str]:
-        """Ids of the runs NotStarted or Running that were created at or after ``since`` (a scan of
-        the run rows, filtered by the service; for the watchdog, not for requests)."""
-        query = "RowKey eq @run and ( Status eq @not_started or Status eq @running ) and CreationTime ge @since"
-        parameters = {
-            "run": RUN_ROW,
-            "not_started": RunStatus.NOT_STARTED.value,
-            "running": RunStatus.RUNNING.value,
-            "since": since,
-        }
-        rows = self._table.client().query_entities(query, parameters=parameters, select=["PartitionKey"])
-        return [str(e["PartitionKey"]) for e in rows]
+    def list_active_runs(self, *, since: datetime) -> list[tuple[str, datetime]]:
+        """(id, creation time) of the runs not known to have ended, created at or after ``since``.
 
-    def count_in_flight(self) -> dict[str, int]:
-        """Compute target → steps Queued or Running on it, across all runs (a scan of the step rows)."""
-        query = "RowKey ge 'step:' and RowKey lt 'step;' and (Status eq 'Queued' or Status eq 'Running')"
-        counts: dict[str, int] = {}
-        for e in self._table.client().query_entities(query, select=["ComputeTarget"]):
-            target = str(e.get("ComputeTarget") or "local").lower()
-            counts[target] = counts.get(target, 0) + 1
-        return counts
+        Read from the active-runs index (16 small partitions), not a scan of the run table. A run
+        that has ended may still be listed until :meth:`mark_ended` is called for it.
+        """
+        query = "PartitionKey eq @p and CreationTime ge @since"
+        found: list[tuple[str, datetime]] = []
+        table = self._active.client()
+        for partition in "0123456789abcdef":
+            for e in table.query_entities(query, parameters={"p": partition, "since": since}):
+                created = as_datetime(e.get("CreationTime"))
+                if created is not None:
+                    found.append((str(e["RowKey"]), created))
+        return sorted(found, key=lambda item: item[1])
+
+    def mark_ended(self, run_id: str) -> None:
+        """Take ``run_id`` out of the active-runs index (idempotent)."""
+        try:
+            self._active.client().delete_entity(run_id[:1], run_id)
+        except ResourceNotFoundError:
+            pass
 
 
 def _run_entity(run: PipelineRun) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from azure.storage.queue import QueueClient
 
 from shared import storage
 from shared.graph import Registry
+from shared.orchestration.slots import SlotStore
 from shared.pipelines.artifacts import ArtifactStore
 from shared.pipelines.endpoints import PipelineEndpointStore
 from shared.pipelines.experiments import ExperimentStore
@@ -75,6 +76,7 @@ class Stores:
     metrics: MetricStore
     artifacts: ArtifactStore
     models: ModelStore  # the step worker registers the models a script asked for (run.register_model)
+    slots: SlotStore  # compute-target slots: how the orchestrator keeps max_nodes
 
     @classmethod
     def from_clients(cls, clients: storage.StorageClients) -> Stores:
@@ -90,6 +92,7 @@ class Stores:
             metrics=MetricStore(clients.tables),
             artifacts=ArtifactStore(clients.blobs),
             models=ModelStore(clients.tables, clients.blobs),
+            slots=SlotStore(clients.tables),
         )
 
 

@@ -93,3 +93,12 @@ def test_runs_waiting_for_a_slot_are_told_on_release_longest_waiting_first(slots
     slots.stop_waiting("cpu", ["run-b", "run-b"])  # idempotent
     assert slots.waiting("cpu") == ["run-c"]
     assert slots.waiting("other") == []
+
+
+def test_a_retry_takes_over_the_slot_of_its_previous_attempt(slots: SlotStore) -> None:
+    first, retry = execution_key("run-a", "s", 1), execution_key("run-a", "s", 2)
+    assert slots.acquire("cpu", 1, first, is_live=_always_live)
+    assert slots.transfer("cpu", first, retry)
+    assert slots.transfer("cpu", first, retry)  # again (a duplicate decision): still its slot
+    assert [s.holder for s in slots.slots("cpu")] == [retry]
+    assert not slots.transfer("cpu", execution_key("run-b", "s", 1), execution_key("run-b", "s", 2))

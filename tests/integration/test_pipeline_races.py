@@ -184,12 +184,17 @@ def test_update_run_retries_on_412_without_losing_the_other_write(clients: Stora
 
 
 def test_cancel_leaves_a_step_the_orchestrator_moved_meanwhile(clients: StorageClients) -> None:
+    moved: list[str] = []
+
     class Interleaved(RunStore):
         def list_steps(self, run_id: str) -> list[StepRun]:
             found = super().list_steps(run_id)
-            self._table.client().update_entity(  # the orchestrator starts "a" after we read it
-                {"PartitionKey": run_id, "RowKey": "step:a", "Status": StepStatus.RUNNING.value}, mode=UpdateMode.MERGE
-            )
+            if not moved:  # the orchestrator starts "a" after we read it (once)
+                moved.append("a")
+                self._table.client().update_entity(
+                    {"PartitionKey": run_id, "RowKey": "step:a", "Status": StepStatus.RUNNING.value},
+                    mode=UpdateMode.MERGE,
+                )
             return found
 
     plain = RunStore(clients.tables)
@@ -199,6 +204,19 @@ def test_cancel_leaves_a_step_the_orchestrator_moved_meanwhile(clients: StorageC
     steps = {s.name: s.status for s in plain.list_steps(run.id)}
     assert canceled.status == RunStatus.CANCELED
     assert steps == {"a": StepStatus.RUNNING, "b": StepStatus.CANCELED}  # the orchestrator's decision wins
+
+
+def test_a_not_started_run_and_its_steps_are_canceled_together(clients: StorageClients) -> None:
+    # One transaction: the run never says Canceled while a step of it still says NotStarted.
+    runs = RunStore(clients.tables)
+    run = _run(total_run_steps=3)
+    runs.create_run(run, [StepRun(run_id=run.id, name=n) for n in ("a", "b", "c")])
+    canceled = runs.cancel_run(run.id)
+    assert canceled.status == RunStatus.CANCELED and canceled.end_time is not None
+    steps = runs.list_steps(run.id)
+    assert {s.status for s in steps} == {StepStatus.CANCELED}
+    assert {s.end_time for s in steps} == {canceled.end_time}
+    assert runs.cancel_run(run.id).etag == canceled.etag  # idempotent
 
 
 def test_endpoint_modify_retries_after_a_concurrent_write(clients: StorageClients) -> None:

@@ -1,0 +1,135 @@
+"""max_nodes across runs on Azurite: slots taken with guarded writes, released on reports, reclaimed when lost."""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import requests
+
+from shared.graph.snapshot import build_snapshot
+from shared.orchestration.messages import RunMessage, StepMessage
+from shared.orchestration.queues import StepQueue
+from shared.orchestration.runner import Runner
+from shared.orchestration.worker import StepWorker
+from shared.pipelines import submit
+from shared.pipelines.runs import StepStatus
+from shared.pipelines.stores import Stores, run_queue_name
+from shared.registry.compute import ComputeSpec, ComputeTargetStore
+from shared.storage import StorageClients
+
+pytestmark = pytest.mark.integration
+
+
+def _pool(clients: StorageClients, max_nodes: int) -> None:
+    ComputeTargetStore(clients.tables).create("pool", ComputeSpec(max_nodes=max_nodes))
+
+
+def _submit(stores: Stores, tmp_path: Path, steps: int) -> str:
+    source = tmp_path / "src"
+    source.mkdir(exist_ok=True)
+    (source / "ok.py").write_text("print('ok')\n")
+    snap = build_snapshot(source)
+    ticket = stores.snapshots.begin_upload(snap.sha256)
+    if not ticket.exists:
+        assert ticket.upload_url is not None
+        put = requests.put(ticket.upload_url, data=snap.data, headers={"x-ms-blob-type": "BlockBlob"}, timeout=30)
+        assert put.status_code == 201
+        stores.snapshots.commit(snap.sha256, ticket.staging_id)
+    ref = {"sha256": snap.sha256, "size_bytes": snap.size_bytes}
+    graph = {
+        "steps": [
+            {
+                "name": f"s{i}",
+                "kind": "python_script",
+                "script_name": "ok.py",
+                "snapshot": ref,
+                "compute_target": "pool",
+            }
+            for i in range(steps)
+        ]
+    }
+    # The runners here have no Reuser: every step needs a node.
+    return submit.submit_graph(stores, {"ExperimentName": "capacity-it", "Graph": graph}, None).id
+
+
+def _runner(stores: Stores, clients: StorageClients) -> Runner:
+    return Runner(stores, ComputeTargetStore(clients.tables), StepQueue.of(clients.queues))
+
+
+def _in_flight(stores: Stores, *run_ids: str) -> list[str]:
+    return [
+        f"{run_id}:{s.name}"
+        for run_id in run_ids
+        for s in stores.runs.list_steps(run_id)
+        if s.status in (StepStatus.QUEUED, StepStatus.RUNNING)
+    ]
+
+
+def _woken(clients: StorageClients) -> list[str]:
+    queue = clients.queues.get_queue_client(run_queue_name())
+    return [json.loads(base64.b64decode(m.content))["run_id"] for m in queue.peek_messages(max_messages=32)]
+
+
+def test_runs_racing_for_a_pool_never_exceed_max_nodes_and_a_waiting_run_is_woken(
+    stores: Stores, clients: StorageClients, tmp_path: Path
+) -> None:
+    _pool(clients, 2)
+    runs = [_submit(stores, tmp_path, 3) for _ in range(3)]
+    start = threading.Barrier(len(runs))
+    sent: dict[str, list[StepMessage]] = {}
+
+    def advance(run_id: str) -> None:
+        runner = _runner(stores, clients)  # one orchestrator instance per run: they race
+        start.wait()
+        sent[run_id] = runner.advance(RunMessage(run_id))
+
+    threads = [threading.Thread(target=advance, args=(run_id,)) for run_id in runs]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert len(_in_flight(stores, *runs)) == 2 == sum(len(m) for m in sent.values())
+    waiting = set(stores.slots.waiting("pool"))
+    assert waiting and waiting <= set(runs)
+
+    # A step ends: its report frees the slot and wakes the runs that wait for one.
+    message = next(m for messages in sent.values() for m in messages)
+    worker = StepWorker(stores, clients.blobs, StepQueue.of(clients.queues), root=tmp_path / "work")
+    report = worker.execute(message)
+    assert report is not None and report.event.value == "StepFinished"
+    _runner(stores, clients).advance(report)
+    assert set(_woken(clients)) >= waiting - {message.run_id}
+    assert stores.slots.waiting("pool") == []
+    woken = next(iter(waiting - {message.run_id}), message.run_id)
+    _runner(stores, clients).advance(RunMessage(woken))
+    assert len(_in_flight(stores, *runs)) == 2  # the freed node went to a waiting step, no more
+
+
+def test_a_slot_whose_release_was_lost_is_reclaimed_when_the_pool_is_full(
+    stores: Stores, clients: StorageClients, tmp_path: Path
+) -> None:
+    _pool(clients, 1)
+    first = _submit(stores, tmp_path, 1)
+    assert _runner(stores, clients).advance(RunMessage(first)) == [StepMessage(first, "s0", 1)]
+    second = _submit(stores, tmp_path, 1)
+    assert _runner(stores, clients).advance(RunMessage(second)) == []  # the pool is full
+    # The first step ended without its report reaching the orchestrator (no release).
+    row = stores.runs.get_step(first, "s0")
+    stores.runs.replace_step(replace(row, status=StepStatus.CANCELED, reason="Canceled."))
+    assert _runner(stores, clients).advance(RunMessage(second)) == [StepMessage(second, "s0", 1)]
+    assert [s.holder for s in stores.slots.slots("pool")] == [f"{second}:s0:1"]
+
+
+def test_a_duplicate_decision_takes_no_second_slot(stores: Stores, clients: StorageClients, tmp_path: Path) -> None:
+    _pool(clients, 2)
+    run_id = _submit(stores, tmp_path, 1)
+    runner = _runner(stores, clients)
+    assert runner.advance(RunMessage(run_id)) == [StepMessage(run_id, "s0", 1)]
+    assert runner.advance(RunMessage(run_id)) == []
+    assert [s.holder for s in stores.slots.slots("pool")] == [f"{run_id}:s0:1"]
