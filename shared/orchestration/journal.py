@@ -138,6 +138,8 @@ class RunJournal:
         run_id, step, attempt: the execution.
         journal: the journal file the script appends to (the run context's ``journal``).
         artifacts_dir: where ``upload_file`` puts files (the run context's ``artifacts_dir``).
+        resumed: this delivery took the execution over from a lost one, whose metric rows beyond
+            this journal's end ``finish`` removes (a first delivery has none to remove).
     """
 
     def __init__(
@@ -149,8 +151,10 @@ class RunJournal:
         attempt: int,
         journal: Path,
         artifacts_dir: Path,
+        resumed: bool = False,
     ) -> None:
         self.run_id, self.step, self.attempt = run_id, step, attempt
+        self._resumed = resumed
         self.journal = journal
         self.artifacts_dir = artifacts_dir
         self._metrics = stores.metrics
@@ -174,7 +178,7 @@ class RunJournal:
         storing them on the step row is the run store's business."""
 
     @classmethod
-    def from_context(cls, stores: Stores, context: Path) -> RunJournal:
+    def from_context(cls, stores: Stores, context: Path, *, resumed: bool = False) -> RunJournal:
         """The journal of the execution whose run context the worker wrote at ``context``.
 
         Call it before the script starts: the script runs as the app's user and could rewrite the
@@ -194,6 +198,7 @@ class RunJournal:
             attempt=body["attempt"],
             journal=Path(body["journal"]),
             artifacts_dir=Path(body["artifacts_dir"]),
+            resumed=resumed,
         )
 
     @property
@@ -301,8 +306,10 @@ class RunJournal:
             self._offset += tail
             self._skipping = False
             log.warning("%s: the journal's last line is incomplete (%d bytes unread); skipped.", self.key, tail)
-        trimmed = self._metrics.trim(self.run_id, self.step, self.attempt, keep_below=self.lines)
         self._finished = True
+        if not self._resumed:
+            return
+        trimmed = self._metrics.trim(self.run_id, self.step, self.attempt, keep_below=self.lines)
         if trimmed:
             log.info("%s: removed %d metric values an earlier delivery logged.", self.key, trimmed)
 

@@ -113,7 +113,12 @@ def _supervise(
                 pipes_open = any(fd in names for fd in selector.get_map())
                 # Wait for output or the script's end; with neither a pidfd nor open pipes, poll briefly.
                 wait = _POLL_SECONDS if pipes_open or exit_fd is not None else _EXIT_POLL_SECONDS
-                for selected, _ in selector.select(timeout=wait) if selector.get_map() else ():
+                if selector.get_map():
+                    events = selector.select(timeout=wait)
+                else:  # nothing to wait on (no pidfd, pipes closed): poll for the script's end
+                    time.sleep(wait)
+                    events = []
+                for selected, _ in events:
                     if selected.fd not in names:
                         continue  # the pidfd: the script ended (noticed below)
                     chunk = _read(selected.fd)
@@ -126,8 +131,6 @@ def _supervise(
                     if names[selected.fd] == "err":
                         tail += chunk
                         del tail[:-_TAIL_BYTES]
-                if not selector.get_map():
-                    time.sleep(wait)
                 now = time.monotonic()
                 if exited_at is None and _exited(proc):
                     exited_at = now

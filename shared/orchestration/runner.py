@@ -329,8 +329,8 @@ class Runner:
         Raises:
             NotFoundError: there is no such run.
         """
-        run = self._stores.runs.get_run(run_id)
-        steps = {s.name: s for s in self._stores.runs.list_steps(run_id)}
+        run, rows = self._stores.runs.get_run_with_steps(run_id)
+        steps = {s.name: s for s in rows}
         try:
             graph = self._graph(run.graph_id)
         except NotFoundError as exc:

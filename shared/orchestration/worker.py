@@ -45,6 +45,7 @@ import logging
 import os
 import shutil
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -77,6 +78,8 @@ __all__ = ["DEFAULT_TIMEOUT_SECONDS", "Outcome", "StepWorker"]
 
 log = logging.getLogger("amlpipe.worker")
 
+#: Graphs kept in memory by the worker (each is read once per process, not once per step).
+_GRAPH_CACHE = 64
 #: How often the running script's supervisor looks at the pulse (a cancel stops it within this).
 _CHECK_SECONDS = 0.5
 #: A step's process limit when neither its runconfig nor the app's host.json sets one.
@@ -126,14 +129,15 @@ class StepWorker:
         self._settings = settings or OrchestrationSettings.from_env()
         self._clock = clock
         self._time_limit = step_time_limit()
+        self._graphs: dict[str, PipelineGraph] = {}  # content-addressed: a cached graph never goes stale
+        self._graphs_lock = threading.Lock()
         _sweep_work_dirs(self._root / "work")
 
     def execute(self, message: StepMessage) -> RunMessage | None:
         """Run the execution ``message`` names if it is still the step's current one; the report to send."""
         runs = self._stores.runs
         try:
-            run = runs.get_run(message.run_id)
-            step = runs.get_step(message.run_id, message.step)
+            run, (step,) = runs.get_run_with_steps(message.run_id, message.step)
         except NotFoundError:
             log.warning("Dropping %s: no such run or step.", message.key)
             return None
@@ -196,7 +200,7 @@ class StepWorker:
         # shares, nor deletes, the folder of one that is still running.
         work = self._root / "work" / f"{os.getpid()}.{uuid.uuid4().hex}"
         try:
-            graph = self._stores.graphs.get_graph(run.graph_id)
+            graph = self._graph(run.graph_id)
             definition = graph.step(step.name)
             if resume and self._files.execution_committed(run.id, step.name, step.attempt):
                 log.warning("%s:%s:%d had committed everything: recorded as done.", run.id, step.name, step.attempt)
@@ -239,6 +243,7 @@ class StepWorker:
         resume: bool,
     ) -> Outcome | None:
         check_runnable(definition)
+        began = time.perf_counter()
         src = work / "src"
         shutil.rmtree(work, ignore_errors=True)
         src.mkdir(parents=True)
@@ -261,9 +266,10 @@ class StepWorker:
         argv = step_argv(run, graph, definition, data, inputs, src=src, env=env)
         logblob = LogBlob(self._blobs, log_blob_name(run.id, step.name, step.attempt), resume=resume)
         # Read the context before the script starts: the script could rewrite the file.
-        journal = RunJournal.from_context(self._stores, context)
+        journal = RunJournal.from_context(self._stores, context, resumed=resume)
         pulse.on_beat = journal.poll  # metrics become visible while the script runs; never raises
         timeout = self._timeout(definition)
+        started = time.perf_counter()
         result = run_process(
             argv,
             cwd=src,
@@ -275,6 +281,7 @@ class StepWorker:
             kill_grace=self._settings.kill_grace.total_seconds(),
         )
         pulse.on_beat = None
+        ended = time.perf_counter()
         if not pulse.alive and not pulse.beat.canceled:
             return None  # another delivery owns the execution now: its journal is not ours to finish
         journal.finish()
@@ -285,7 +292,17 @@ class StepWorker:
         if result.returncode != 0:
             tail = f":\n{result.stderr_tail}" if result.stderr_tail else "."
             return Outcome(StepStatus.FAILED, f"The script exited with code {result.returncode}{tail}")
-        return self._commit(run, step, definition, data, journal, src, pulse)
+        outcome = self._commit(run, step, definition, data, journal, src, pulse)
+        log.info(
+            "Execution %s:%s:%d: prepared in %.0f ms, ran %.0f ms, committed in %.0f ms.",
+            run.id,
+            step.name,
+            step.attempt,
+            (started - began) * 1000,
+            (ended - started) * 1000,
+            (time.perf_counter() - ended) * 1000,
+        )
+        return outcome
 
     def _commit(
         self,
@@ -310,11 +327,25 @@ class StepWorker:
             self._files.upload_output(run.id, output.name, data[output.name], attempt=step.attempt)
         if not pulse.alive:
             return None
-        journal.commit(src)
+        committed = journal.commit(src)
         if not pulse.alive:
             return None
-        self._files.commit_execution(run.id, step.name, step.attempt)
+        if definition.outputs or committed.artifacts or committed.models:
+            # Nothing committed, nothing to mark: a takeover then runs the script again, which
+            # costs what recording it done would have saved and cannot register or publish twice.
+            self._files.commit_execution(run.id, step.name, step.attempt)
         return Outcome(StepStatus.FINISHED)
+
+    def _graph(self, graph_id: str) -> PipelineGraph:
+        with self._graphs_lock:
+            found = self._graphs.get(graph_id)
+        if found is None:
+            found = self._stores.graphs.get_graph(graph_id)
+            with self._graphs_lock:
+                if len(self._graphs) >= _GRAPH_CACHE:
+                    self._graphs.pop(next(iter(self._graphs)))
+                self._graphs[graph_id] = found
+        return found
 
     def _timeout(self, definition: Step) -> float:
         """How long the step's process may run: its ``max_run_duration_seconds``, within the app's limit.

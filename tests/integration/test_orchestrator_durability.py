@@ -256,13 +256,17 @@ def test_a_takeover_records_a_committed_execution_done_and_runs_an_uncommitted_o
         assert done.status is StepStatus.FAILED and done.reason is not None and "ran again" in done.reason
 
 
-def test_a_finished_execution_is_marked_committed_after_its_outputs(
-    stores: Stores, clients: StorageClients, tmp_path: Path
+@pytest.mark.parametrize("writes_artifacts", [True, False])
+def test_a_finished_execution_that_committed_something_is_marked_committed(
+    stores: Stores, clients: StorageClients, tmp_path: Path, writes_artifacts: bool
 ) -> None:
-    run_id = _submit(stores, tmp_path, QUICK)
+    # ./outputs is uploaded as artifacts; a script that leaves nothing has nothing to mark.
+    script = "import os\nos.makedirs('outputs')\nopen('outputs/a.txt', 'w').write('a')\n" if writes_artifacts else QUICK
+    run_id = _submit(stores, tmp_path, script)
     (message,) = _runner(stores, clients).advance(RunMessage(run_id))
     assert _worker(stores, clients, tmp_path).execute(message) == RunMessage(run_id, Event.STEP_FINISHED, "only", 1)
-    assert StepFiles(clients.blobs, tmp_path / "cache").execution_committed(run_id, "only", 1)
+    marked = StepFiles(clients.blobs, tmp_path / "cache").execution_committed(run_id, "only", 1)
+    assert marked is writes_artifacts
 
 
 def test_a_failed_execution_is_not_marked_committed(stores: Stores, clients: StorageClients, tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from azure.data.tables import UpdateMode
 
-from shared.errors import ConflictError
+from shared.errors import ConflictError, NotFoundError
 from shared.pipelines import endpoints as ep
 from shared.pipelines import publish
 from shared.pipelines._storage import utcnow
@@ -239,3 +239,20 @@ def test_endpoint_modify_retries_after_a_concurrent_write(clients: StorageClient
         ("2", pipelines[2]),
     ]
     assert updated.default_version == "2" and stores.endpoints.get_endpoint(endpoint.id).etag == updated.etag
+
+
+def test_a_run_and_its_steps_are_read_in_one_query_whatever_the_step_names(clients: StorageClients) -> None:
+    runs = RunStore(clients.tables)
+    run = _run(total_run_steps=2)
+    names = ["it's (odd) @step", "plain"]
+    runs.create_run(run, [StepRun(run_id=run.id, name=n) for n in names])
+    found, steps = runs.get_run_with_steps(run.id)
+    assert found.id == run.id and sorted(s.name for s in steps) == sorted(names)
+    found, (one,) = runs.get_run_with_steps(run.id, names[0])
+    assert one.name == names[0] and one.etag == runs.get_step(run.id, names[0]).etag
+    with pytest.raises(NotFoundError) as missing_step:
+        runs.get_run_with_steps(run.id, "nope")
+    assert missing_step.value.target == "step"
+    with pytest.raises(NotFoundError) as missing_run:
+        runs.get_run_with_steps(str(uuid.uuid4()))
+    assert missing_run.value.target == "run_id"

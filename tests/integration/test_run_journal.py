@@ -74,7 +74,7 @@ class Execution:
             for record in records:
                 handle.write(encode(record))
 
-    def journal(self, stores: Stores) -> RunJournal:
+    def journal(self, stores: Stores, *, resumed: bool = False) -> RunJournal:
         return RunJournal(
             stores,
             run_id=self.run_id,
@@ -82,6 +82,7 @@ class Execution:
             attempt=self.attempt,
             journal=self.journal_path,
             artifacts_dir=self.artifacts,
+            resumed=resumed,
         )
 
 
@@ -189,7 +190,7 @@ def test_a_takeover_overwrites_and_trims_what_the_lost_delivery_logged(stores: S
     lost.journal(stores).drain()
     takeover = delivery(tmp_path, run_id)  # the script runs again from the start, in a new folder
     takeover.write(scalar("step", "a"), scalar("step", "b"))
-    takeover.journal(stores).finish()
+    takeover.journal(stores, resumed=True).finish()
     assert [r.value for r in stores.metrics.list_metrics(run_id, step="train", attempt=1)] == ["a", "b"]
 
 
