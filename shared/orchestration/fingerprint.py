@@ -42,10 +42,12 @@ from shared.graph.model import (
     ParameterRef,
     PipelineGraph,
     Step,
+    StepInput,
 )
 from shared.registry.compute import LOCAL_COMPUTE
 
 __all__ = [
+    "input_part",
     "step_parameters",
     "INPUT_PART_PREFIX",
     "PARTS",
@@ -127,6 +129,12 @@ def parameter_values(
     return values
 
 
+def input_part(item: StepInput, values: Mapping[str, Any], content: str | None) -> str:
+    """The fingerprint part of one input: where it reads (a datapath's assigned location) and what."""
+    location = values.get(item.parameter) if isinstance(item, DataPathParameterInput) else None
+    return digest({"location": location, "content": content})
+
+
 def step_parameters(step: Step) -> frozenset[str] | None:
     """The pipeline parameters ``step`` uses (arguments, command list, params, runconfig params,
     datapath inputs); None for a command line, which may read any ``$AML_PARAMETER_<name>``.
@@ -199,8 +207,7 @@ def fingerprint(graph: PipelineGraph, step: Step, values: Mapping[str, Any], inp
     if step_parameters(step) is None:  # a command line may read any parameter's variable
         parts["script"] = digest({"script": parts["script"], "parameters": dict(sorted(values.items()))})
     for item in step.inputs:
-        location = values.get(item.parameter) if isinstance(item, DataPathParameterInput) else None
-        parts[INPUT_PART_PREFIX + item.name] = digest({"location": location, "content": inputs[item.name]})
+        parts[INPUT_PART_PREFIX + item.name] = input_part(item, values, inputs[item.name])
     return Fingerprint.of(parts)
 
 

@@ -40,10 +40,12 @@ the run context a step's ``Run.get_context()`` reads (each :class:`LocalInput` i
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path, PurePosixPath
 from types import TracebackType
@@ -146,6 +148,21 @@ class InputListing:
     dataset_version: int | None = None
     tabular_options: Mapping[str, Any] | None = None
 
+    def identity(self) -> str:
+        """The content identity of what this input reads: sha256 of every blob's datastore,
+        container, name, ETag, size and local path, plus the input's type, dataset version and
+        tabular options. Step reuse fingerprints it; the worker checks it again when it downloads."""
+        blobs = sorted([b.datastore.lower(), b.container, b.name, b.etag, b.size, b.relative] for b in self.blobs)
+        body = {
+            "type": self.type,
+            "single_file": self.single_file,
+            "dataset": [self.dataset_name, self.dataset_version],
+            "tabular_options": dict(self.tabular_options) if self.tabular_options is not None else None,
+            "blobs": blobs,
+        }
+        text = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
 
 @dataclass(frozen=True)
 class LocalInput:
@@ -158,6 +175,7 @@ class LocalInput:
     dataset_name: str | None = None
     dataset_version: int | None = None
     tabular_options: Mapping[str, Any] | None = field(default=None)
+    identity: str | None = None  # the listing's content identity (InputListing.identity), once downloaded
 
     def context_entry(self) -> dict[str, Any]:
         """This input as the run context's ``inputs[<name>]`` (see :mod:`shared.orchestration.run_context`)."""
@@ -584,4 +602,9 @@ def materialise_inputs(
     """
     folders = input_folders(step, work)
     listings = [list_input(item, access=access, run_id=run_id, datapaths=datapaths) for item in step.inputs]
-    return {listing.name: download_input(listing, folders[listing.name], access=access) for listing in listings}
+    return {
+        listing.name: replace(
+            download_input(listing, folders[listing.name], access=access), identity=listing.identity()
+        )
+        for listing in listings
+    }

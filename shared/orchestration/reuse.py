@@ -30,7 +30,6 @@ the step is never reused, and says so.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from collections.abc import Mapping
@@ -138,16 +137,8 @@ class DatastoreInputIdentity:
             # worker then meets the same input and fails the step with a reason, never the orchestrator.
             log.exception("Input %r of step %r of run %s cannot be identified.", item.name, step.name, run.id)
             return None
-        blobs = sorted([b.datastore.lower(), b.container, b.name, b.etag, b.size, b.relative] for b in listing.blobs)
-        body = {
-            "type": listing.type,
-            "single_file": listing.single_file,
-            "dataset": [listing.dataset_name, listing.dataset_version],
-            "tabular_options": dict(listing.tabular_options) if listing.tabular_options is not None else None,
-            "blobs": blobs,
-        }
-        text = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
-        return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+        return listing.identity()
 
 
 @dataclass(frozen=True)

@@ -60,6 +60,7 @@ from shared.errors import BadRequestError, NotFoundError
 from shared.graph.model import PipelineDataInput, PipelineGraph, Step
 from shared.orchestration.actions import Event
 from shared.orchestration.files import LogBlob, StepFiles, log_blob_name
+from shared.orchestration.fingerprint import INPUT_PART_PREFIX, input_part, parameter_values
 from shared.orchestration.heartbeat import Heartbeat, Pulse, same_claim
 from shared.orchestration.inputs import DataAccess, LocalInput, datapath_values, materialise_inputs
 from shared.orchestration.journal import RunJournal
@@ -93,6 +94,8 @@ class Outcome:
     status: StepStatus
     reason: str | None = None  # None for Canceled: the cancel request's reason, on the row, is kept
     retryable: bool = False
+    #: Why this execution must not be indexed for reuse (the content it read is not what was fingerprinted).
+    not_indexed: str | None = None
 
 
 class StepWorker:
@@ -254,6 +257,7 @@ class StepWorker:
             data[output.name] = work / "outputs" / key(output.name)
             data[output.name].mkdir(parents=True)
         local = self._inputs(run, graph, definition, work)
+        drifted = _drifted_inputs(run, graph, definition, step, local)
         inputs = {name: item.path for name, item in local.items()}
         for item in definition.inputs:
             if isinstance(item, PipelineDataInput):
@@ -293,6 +297,13 @@ class StepWorker:
             tail = f":\n{result.stderr_tail}" if result.stderr_tail else "."
             return Outcome(StepStatus.FAILED, f"The script exited with code {result.returncode}{tail}")
         outcome = self._commit(run, step, definition, data, journal, src, pulse)
+        if outcome is not None and drifted:
+            names = ", ".join(repr(n) for n in drifted)
+            outcome = replace(
+                outcome,
+                not_indexed=f"Not indexed for reuse: input {names} changed between queueing and running, so what"
+                " it read is not what its fingerprint describes.",
+            )
         log.info(
             "Execution %s:%s:%d: prepared in %.0f ms, ran %.0f ms, committed in %.0f ms.",
             run.id,
@@ -369,6 +380,12 @@ class StepWorker:
                 reason=outcome.reason if outcome.status is not StepStatus.CANCELED else current.reason or "Canceled.",
                 retryable=outcome.retryable,
             )
+            if outcome.not_indexed is not None:  # never offered for reuse under a fingerprint it does not match
+                changed = replace(
+                    changed,
+                    reuse_key=None,
+                    reuse_reason=" ".join(r for r in (current.reuse_reason, outcome.not_indexed) if r),
+                )
             try:
                 runs.replace_step(changed)
             except StaleEtagError:
@@ -386,6 +403,24 @@ class StepWorker:
 
 #: A work folder not named ``<pid>.<random>`` (an older layout) is removed once this old.
 _STALE_WORK_SECONDS = 24 * 3600
+
+
+def _drifted_inputs(
+    run: PipelineRun, graph: PipelineGraph, definition: Step, step: StepRun, local: Mapping[str, LocalInput]
+) -> list[str]:
+    """The datastore inputs whose content, as downloaded, is not what the step's fingerprint recorded
+    when it was queued (a dataset version registered, a blob written, in between)."""
+    if step.reuse_key is None or step.reuse_parts is None:
+        return []
+    values = parameter_values(graph, run.parameters, run.data_paths)
+    drifted = []
+    for item in definition.inputs:
+        if isinstance(item, PipelineDataInput):
+            continue  # its marker fixed its content when its producer committed (and is checked on download)
+        stored = step.reuse_parts.get(INPUT_PART_PREFIX + item.name)
+        if stored is None or stored != input_part(item, values, local[item.name].identity):
+            drifted.append(item.name)
+    return drifted
 
 
 def _sweep_work_dirs(work: Path) -> None:

@@ -483,6 +483,38 @@ def test_a_data_reference_input_is_reused_until_its_blobs_change(pipe: Pipe) -> 
     )
 
 
+def test_data_changed_between_queueing_and_running_is_never_indexed_under_the_old_fingerprint(pipe: Pipe) -> None:
+    path = f"raw/{uuid.uuid4().hex}/data.csv"
+    container = pipe.clients.blobs.get_container_client(DEFAULT_CONTAINER)
+    if not container.exists():
+        container.create_container()
+    container.upload_blob(path, b"old\n", overwrite=True)
+    step = {
+        "name": "read",
+        "kind": "python_script",
+        "script_name": "read.py",
+        "snapshot": pipe.snapshot({"read.py": "import sys\nprint(open(sys.argv[1]).read())\n"}),
+        "inputs": [
+            {"source": "data_reference", "name": "raw", "datastore": DEFAULT_DATASTORE, "path_on_datastore": path}
+        ],
+        "arguments": [{"kind": "input", "name": "raw"}],
+    }
+    first = pipe.submit({"steps": [step]})
+    (message,) = pipe.runner.advance(RunMessage(first))  # fingerprinted with "old"
+    container.upload_blob(path, b"new\n", overwrite=True)  # ... and then the data changes
+    report = pipe.worker.execute(message)
+    assert report is not None
+    ran = pipe.stores.runs.get_step(first, "read")
+    assert ran.status is StepStatus.FINISHED and ran.reuse_key is None
+    assert ran.reuse_reason is not None and "Not indexed for reuse: input 'raw' changed" in ran.reuse_reason
+    pipe.runner.advance(report)
+
+    container.upload_blob(path, b"old\n", overwrite=True)  # the content the first run was fingerprinted with
+    second, steps = pipe.run({"steps": [step]})
+    assert not steps["read"].is_reused  # the first run read "new": it must not stand in for "old"
+    assert "old" in pipe.log(second, "read")
+
+
 def test_a_fully_reused_chain_of_twenty_steps_finishes_in_one_message(pipe: Pipe) -> None:
     source = pipe.snapshot({"noop.py": "print('ok')\n"})
     steps = [
