@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -57,7 +58,7 @@ from azure.core.exceptions import (
     ResourceNotFoundError,
 )
 from azure.data.tables import TableServiceClient, TableTransactionError, UpdateMode
-from azure.storage.blob import BlobSasPermissions, BlobServiceClient, generate_blob_sas
+from azure.storage.blob import BlobClient, BlobSasPermissions, BlobServiceClient, generate_blob_sas
 
 from shared import storage
 from shared.errors import AmlPipeError, BadRequestError, ConflictError, NotFoundError
@@ -68,6 +69,10 @@ TABLE = "amlpipemodels"
 CONTAINER = "amlpipe-models"
 STAGING_CONTAINER = "amlpipe-model-uploads"
 SAS_LIFETIME = timedelta(hours=1)
+#: The largest blob Copy Blob From URL (synchronous) takes; larger model files are copied asynchronously.
+SYNC_COPY_LIMIT = 256 * 1024 * 1024
+_COPY_WAIT = timedelta(minutes=8)
+_COPY_POLL_SECONDS = 0.5
 
 COMMITTING, READY, DELETED = "Committing", "Ready", "Deleted"
 
@@ -142,6 +147,31 @@ class ModelRecord:
             "modelFrameworkVersion": m.framework_version,
             "createdTime": self.created_time.isoformat(),
         }
+
+
+def _copy(target: BlobClient, source_url: str, size: int, *, what: str) -> None:
+    """Copy ``source_url`` to ``target``: synchronously up to the service's limit for that (256 MiB),
+    else as an asynchronous server-side copy, waited for (same account: no bytes pass through here).
+
+    Raises:
+        AmlPipeError: the copy failed, or did not finish within ``_COPY_WAIT``.
+    """
+    if size <= SYNC_COPY_LIMIT:
+        copy = target.start_copy_from_url(source_url, requires_sync=True)
+        if copy.get("copy_status") not in (None, "success"):
+            raise AmlPipeError(f"Copying {what} did not complete.")
+        return
+    target.start_copy_from_url(source_url)
+    deadline = time.monotonic() + _COPY_WAIT.total_seconds()
+    while True:
+        status = target.get_blob_properties().copy.status
+        if status == "success":
+            return
+        if status in ("failed", "aborted"):
+            raise AmlPipeError(f"Copying {what} {status}.")
+        if time.monotonic() > deadline:
+            raise AmlPipeError(f"Copying {what} did not finish within {_COPY_WAIT}; try again.")
+        time.sleep(_COPY_POLL_SECONDS)  # polling the service, the only way to learn of the copy's end
 
 
 def _row_key(version: int) -> str:
@@ -473,9 +503,8 @@ class ModelStore:
         for path in declared:
             source = self._sas(STAGING_CONTAINER, f"{upload_id}/files/{path}", path, BlobSasPermissions(read=True))
             target = self._blobs.get_blob_client(container, f"{prefix}/{path}")
-            copy = target.start_copy_from_url(source.url, requires_sync=True)
-            if copy.get("copy_status") not in (None, "success"):
-                raise AmlPipeError(f"Copying '{path}' of model '{entity['Name']}' did not complete.")
+            staged = self._blobs.get_blob_client(STAGING_CONTAINER, f"{upload_id}/files/{path}")
+            _copy(target, source.url, staged.get_blob_properties().size, what=f"'{path}' of model '{entity['Name']}'")
         client = self._table.client()
         ready = {"PartitionKey": entity["PartitionKey"], "RowKey": entity["RowKey"], "State": READY}
         etag = etag or getattr(entity, "metadata", {}).get("etag")

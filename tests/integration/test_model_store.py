@@ -12,6 +12,7 @@ from azure.storage.blob import BlobClient
 
 from shared import storage as engine_storage
 from shared.errors import BadRequestError, NotFoundError
+from shared.registry import models
 from shared.registry.model_spec import ModelMetadata
 from shared.registry.models import ModelStore
 
@@ -130,3 +131,13 @@ def test_delete_is_idempotent_and_numbers_are_never_reused(store: ModelStore) ->
     with pytest.raises(NotFoundError):
         store.get("gone", 2)
     assert register(store, "gone", {"model.pkl": b"3"}) == 3
+
+
+def test_files_over_the_synchronous_copy_limit_are_copied_asynchronously(
+    store: ModelStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Copy Blob From URL takes at most 256 MiB; a larger model file takes the asynchronous copy.
+    # The limit is lowered so a small file goes that way on Azurite.
+    monkeypatch.setattr(models, "SYNC_COPY_LIMIT", 4)
+    version = register(store, "big", {"m/weights.bin": b"0123456789" * 100, "m/tiny": b"ok"})
+    assert read(store, "big", version) == {"m/weights.bin": b"0123456789" * 100, "m/tiny": b"ok"}
