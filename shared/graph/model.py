@@ -200,6 +200,15 @@ class RunConfig(_Model):
     max_run_duration_seconds: int | None = Field(default=None, ge=1)
 
 
+class StepRetrySettings(_Model):
+    """Retries of a step (amlpipe's addition to azureml v1): a failed attempt — its script's non-zero
+    exit or timeout, or a lost worker — is tried again up to ``max_retries`` times, the first after
+    ``backoff_seconds``, each later one twice as long (at most 10 minutes)."""
+
+    max_retries: int = Field(ge=0, le=10)
+    backoff_seconds: float = Field(default=10.0, ge=0, le=600)
+
+
 class DataReferenceTarget(_Model):
     """A fixed destination on a datastore (data transfer)."""
 
@@ -241,6 +250,7 @@ class Step(_Model):
     allow_reuse: bool = True
     version: Text | None = None
     snapshot: SnapshotRef | None = None
+    retry_settings: StepRetrySettings | None = None
 
 
 class PipelineGraph(_Model):

@@ -59,7 +59,7 @@ from shared.orchestration.actions import (
     SetStepStatus,
     StartRun,
 )
-from shared.orchestration.decide import decide
+from shared.orchestration.decide import RetrySettings, decide
 from shared.orchestration.messages import RunMessage, StepMessage
 from shared.orchestration.queues import StepQueue
 from shared.orchestration.reuse import ReuseDecision, Reuser
@@ -68,6 +68,7 @@ from shared.orchestration.slots import execution_key
 from shared.orchestration.state import (
     IN_FLIGHT_STEP_STATUSES,
     CapacityView,
+    RetryPolicy,
     RunState,
     RunStatus,
     StepState,
@@ -209,7 +210,7 @@ class Runner:
             if decisions > MAX_PASSES + 2 * len(loaded.graph.steps) + 2:
                 break  # every pass moves a step on; more passes than that means something is wrong
             now = self._clock()
-            actions = decide(loaded.graph, run_state(loaded), capacity, now=now, retry=self._settings.retry)
+            actions = decide(loaded.graph, run_state(loaded), capacity, now=now, retry=self._retry(loaded.graph))
             if not actions:
                 return outbox
             blocked: set[str] = set()
@@ -297,7 +298,12 @@ class Runner:
             settings = self._settings
             state = run_state(loaded)
             actions = watchdog(
-                loaded.graph, state, self.capacity(loaded.graph), now=now, limits=settings.limits, retry=settings.retry
+                loaded.graph,
+                state,
+                self.capacity(loaded.graph),
+                now=now,
+                limits=settings.limits,
+                retry=self._retry(loaded.graph),
             )
             if not actions:
                 break
@@ -373,6 +379,21 @@ class Runner:
         with self._lock:
             self._limits = (now, limits)
         return limits
+
+    def _retry(self, graph: PipelineGraph) -> RetrySettings:
+        """The retry policy of each step: its own ``retry_settings``, else the app's."""
+        default = self._settings.retry
+        if not any(step.retry_settings is not None for step in graph.steps):
+            return default
+        policies: dict[str, RetryPolicy] = {}
+        for step in graph.steps:
+            own = step.retry_settings
+            policies[step.name] = (
+                default
+                if own is None
+                else replace(default, max_retries=own.max_retries, backoff=timedelta(seconds=own.backoff_seconds))
+            )
+        return policies
 
     def _is_live(self, holder: str) -> bool:
         """Whether the execution ``<run>:<step>:<attempt>`` still needs its slot (Queued or Running)."""

@@ -192,8 +192,8 @@ class CapacityView:
 class RetryPolicy:
     """How often a step whose failure is retryable is tried again, and how long to wait.
 
-    The graph schema has no retry fields, so the policy comes from the caller (app settings), for
-    all steps or per step. The default is azureml's: no retries.
+    The caller gives one policy for all steps (the app settings) or one per step (a step's own
+    ``retry_settings`` in the graph). The default is azureml's: no retries.
 
     Attributes:
         max_retries: retries after the first attempt (attempts = 1 + max_retries).

@@ -291,11 +291,14 @@ class StepWorker:
         journal.finish()
         if result.stopped:
             return Outcome(StepStatus.CANCELED)
+        # A script's own failure is retried only when its step asked for retries (retry_settings).
+        retry = definition.retry_settings is not None and definition.retry_settings.max_retries > 0
         if result.timed_out:
-            return Outcome(StepStatus.FAILED, f"The script ran longer than {timeout:g} seconds and was stopped.")
+            reason = f"The script ran longer than {timeout:g} seconds and was stopped."
+            return Outcome(StepStatus.FAILED, reason, retryable=retry)
         if result.returncode != 0:
             tail = f":\n{result.stderr_tail}" if result.stderr_tail else "."
-            return Outcome(StepStatus.FAILED, f"The script exited with code {result.returncode}{tail}")
+            return Outcome(StepStatus.FAILED, f"The script exited with code {result.returncode}{tail}", retryable=retry)
         outcome = self._commit(run, step, definition, data, journal, src, pulse)
         if outcome is not None and drifted:
             names = ", ".join(repr(n) for n in drifted)

@@ -428,3 +428,50 @@ def test_a_worker_whose_execution_was_taken_over_stops_its_process_and_records_n
     wait_for(lambda: _gone(first_pid), timeout=5, what="the first delivery's script stopped")
     step = stores.runs.get_step(run_id, "only")
     assert step.status is StepStatus.FINISHED and step.attempt == 1
+
+
+FLAKY = (
+    "import os, sys\n"
+    "marker = os.path.join({folder!r}, os.environ['AZUREML_PIPELINE_RUN_ID'])\n"
+    "if not os.path.exists(marker):\n"
+    "    open(marker, 'w').close()\n"
+    "    sys.exit('flaky: first attempt fails')\n"
+    "print('second attempt works')\n"
+)
+
+
+def test_a_step_with_retry_settings_runs_again_after_its_script_fails(
+    stores: Stores, clients: StorageClients, tmp_path: Path
+) -> None:
+    source = tmp_path / "flaky-src"
+    source.mkdir()
+    (source / "step.py").write_text(FLAKY.format(folder=str(tmp_path)))
+    snap = build_snapshot(source)
+    ticket = stores.snapshots.begin_upload(snap.sha256)
+    if not ticket.exists:
+        assert ticket.upload_url is not None
+        requests.put(ticket.upload_url, data=snap.data, headers={"x-ms-blob-type": "BlockBlob"}, timeout=30)
+        stores.snapshots.commit(snap.sha256, ticket.staging_id)
+    step = {
+        "name": "only",
+        "kind": "python_script",
+        "script_name": "step.py",
+        "snapshot": {"sha256": snap.sha256, "size_bytes": snap.size_bytes},
+        "retry_settings": {"max_retries": 2, "backoff_seconds": 0},
+    }
+    run_id = submit.submit_graph(stores, {"ExperimentName": "retry-it", "Graph": {"steps": [step]}}, None).id
+    runner, worker = _runner(stores, clients), _worker(stores, clients, tmp_path)
+    pending = [RunMessage(run_id)]
+    executed = []
+    while pending:
+        for message in runner.advance(pending.pop(0)):
+            executed.append(message.attempt)
+            report = worker.execute(message)
+            if report is not None:
+                pending.append(report)
+    assert executed == [1, 2]
+    assert stores.runs.get_run(run_id).status is RunStatus.FINISHED
+    done = stores.runs.get_step(run_id, "only")
+    assert done.status is StepStatus.FINISHED and done.attempt == 2
+    first_log = clients.blobs.get_blob_client(LOG_CONTAINER, log_blob_name(run_id, "only", 1))
+    assert "flaky: first attempt fails" in first_log.download_blob().readall().decode()  # each attempt keeps its log

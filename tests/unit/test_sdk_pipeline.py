@@ -21,6 +21,7 @@ from amlpipe.pipeline.core import Pipeline, PipelineData, PipelineParameter
 from amlpipe.pipeline.core import graph as core_graph
 from amlpipe.pipeline.steps import CommandStep, DataTransferStep, EstimatorStep, PythonScriptStep
 from amlpipe.train.estimator import Estimator
+from shared.errors import GraphValidationError
 from shared.graph import model as m
 from shared.graph import parse_graph
 
@@ -379,3 +380,29 @@ def test_runconfig_pipeline_params_allowlist_is_shared_with_the_server() -> None
 def test_a_blank_command_is_a_value_error() -> None:
     with pytest.raises(ValueError, match="command is blank"):
         CommandStep(command="   ")
+
+
+def test_retry_settings_reach_the_graph_and_bad_values_are_refused() -> None:
+    step = PythonScriptStep("train.py", name="train")
+    assert Pipeline(None, [step]).to_graph()[0].steps[0].retry_settings is None  # azureml's default: no retries
+    step.set_retry_settings(max_retries=3, backoff_seconds=5)
+    (wired,) = Pipeline(None, [step]).to_graph()[0].steps
+    assert wired.retry_settings == m.StepRetrySettings(max_retries=3, backoff_seconds=5.0)
+    for bad in (
+        {"max_retries": 11},
+        {"max_retries": -1},
+        {"max_retries": True},
+        {"max_retries": 1, "backoff_seconds": 601},
+    ):
+        with pytest.raises(ValueError):
+            step.set_retry_settings(**bad)
+
+
+@pytest.mark.parametrize(
+    "settings", [{"max_retries": 11}, {"max_retries": 1, "backoff_seconds": -1}, {"backoff_seconds": 1}]
+)
+def test_the_graph_schema_bounds_retry_settings(settings: dict[str, Any]) -> None:
+    body = {"steps": [{"name": "s", "kind": "command", "command": "echo", "retry_settings": settings}]}
+    with pytest.raises(GraphValidationError) as info:
+        parse_graph(body)
+    assert any((d.target or "").startswith("steps[0].retry_settings") for d in info.value.details)

@@ -52,9 +52,28 @@ class PipelineStep:
         self._runconfig_pipeline_params: dict[str, Any] = {}
         self._allow_reuse = True
         self._version: str | None = None
+        self._retry: m.StepRetrySettings | None = None
         for output in self._outputs:
             if isinstance(output, PipelineData):
                 output._producer = self
+
+    def set_retry_settings(self, max_retries: int, backoff_seconds: float = 10.0) -> None:
+        """Try this step again when an attempt fails (amlpipe's addition to azureml v1).
+
+        A failed attempt — the script's non-zero exit or timeout, or a lost worker — is retried up to
+        ``max_retries`` times, the first after ``backoff_seconds``, each later one twice as long (at
+        most 10 minutes). Without it a script's failure fails the step at once, as in azureml.
+
+        Raises:
+            ValueError: ``max_retries`` is not 0-10 or ``backoff_seconds`` not 0-600.
+        """
+        if isinstance(max_retries, bool) or not isinstance(max_retries, int) or not 0 <= max_retries <= 10:
+            raise ValueError(f"max_retries must be a whole number from 0 to 10, not {max_retries!r}")
+        if isinstance(backoff_seconds, bool) or not isinstance(backoff_seconds, int | float):
+            raise ValueError(f"backoff_seconds must be a number of seconds, not {backoff_seconds!r}")
+        if not 0 <= backoff_seconds <= 600:
+            raise ValueError(f"backoff_seconds must be from 0 to 600, not {backoff_seconds!r}")
+        self._retry = m.StepRetrySettings(max_retries=max_retries, backoff_seconds=float(backoff_seconds))
 
     def run_after(self, step: PipelineStep) -> None:
         """Run this step after ``step`` even without a data dependency (may be called repeatedly)."""
@@ -141,6 +160,7 @@ class PipelineStep:
             run_after=tuple(dict.fromkeys(s.name for s in self._run_after)),
             allow_reuse=self._allow_reuse,
             version=self._version,
+            retry_settings=self._retry,
             **self._extra_wire(params),
         )
 
