@@ -115,17 +115,29 @@ class Pulse:
 
     Use as a context manager around everything an execution does. ``alive`` turns False for good
     once a beat says stop (a cancel: ``beat.canceled``; else the execution moved on) or the thread
-    fails. ``on_beat``, when set, runs on the thread after each successful beat (the worker polls
-    the script's journal there); it must not raise.
+    fails. A hook (:meth:`attach`) runs on the thread after each successful beat (the worker polls
+    the script's journal there; it must not raise); :meth:`detach` waits for a call under way.
     """
 
     def __init__(self, beat: Heartbeat, period: float) -> None:
         self.beat = beat
-        self.on_beat: Callable[[], object] | None = None
+        self._on_beat: Callable[[], object] | None = None
+        self._hook = threading.Lock()  # held while the hook runs: detach() waits for a call under way
         self._period = period
         self._stop = threading.Event()
         self._alive = True
         self._thread = threading.Thread(target=self._loop, name=f"pulse {beat.step.name}", daemon=True)
+
+    def attach(self, on_beat: Callable[[], object]) -> None:
+        """Run ``on_beat`` on the pulse's thread after each successful beat (it must not raise)."""
+        with self._hook:
+            self._on_beat = on_beat
+
+    def detach(self) -> None:
+        """Stop calling the hook; returns once a call under way has finished, so the caller may then
+        use what the hook used (the journal is not thread-safe)."""
+        with self._hook:
+            self._on_beat = None
 
     @property
     def alive(self) -> bool:
@@ -148,8 +160,9 @@ class Pulse:
                 if not self.beat():
                     self._alive = False
                     return
-                if self.on_beat is not None:
-                    self.on_beat()
+                with self._hook:
+                    if self._on_beat is not None:
+                        self._on_beat()
             except Exception:  # noqa: BLE001 - a failing pulse must stop the execution, not vanish
                 log.exception("The heartbeat of %s:%s failed; stopping the execution.", *self._names())
                 self._alive = False

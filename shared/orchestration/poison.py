@@ -4,9 +4,10 @@ A queue message whose function fails ``maxDequeueCount`` times (host.json) is mo
 ``<queue>-poison``. Two functions read those queues and hand the bodies here:
 
 * a poisoned **step** message: the execution it names could not even be started or recorded. If
-  the step is still at that attempt and Queued or Running, it becomes Failed (not retryable) with
-  the reason, and the orchestrator is asked to decide (retry policy, ``continue_on_step_failure``
-  and the run's end follow as for any failure).
+  the step is still at that attempt and Queued, or Running without a fresh heartbeat (a live worker
+  holds it otherwise), it becomes Failed (retryable: the step's retry policy applies) with the
+  reason, and the orchestrator is asked to decide (retries, ``continue_on_step_failure`` and the
+  run's end follow as for any failure).
 * a poisoned **run** message: the orchestrator itself cannot advance the run, so it cannot be asked
   to end it either. The run is written Failed with the reason, its steps that have not started are
   Canceled and its running steps are asked to stop (their workers see the request at their next
@@ -28,6 +29,7 @@ from datetime import datetime
 from shared.errors import BadRequestError, NotFoundError
 from shared.orchestration.actions import Event
 from shared.orchestration.messages import RunMessage, StepMessage
+from shared.orchestration.settings import OrchestrationSettings
 from shared.pipelines._storage import utcnow
 from shared.pipelines.runs import PipelineRun, RunStatus, StaleEtagError, StepStatus
 from shared.pipelines.stores import Stores
@@ -47,9 +49,16 @@ class PoisonHandler:
         clock: the time source (UTC).
     """
 
-    def __init__(self, stores: Stores, *, clock: Callable[[], datetime] = utcnow) -> None:
+    def __init__(
+        self,
+        stores: Stores,
+        *,
+        clock: Callable[[], datetime] = utcnow,
+        settings: OrchestrationSettings | None = None,
+    ) -> None:
         self._stores = stores
         self._clock = clock
+        self._fresh = (settings or OrchestrationSettings.from_env()).stale_after
 
     def step_message(self, body: bytes | str, queue: str) -> RunMessage | None:
         """A step message the workers gave up on; the report that makes the orchestrator decide, if any."""
@@ -69,12 +78,23 @@ class PoisonHandler:
             except NotFoundError:
                 log.warning("Dropping poisoned %s: no such run or step.", message.key)
                 return None
+            if step.status is StepStatus.FAILED and step.attempt == message.attempt and step.reason == reason:
+                # Recorded by an earlier delivery whose report may have been lost: report again.
+                return RunMessage(message.run_id, Event.STEP_FAILED, message.step, message.attempt)
             if step.attempt != message.attempt or step.status not in (StepStatus.QUEUED, StepStatus.RUNNING):
                 log.info(
                     "Poisoned %s: the step is %s at attempt %d; nothing to do.", message.key, step.status, step.attempt
                 )
                 return None
-            failed = replace(step, status=StepStatus.FAILED, end_time=self._clock(), reason=reason, retryable=False)
+            now = self._clock()
+            last = step.heartbeat_at or step.start_time
+            if step.status is StepStatus.RUNNING and last is not None and now - last < self._fresh:
+                # A worker holds the execution and is alive: the poisoned copy is a stale duplicate.
+                log.info("Poisoned %s: the step is Running with a fresh heartbeat; left to its worker.", message.key)
+                return None
+            # Retryable: a message that could not be processed says nothing against the step itself,
+            # so the step's retry policy decides (without retries, the step and the run fail).
+            failed = replace(step, status=StepStatus.FAILED, end_time=now, reason=reason, retryable=True)
             try:
                 runs.replace_step(failed)
             except StaleEtagError:

@@ -64,7 +64,7 @@ from shared.orchestration.messages import RunMessage, StepMessage
 from shared.orchestration.queues import StepQueue
 from shared.orchestration.reuse import ReuseDecision, Reuser
 from shared.orchestration.settings import OrchestrationSettings
-from shared.orchestration.slots import execution_key
+from shared.orchestration.slots import SLOT_GRACE, execution_key
 from shared.orchestration.state import (
     IN_FLIGHT_STEP_STATUSES,
     CapacityView,
@@ -194,6 +194,7 @@ class Runner:
         conflicts = 0
         decisions = 0
         recorded = False
+        waited = False
         while True:
             if loaded is None:
                 try:
@@ -212,7 +213,12 @@ class Runner:
             now = self._clock()
             actions = decide(loaded.graph, run_state(loaded), capacity, now=now, retry=self._retry(loaded.graph))
             if not actions:
-                return outbox
+                if waited or not self._wait_for_slots(loaded, capacity):
+                    return outbox
+                # Waiting rows written; a slot freed before they were must not be missed: look again.
+                waited = True
+                capacity = self.capacity(loaded.graph)
+                continue
             blocked: set[str] = set()
             try:
                 after = self._perform(loaded, actions, now, outbox, blocked)
@@ -358,12 +364,13 @@ class Runner:
             limit = view.limit(target)
             if limit is None:
                 continue
-            held = [slot.holder for slot in self._stores.slots.slots(target) if slot.holder and slot.index < limit]
+            held = [slot for slot in self._stores.slots.slots(target) if slot.holder and slot.index < limit]
             if len(held) >= limit:
-                for holder in [h for h in held if not self._is_live(h)]:
-                    log.info("Freeing the slot of %s on %s: the execution has ended.", holder, target)
-                    self._stores.slots.release(target, holder)
-                    held.remove(holder)
+                cutoff = self._clock() - SLOT_GRACE  # a slot taken a moment ago: its row may not say Queued yet
+                for slot in [h for h in held if (h.since is None or h.since < cutoff) and not self._is_live(h.holder)]:
+                    log.info("Freeing the slot of %s on %s: the execution has ended.", slot.holder, target)
+                    self._stores.slots.release(target, slot.holder)
+                    held.remove(slot)
             in_use[target] = len(held)
         return CapacityView(max_nodes=limits, in_use=in_use)
 
@@ -379,6 +386,23 @@ class Runner:
         with self._lock:
             self._limits = (now, limits)
         return limits
+
+    def _wait_for_slots(self, loaded: LoadedRun, capacity: CapacityView) -> bool:
+        """Record the run as waiting on each full target it has a step for that is not started
+        (or failed, to be retried); whether it now waits on any."""
+        waiting = set()
+        for definition in loaded.graph.steps:
+            row = loaded.steps.get(definition.name)
+            if row is None or not (
+                row.status is StepStatus.NOT_STARTED or (row.status is StepStatus.FAILED and row.retryable)
+            ):
+                continue
+            target = (row.compute_target or definition.compute_target or LOCAL_COMPUTE).lower()
+            if capacity.free(target) == 0:
+                waiting.add(target)
+        for target in sorted(waiting):
+            self._stores.slots.wait(target, loaded.run.id)
+        return bool(waiting)
 
     def _retry(self, graph: PipelineGraph) -> RetrySettings:
         """The retry policy of each step: its own ``retry_settings``, else the app's."""
@@ -403,7 +427,16 @@ class Runner:
             row = self._stores.runs.get_step(run_id, name)
         except NotFoundError:
             return False
-        return str(row.attempt) == attempt and row.status in (StepStatus.QUEUED, StepStatus.RUNNING)
+        if str(row.attempt) != attempt:
+            return False
+        if row.status is StepStatus.QUEUED:
+            return True
+        if row.status is not StepStatus.RUNNING:
+            return False
+        last = row.heartbeat_at or row.start_time
+        # Running without a heartbeat for the watchdog's lease: its worker is gone (the watchdog will
+        # say so too); its node must not stay taken meanwhile.
+        return last is not None and self._clock() - last <= self._settings.limits.lease
 
     def _take_slot(self, run: PipelineRun, current: StepRun, target: str, attempt: int, blocked: set[str]) -> bool:
         """Take a slot of ``target`` for execution ``attempt`` of ``current`` (a retry takes over its
@@ -434,13 +467,20 @@ class Runner:
         target = (row.compute_target or LOCAL_COMPUTE).lower()
         if CapacityView(max_nodes=self._max_nodes()).limit(target) is None:
             return
-        waiting = self._stores.slots.release(target, execution_key(loaded.run.id, message.step, message.attempt))
-        woken = [run_id for run_id in waiting if run_id != loaded.run.id]
-        for run_id in woken:
-            self._stores.queue.enqueue_run(run_id)
-        self._stores.slots.stop_waiting(target, waiting)
-        if woken:
-            log.info("A slot of %s is free: woke %d waiting run(s).", target, len(woken))
+        if self._stores.slots.release(target, execution_key(loaded.run.id, message.step, message.attempt)):
+            self._wake(target, loaded.run.id)
+
+    def _wake(self, target: str, run_id: str) -> None:
+        """A slot of ``target`` is free: wake the run that has waited longest for one (this run, being
+        advanced now, needs no message). One run per slot: no herd; the patrol is the backstop."""
+        slots = self._stores.slots
+        waiters = slots.waiting(target)
+        mine = [w for w in waiters if w.run_id == run_id]
+        others = [w for w in waiters if w.run_id != run_id]
+        if others:
+            self._stores.queue.enqueue_run(others[0].run_id)
+            log.info("A slot of %s is free: woke run %s, which waited for it.", target, others[0].run_id)
+        slots.stop_waiting(target, mine + others[:1])
 
     def _graph(self, graph_id: str) -> PipelineGraph:
         # Graphs are content-addressed, so a cached one never goes stale.

@@ -20,8 +20,11 @@ Table ``amlpipeslots`` (plus ``AMLPIPE_TABLE_PREFIX``), one partition per comput
   or Running?): a slot whose holder has ended is taken over with a guarded replace. This is what makes
   a lost release harmless — a crash between a step ending and its slot's release leaves the slot to
   the next execution that needs it.
-* ``release`` frees the slot an execution holds (guarded, idempotent) and returns the runs waiting on
-  the target, so the caller can tell them to look again.
+* ``release`` frees the slot an execution holds (guarded, idempotent) and says whether it freed one;
+  the caller then wakes the run that has waited longest (``waiting``), removing its row only if
+  unchanged (``stop_waiting``: a run that waited again meanwhile keeps its row).
+* A slot held for less than ``SLOT_GRACE`` is never taken over: an orchestrator takes a slot before it
+  writes the step Queued, and in between the holder's row does not look live.
 * Slots at an index ≥ ``max_nodes`` (the target was scaled down) are never given out again.
 """
 
@@ -30,21 +33,24 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from azure.core.exceptions import ResourceExistsError
-from azure.data.tables import TableServiceClient
+from azure.core import MatchConditions
+from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
+from azure.data.tables import TableServiceClient, UpdateMode
 
 from shared.pipelines._storage import LazyTable, key, utcnow
 from shared.storage import replace_if_unchanged
 
-__all__ = ["TABLE", "Slot", "SlotStore", "execution_key"]
+__all__ = ["SLOT_GRACE", "TABLE", "Slot", "SlotStore", "Waiter", "execution_key"]
 
 log = logging.getLogger("amlpipe.orchestrator")
 
 TABLE = "amlpipeslots"
 _SLOT = "slot:"
 _WAIT = "wait:"
+#: A slot held for less than this is never taken over as ended: its holder's row may not say Queued yet.
+SLOT_GRACE = timedelta(seconds=60)
 #: Rounds of read-then-write before acquire gives up for now (each lost round means someone else won a slot).
 _ROUNDS = 8
 
@@ -52,6 +58,14 @@ _ROUNDS = 8
 def execution_key(run_id: str, step: str, attempt: int) -> str:
     """The key of one execution of a step: what holds a slot."""
     return f"{run_id}:{step}:{attempt}"
+
+
+@dataclass(frozen=True)
+class Waiter:
+    """A run waiting for a slot, as read (the ETag guards its removal)."""
+
+    run_id: str
+    etag: str
 
 
 @dataclass(frozen=True)
@@ -83,6 +97,7 @@ class SlotStore:
         *,
         is_live: Callable[[str], bool],
         now: datetime | None = None,
+        grace: timedelta = SLOT_GRACE,
     ) -> bool:
         """Take a slot of ``target`` for execution ``holder``; whether it holds one now.
 
@@ -91,7 +106,7 @@ class SlotStore:
             max_nodes: how many slots the target has.
             holder: the execution key (see :func:`execution_key`).
             is_live: whether the execution with that key still needs its slot (Queued or Running);
-                asked only when every slot is held.
+                asked only when every slot is held, and only of slots held longer than ``grace``.
             now: the time to record (default: now).
         """
         if max_nodes < 1:
@@ -117,7 +132,10 @@ class SlotStore:
                     return True
                 except ResourceExistsError:
                     continue
-            ended = next((s for s in slots if not is_live(s.holder)), None)
+            # A slot taken a moment ago may belong to an execution whose row is not written Queued
+            # yet: only slots held longer than the grace can be found ended.
+            cutoff = moment - grace
+            ended = next((s for s in slots if (s.since is None or s.since < cutoff) and not is_live(s.holder)), None)
             if ended is None:
                 return False
             log.info("Slot %d of %s: its holder %s has ended; taking it over.", ended.index, target, ended.holder)
@@ -141,17 +159,17 @@ class SlotStore:
                 return True
         return False
 
-    def release(self, target: str, holder: str) -> list[str]:
-        """Free the slot ``holder`` holds on ``target`` (nothing if it holds none); the runs waiting there."""
+    def release(self, target: str, holder: str) -> bool:
+        """Free the slot ``holder`` holds on ``target``; whether this call freed one (False: it held none)."""
         table = self._table.client()
         for _ in range(_ROUNDS):
             mine = next((s for s in self.slots(target) if s.holder == holder), None)
             if mine is None:
-                break
+                return False
             entity = {"PartitionKey": key(target.lower()), "RowKey": _row(mine.index), "Holder": "", "Since": None}
             if replace_if_unchanged(table, entity, mine.etag) is not None:
-                break
-        return self.waiting(target)
+                return True
+        return False
 
     def slots(self, target: str) -> list[Slot]:
         """The slot rows of ``target`` in index order."""
@@ -171,26 +189,39 @@ class SlotStore:
         return sorted(found, key=lambda s: s.index)
 
     def wait(self, target: str, run_id: str, *, now: datetime | None = None) -> None:
-        """Record that ``run_id`` has a ready step on ``target`` and no slot for it (idempotent)."""
+        """Record that ``run_id`` has a ready step on ``target`` and no slot for it (idempotent).
+
+        A run already waiting keeps its place (``Since``), but its row is written again, so a waker
+        that read the row before this call does not delete it (see :meth:`stop_waiting`).
+        """
+        table = self._table.client()
         entity = {"PartitionKey": key(target.lower()), "RowKey": _WAIT + key(run_id), "RunId": run_id}
         try:
-            self._table.client().create_entity({**entity, "Since": now or utcnow()})
+            table.create_entity({**entity, "Since": now or utcnow()})
         except ResourceExistsError:
-            pass  # already waiting: keep its place
+            table.update_entity(entity, mode=UpdateMode.MERGE)
 
-    def stop_waiting(self, target: str, run_ids: Iterable[str]) -> None:
-        """Forget that these runs wait on ``target`` (they got their slots, or ended)."""
+    def stop_waiting(self, target: str, waiters: Iterable[Waiter]) -> None:
+        """Remove these waiting rows, each only if unchanged since read (a run that waited again keeps its row)."""
         table = self._table.client()
-        for run_id in run_ids:
-            table.delete_entity(key(target.lower()), _WAIT + key(run_id))
+        for waiter in waiters:
+            try:
+                table.delete_entity(
+                    key(target.lower()),
+                    _WAIT + key(waiter.run_id),
+                    etag=waiter.etag,
+                    match_condition=MatchConditions.IfNotModified,
+                )
+            except (ResourceModifiedError, ResourceNotFoundError):
+                continue
 
-    def waiting(self, target: str) -> list[str]:
+    def waiting(self, target: str) -> list[Waiter]:
         """The runs waiting for a slot of ``target``, longest waiting first."""
         query = "PartitionKey eq @p and RowKey ge @lo and RowKey lt @hi"
         params = {"p": key(target.lower()), "lo": _WAIT, "hi": "wait;"}
         rows = list(self._table.client().query_entities(query, parameters=params))
         rows.sort(key=lambda e: (str(e.get("Since") or ""), str(e["RowKey"])))
-        return [str(e["RunId"]) for e in rows]
+        return [Waiter(str(e["RunId"]), str(e.metadata["etag"])) for e in rows]
 
 
 def _row(index: int) -> str:

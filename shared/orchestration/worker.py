@@ -174,6 +174,14 @@ class StepWorker:
             log.info("Deferring %s: Running with a heartbeat at %s.", message.key, last.isoformat())
             self._steps.send(message, delay=max(stale_at - now, timedelta(seconds=1)))
             return None
+        if run.cancel_requested or run.status.is_terminal or step.cancel_requested_at is not None:
+            # Its worker is gone and the step was to stop anyway: record that instead of running it again.
+            reason = step.reason or "Canceled: its worker was lost while a cancel was pending."
+            try:
+                self._stores.runs.replace_step(replace(step, status=StepStatus.CANCELED, end_time=now, reason=reason))
+            except StaleEtagError:
+                return None
+            return RunMessage(message.run_id, Event.STEP_FAILED, message.step, message.attempt)
         # A new start_time is the new claim (see same_claim): it must differ from the lost worker's.
         start = now if step.start_time is None or now > step.start_time else step.start_time + timedelta(milliseconds=1)
         try:
@@ -271,7 +279,7 @@ class StepWorker:
         logblob = LogBlob(self._blobs, log_blob_name(run.id, step.name, step.attempt), resume=resume)
         # Read the context before the script starts: the script could rewrite the file.
         journal = RunJournal.from_context(self._stores, context, resumed=resume)
-        pulse.on_beat = journal.poll  # metrics become visible while the script runs; never raises
+        pulse.attach(journal.poll)  # metrics become visible while the script runs; never raises
         timeout = self._timeout(definition)
         started = time.perf_counter()
         result = run_process(
@@ -284,7 +292,7 @@ class StepWorker:
             check_every=_CHECK_SECONDS,
             kill_grace=self._settings.kill_grace.total_seconds(),
         )
-        pulse.on_beat = None
+        pulse.detach()  # waits for a poll under way: from here the journal is this thread's alone
         ended = time.perf_counter()
         if not pulse.alive and not pulse.beat.canceled:
             return None  # another delivery owns the execution now: its journal is not ours to finish
@@ -337,13 +345,13 @@ class StepWorker:
         """
         for output in definition.outputs:
             if not pulse.alive:
-                return None
+                return _stopped(pulse)
             self._files.upload_output(run.id, output.name, data[output.name], attempt=step.attempt)
         if not pulse.alive:
-            return None
+            return _stopped(pulse)
         committed = journal.commit(src)
         if not pulse.alive:
-            return None
+            return _stopped(pulse)
         if definition.outputs or committed.artifacts or committed.models:
             # Nothing committed, nothing to mark: a takeover then runs the script again, which
             # costs what recording it done would have saved and cannot register or publish twice.
@@ -406,6 +414,12 @@ class StepWorker:
 
 #: A work folder not named ``<pid>.<random>`` (an older layout) is removed once this old.
 _STALE_WORK_SECONDS = 24 * 3600
+
+
+def _stopped(pulse: Pulse) -> Outcome | None:
+    """Why a commit stopped part-way: a cancel (record the step Canceled, so the run can end) or the
+    execution moved on to another delivery (record nothing)."""
+    return Outcome(StepStatus.CANCELED) if pulse.beat.canceled else None
 
 
 def _drifted_inputs(

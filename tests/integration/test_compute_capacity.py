@@ -5,7 +5,9 @@ from __future__ import annotations
 import base64
 import json
 import threading
+from collections.abc import Callable
 from dataclasses import replace
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -15,8 +17,10 @@ from shared.graph.snapshot import build_snapshot
 from shared.orchestration.messages import RunMessage, StepMessage
 from shared.orchestration.queues import StepQueue
 from shared.orchestration.runner import Runner
+from shared.orchestration.slots import SLOT_GRACE
 from shared.orchestration.worker import StepWorker
 from shared.pipelines import submit
+from shared.pipelines._storage import utcnow
 from shared.pipelines.runs import StepStatus
 from shared.pipelines.stores import Stores, run_queue_name
 from shared.registry.compute import ComputeSpec, ComputeTargetStore
@@ -57,8 +61,8 @@ def _submit(stores: Stores, tmp_path: Path, steps: int) -> str:
     return submit.submit_graph(stores, {"ExperimentName": "capacity-it", "Graph": graph}, None).id
 
 
-def _runner(stores: Stores, clients: StorageClients) -> Runner:
-    return Runner(stores, ComputeTargetStore(clients.tables), StepQueue.of(clients.queues))
+def _runner(stores: Stores, clients: StorageClients, clock: Callable[[], datetime] = utcnow) -> Runner:
+    return Runner(stores, ComputeTargetStore(clients.tables), StepQueue.of(clients.queues), clock=clock)
 
 
 def _in_flight(stores: Stores, *run_ids: str) -> list[str]:
@@ -68,6 +72,11 @@ def _in_flight(stores: Stores, *run_ids: str) -> list[str]:
         for s in stores.runs.list_steps(run_id)
         if s.status in (StepStatus.QUEUED, StepStatus.RUNNING)
     ]
+
+
+def _forget_messages(clients: StorageClients) -> None:
+    """Clear the run queue (submits put a message there): what is there afterwards was a wake-up."""
+    clients.queues.get_queue_client(run_queue_name()).clear_messages()
 
 
 def _woken(clients: StorageClients) -> list[str]:
@@ -95,20 +104,41 @@ def test_runs_racing_for_a_pool_never_exceed_max_nodes_and_a_waiting_run_is_woke
         thread.join()
 
     assert len(_in_flight(stores, *runs)) == 2 == sum(len(m) for m in sent.values())
-    waiting = set(stores.slots.waiting("pool"))
-    assert waiting and waiting <= set(runs)
+    # Every run with a step left unqueued waits on the pool (also those the capacity check held back).
+    waiting = [w.run_id for w in stores.slots.waiting("pool")]
+    assert set(waiting) == set(runs)
 
-    # A step ends: its report frees the slot and wakes the runs that wait for one.
+    # A step ends: its report frees the slot and wakes the run that has waited longest.
+    _forget_messages(clients)
     message = next(m for messages in sent.values() for m in messages)
     worker = StepWorker(stores, clients.blobs, StepQueue.of(clients.queues), root=tmp_path / "work")
     report = worker.execute(message)
     assert report is not None and report.event.value == "StepFinished"
     _runner(stores, clients).advance(report)
-    assert set(_woken(clients)) >= waiting - {message.run_id}
-    assert stores.slots.waiting("pool") == []
-    woken = next(iter(waiting - {message.run_id}), message.run_id)
-    _runner(stores, clients).advance(RunMessage(woken))
-    assert len(_in_flight(stores, *runs)) == 2  # the freed node went to a waiting step, no more
+    others = [run_id for run_id in waiting if run_id != message.run_id]
+    assert _woken(clients) == others[:1]  # one slot freed: one run woken, no herd
+    assert len(_in_flight(stores, *runs)) == 2  # the reporting run took the freed node itself, or not ...
+    for run_id in runs:
+        _runner(stores, clients).advance(RunMessage(run_id))
+    assert len(_in_flight(stores, *runs)) == 2  # ... and nobody took a third
+
+
+def test_a_run_held_back_by_a_full_pool_is_woken_when_a_node_frees(
+    stores: Stores, clients: StorageClients, tmp_path: Path
+) -> None:
+    _pool(clients, 1)
+    first = _submit(stores, tmp_path, 1)
+    (message,) = _runner(stores, clients).advance(RunMessage(first))
+    second = _submit(stores, tmp_path, 1)
+    assert _runner(stores, clients).advance(RunMessage(second)) == []  # held back before any slot was tried
+    assert [w.run_id for w in stores.slots.waiting("pool")] == [second]
+    _forget_messages(clients)
+    worker = StepWorker(stores, clients.blobs, StepQueue.of(clients.queues), root=tmp_path / "work")
+    report = worker.execute(message)
+    assert report is not None
+    _runner(stores, clients).advance(report)
+    assert _woken(clients) == [second]
+    assert _runner(stores, clients).advance(RunMessage(second)) == [StepMessage(second, "s0", 1)]
 
 
 def test_a_slot_whose_release_was_lost_is_reclaimed_when_the_pool_is_full(
@@ -122,7 +152,9 @@ def test_a_slot_whose_release_was_lost_is_reclaimed_when_the_pool_is_full(
     # The first step ended without its report reaching the orchestrator (no release).
     row = stores.runs.get_step(first, "s0")
     stores.runs.replace_step(replace(row, status=StepStatus.CANCELED, reason="Canceled."))
-    assert _runner(stores, clients).advance(RunMessage(second)) == [StepMessage(second, "s0", 1)]
+    assert _runner(stores, clients).advance(RunMessage(second)) == []  # its slot is too fresh to judge
+    later = _runner(stores, clients, clock=lambda: utcnow() + SLOT_GRACE + timedelta(seconds=1))
+    assert later.advance(RunMessage(second)) == [StepMessage(second, "s0", 1)]
     assert [s.holder for s in stores.slots.slots("pool")] == [f"{second}:s0:1"]
 
 

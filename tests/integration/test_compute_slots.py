@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 
 import pytest
 
 from shared.orchestration.slots import SlotStore, execution_key
+from shared.pipelines._storage import utcnow
 from shared.storage import StorageClients
 
 pytestmark = pytest.mark.integration
@@ -36,8 +38,8 @@ def test_a_duplicate_acquire_or_release_changes_nothing(slots: SlotStore) -> Non
     assert slots.acquire("cpu", 2, first, is_live=_always_live)
     assert slots.acquire("cpu", 2, first, is_live=_always_live)  # a duplicate decision: the same slot
     assert [s.holder for s in slots.slots("cpu")] == [first]
-    slots.release("cpu", first)
-    slots.release("cpu", first)
+    assert slots.release("cpu", first) is True
+    assert slots.release("cpu", first) is False  # held none any more: nothing freed, nobody to wake
     assert [s.holder for s in slots.slots("cpu")] == [""]
     # Target names are case-insensitive, like compute target names.
     assert slots.acquire("CPU", 1, first, is_live=_always_live)
@@ -59,7 +61,7 @@ def test_racing_orchestrators_never_exceed_max_nodes(slots: SlotStore) -> None:
 
 def test_a_slot_whose_holder_ended_without_releasing_is_taken_over(slots: SlotStore) -> None:
     lost = execution_key("run-a", "s", 1)
-    assert slots.acquire("cpu", 1, lost, is_live=_always_live)
+    assert slots.acquire("cpu", 1, lost, is_live=_always_live, now=utcnow() - timedelta(minutes=5))
     waiting = execution_key("run-b", "s", 1)
     assert not slots.acquire("cpu", 1, waiting, is_live=_always_live)  # its holder still runs
     asked: list[str] = []
@@ -71,6 +73,20 @@ def test_a_slot_whose_holder_ended_without_releasing_is_taken_over(slots: SlotSt
     assert slots.acquire("cpu", 1, waiting, is_live=ended)
     assert asked == [lost]
     assert [s.holder for s in slots.slots("cpu")] == [waiting]
+
+
+def test_a_slot_taken_a_moment_ago_is_never_taken_over(slots: SlotStore) -> None:
+    # Its holder's row may not say Queued yet (the orchestrator takes the slot first): not ended.
+    fresh = execution_key("run-a", "s", 1)
+    assert slots.acquire("cpu", 1, fresh, is_live=_always_live)
+    asked: list[str] = []
+
+    def ended(holder: str) -> bool:
+        asked.append(holder)
+        return False
+
+    assert not slots.acquire("cpu", 1, execution_key("run-b", "s", 1), is_live=ended)
+    assert asked == [] and [s.holder for s in slots.slots("cpu")] == [fresh]
 
 
 def test_scaling_a_target_down_stops_handing_out_the_slots_above_the_limit(slots: SlotStore) -> None:
@@ -89,10 +105,20 @@ def test_runs_waiting_for_a_slot_are_told_on_release_longest_waiting_first(slots
     slots.wait("cpu", "run-b")
     slots.wait("cpu", "run-c")
     slots.wait("cpu", "run-b")  # a duplicate decision: still one entry
-    assert slots.release("cpu", holder) == ["run-b", "run-c"]
-    slots.stop_waiting("cpu", ["run-b", "run-b"])  # idempotent
-    assert slots.waiting("cpu") == ["run-c"]
+    assert slots.release("cpu", holder)
+    waiters = slots.waiting("cpu")
+    assert [w.run_id for w in waiters] == ["run-b", "run-c"]
+    slots.stop_waiting("cpu", [waiters[0], waiters[0]])  # idempotent
+    assert [w.run_id for w in slots.waiting("cpu")] == ["run-c"]
     assert slots.waiting("other") == []
+
+
+def test_a_run_that_waits_again_keeps_its_row_when_an_older_waker_removes_it(slots: SlotStore) -> None:
+    slots.wait("cpu", "run-b")
+    (seen,) = slots.waiting("cpu")  # a waker reads the row ...
+    slots.wait("cpu", "run-b")  # ... the run, woken earlier and blocked again, waits again ...
+    slots.stop_waiting("cpu", [seen])  # ... and the waker's removal must not take the new wait with it
+    assert [w.run_id for w in slots.waiting("cpu")] == ["run-b"]
 
 
 def test_a_retry_takes_over_the_slot_of_its_previous_attempt(slots: SlotStore) -> None:

@@ -475,3 +475,20 @@ def test_a_step_with_retry_settings_runs_again_after_its_script_fails(
     assert done.status is StepStatus.FINISHED and done.attempt == 2
     first_log = clients.blobs.get_blob_client(LOG_CONTAINER, log_blob_name(run_id, "only", 1))
     assert "flaky: first attempt fails" in first_log.download_blob().readall().decode()  # each attempt keeps its log
+
+
+def test_a_redelivered_execution_of_a_canceled_step_is_recorded_canceled_not_run_again(
+    stores: Stores, clients: StorageClients, tmp_path: Path
+) -> None:
+    run_id = _submit(stores, tmp_path, "import sys\nsys.exit('must not run again')\n")
+    (message,) = _runner(stores, clients).advance(RunMessage(run_id))
+    stale = utcnow() - FAST.stale_after - timedelta(seconds=1)
+    step = stores.runs.get_step(run_id, "only")
+    # Its worker died after the cancel request reached the row.
+    stores.runs.replace_step(
+        replace(step, status=StepStatus.RUNNING, start_time=stale, heartbeat_at=stale, cancel_requested_at=stale)
+    )
+    report = _worker(stores, clients, tmp_path).execute(message)
+    assert report == RunMessage(run_id, Event.STEP_FAILED, "only", 1)
+    done = stores.runs.get_step(run_id, "only")
+    assert done.status is StepStatus.CANCELED and "must not run again" not in (done.reason or "")

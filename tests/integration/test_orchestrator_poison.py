@@ -67,6 +67,18 @@ def test_a_poisoned_run_message_fails_the_run_and_stops_its_steps(
     assert [s.etag for s in stores.runs.list_steps(run_id)] == [s.etag for s in steps.values()]
 
 
+def test_a_poisoned_copy_of_a_step_a_live_worker_runs_is_left_alone(
+    stores: Stores, clients: StorageClients, tmp_path: Path
+) -> None:
+    run_id = _started(stores, clients, tmp_path)
+    row = stores.runs.get_step(run_id, "a")
+    running = stores.runs.replace_step(
+        replace(row, status=StepStatus.RUNNING, start_time=utcnow(), heartbeat_at=utcnow())
+    )
+    assert PoisonHandler(stores).step_message(StepMessage(run_id, "a", 1).to_text(), "steps-poison") is None
+    assert stores.runs.get_step(run_id, "a").etag == running.etag
+
+
 def test_a_poisoned_step_message_fails_its_step_and_wakes_the_orchestrator(
     stores: Stores, clients: StorageClients, tmp_path: Path
 ) -> None:
@@ -77,9 +89,11 @@ def test_a_poisoned_step_message_fails_its_step_and_wakes_the_orchestrator(
     report = handler.step_message(body, "steps-poison")
     assert report == RunMessage(run_id, Event.STEP_FAILED, "a", 1)
     step = stores.runs.get_step(run_id, "a")
-    assert step.status is StepStatus.FAILED and not step.retryable
+    assert step.status is StepStatus.FAILED and step.retryable  # the step's retry policy decides
     assert step.reason is not None and "'steps-poison'" in step.reason and f"{run_id}:a:1" in step.reason
-    assert handler.step_message(body, "steps-poison") is None  # again: the step is no longer Queued
+    # Delivered again (its report may have been lost): the same report, nothing written.
+    assert handler.step_message(body, "steps-poison") == report
+    assert stores.runs.get_step(run_id, "a").etag == step.etag
     assert handler.step_message(StepMessage(run_id, "b", 7).to_text(), "steps-poison") is None  # not its attempt
     assert stores.runs.get_step(run_id, "b").status is StepStatus.QUEUED
 

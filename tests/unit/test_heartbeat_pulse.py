@@ -37,7 +37,7 @@ def test_the_pulse_beats_until_stopped_and_polls_after_each_beat() -> None:
     beat = _Beat([])
     polled = threading.Event()
     with Pulse(beat, 0.01) as pulse:  # type: ignore[arg-type]
-        pulse.on_beat = polled.set
+        pulse.attach(polled.set)
         wait_for(lambda: beat.calls >= 3 or None, timeout=5, interval=0.005, what="three beats")
         assert polled.is_set() and pulse.alive
     calls = beat.calls
@@ -63,6 +63,27 @@ def test_a_failing_beat_or_poll_stops_the_execution_instead_of_vanishing() -> No
 
     beat = _Beat([])
     with Pulse(beat, 0.01) as pulse:  # type: ignore[arg-type]
-        pulse.on_beat = broken_poll
+        pulse.attach(broken_poll)
         wait_for(lambda: (not pulse.alive) or None, timeout=5, interval=0.005, what="the pulse to stop")
     assert beat.calls == 1
+
+
+def test_detach_waits_for_a_hook_call_under_way() -> None:
+    inside, release, finished = threading.Event(), threading.Event(), threading.Event()
+
+    def slow_poll() -> None:
+        inside.set()
+        release.wait(5)
+        finished.set()
+
+    beat = _Beat([])
+    with Pulse(beat, 0.01) as pulse:
+        pulse.attach(slow_poll)
+        assert inside.wait(5)
+        detaching = threading.Thread(target=pulse.detach)
+        detaching.start()
+        detaching.join(0.2)
+        assert detaching.is_alive()  # still waiting: the poll has not finished
+        release.set()
+        detaching.join(5)
+        assert finished.is_set() and not detaching.is_alive()
