@@ -46,6 +46,9 @@ class Heartbeat:
     ) -> None:
         self.step = step
         self.canceled = False
+        #: Stopped because heartbeats kept failing (storage unreachable), not because someone else
+        #: took the execution: the message must then be delivered again, not deleted.
+        self.fenced = False
         self._runs = stores.runs
         self._clock = clock
         self._fence_after = fence_after.total_seconds() if fence_after is not None else None
@@ -68,6 +71,7 @@ class Heartbeat:
                     self.step.attempt,
                     silent,
                 )
+                self.fenced = True
                 return False
             return True
         self._last_beat = time.monotonic()

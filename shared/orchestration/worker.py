@@ -56,7 +56,7 @@ from pathlib import Path
 from azure.core.exceptions import AzureError
 from azure.storage.blob import BlobServiceClient
 
-from shared.errors import BadRequestError, NotFoundError
+from shared.errors import AmlPipeError, BadRequestError, NotFoundError
 from shared.graph.model import PipelineDataInput, PipelineGraph, Step
 from shared.orchestration.actions import Event
 from shared.orchestration.files import LogBlob, StepFiles, log_blob_name
@@ -199,6 +199,11 @@ class StepWorker:
         # The pulse beats for the whole execution (downloads, script, commit), not only the script.
         with Pulse(beat, self._settings.heartbeat.total_seconds()) as pulse:
             outcome = self._outcome(run, step, pulse, resume=resume)
+        if beat.fenced:
+            # Nothing is known to be recorded and storage was unreachable: fail the invocation so the
+            # host delivers the message again; that delivery takes over (and finds a committed
+            # execution done) once the heartbeat is stale, instead of waiting for the watchdog.
+            raise AmlPipeError(f"Execution {run.id}:{step.name}:{step.attempt} stopped: its heartbeats kept failing.")
         if outcome is None:
             return None
         if not pulse.alive and not beat.canceled:
