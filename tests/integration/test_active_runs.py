@@ -8,18 +8,16 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-import requests
 
-from shared.graph.snapshot import build_snapshot
 from shared.orchestration.messages import RunMessage
 from shared.orchestration.queues import StepQueue
 from shared.orchestration.runner import Runner
-from shared.pipelines import submit
 from shared.pipelines._storage import utcnow
 from shared.pipelines.runs import ACTIVE_TABLE, RunStatus, StepStatus
 from shared.pipelines.stores import Stores
 from shared.registry.compute import ComputeTargetStore
 from shared.storage import StorageClients, table_name
+from tests.integration.conftest import submit_steps, upload_snapshot
 
 pytestmark = pytest.mark.integration
 
@@ -27,19 +25,9 @@ LONG_AGO = utcnow() - timedelta(days=1)
 
 
 def _submit(stores: Stores, tmp_path: Path) -> str:
-    source = tmp_path / "src"
-    source.mkdir(exist_ok=True)
-    (source / "ok.py").write_text("print('ok')\n")
-    snap = build_snapshot(source)
-    ticket = stores.snapshots.begin_upload(snap.sha256)
-    if not ticket.exists:
-        assert ticket.upload_url is not None
-        put = requests.put(ticket.upload_url, data=snap.data, headers={"x-ms-blob-type": "BlockBlob"}, timeout=30)
-        assert put.status_code == 201
-        stores.snapshots.commit(snap.sha256, ticket.staging_id)
-    ref = {"sha256": snap.sha256, "size_bytes": snap.size_bytes}
-    graph = {"steps": [{"name": "only", "kind": "python_script", "script_name": "ok.py", "snapshot": ref}]}
-    return submit.submit_graph(stores, {"ExperimentName": "active-it", "Graph": graph}, None).id
+    ref = upload_snapshot(stores, {"ok.py": "print('ok')\n"}, tmp_path / "src")
+    step = {"name": "only", "kind": "python_script", "script_name": "ok.py", "snapshot": ref}
+    return submit_steps(stores, [step], "active-it")
 
 
 def _active(stores: Stores) -> set[str]:

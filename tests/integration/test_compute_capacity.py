@@ -11,20 +11,18 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
-import requests
 
-from shared.graph.snapshot import build_snapshot
 from shared.orchestration.messages import RunMessage, StepMessage
 from shared.orchestration.queues import StepQueue
 from shared.orchestration.runner import Runner
 from shared.orchestration.slots import SLOT_GRACE
 from shared.orchestration.worker import StepWorker
-from shared.pipelines import submit
 from shared.pipelines._storage import utcnow
 from shared.pipelines.runs import StepStatus
 from shared.pipelines.stores import Stores, run_queue_name
 from shared.registry.compute import ComputeSpec, ComputeTargetStore
 from shared.storage import StorageClients
+from tests.integration.conftest import submit_steps, upload_snapshot
 
 pytestmark = pytest.mark.integration
 
@@ -34,31 +32,10 @@ def _pool(clients: StorageClients, max_nodes: int) -> None:
 
 
 def _submit(stores: Stores, tmp_path: Path, steps: int) -> str:
-    source = tmp_path / "src"
-    source.mkdir(exist_ok=True)
-    (source / "ok.py").write_text("print('ok')\n")
-    snap = build_snapshot(source)
-    ticket = stores.snapshots.begin_upload(snap.sha256)
-    if not ticket.exists:
-        assert ticket.upload_url is not None
-        put = requests.put(ticket.upload_url, data=snap.data, headers={"x-ms-blob-type": "BlockBlob"}, timeout=30)
-        assert put.status_code == 201
-        stores.snapshots.commit(snap.sha256, ticket.staging_id)
-    ref = {"sha256": snap.sha256, "size_bytes": snap.size_bytes}
-    graph = {
-        "steps": [
-            {
-                "name": f"s{i}",
-                "kind": "python_script",
-                "script_name": "ok.py",
-                "snapshot": ref,
-                "compute_target": "pool",
-            }
-            for i in range(steps)
-        ]
-    }
     # The runners here have no Reuser: every step needs a node.
-    return submit.submit_graph(stores, {"ExperimentName": "capacity-it", "Graph": graph}, None).id
+    ref = upload_snapshot(stores, {"ok.py": "print('ok')\n"}, tmp_path / "src")
+    step = {"kind": "python_script", "script_name": "ok.py", "snapshot": ref, "compute_target": "pool"}
+    return submit_steps(stores, [{"name": f"s{i}", **step} for i in range(steps)], "capacity-it")
 
 
 def _runner(stores: Stores, clients: StorageClients, clock: Callable[[], datetime] = utcnow) -> Runner:

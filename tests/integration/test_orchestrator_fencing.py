@@ -16,7 +16,6 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-import requests
 from azure.data.tables import TableServiceClient
 from azure.storage.blob import BlobServiceClient
 from azure.storage.queue import QueueServiceClient
@@ -24,17 +23,16 @@ from azure.storage.queue import QueueServiceClient
 from amlpipe.host.azurite import Azurite
 from amlpipe.host.testing import wait_for
 from shared.errors import AmlPipeError
-from shared.graph.snapshot import build_snapshot
 from shared.orchestration.messages import RunMessage
 from shared.orchestration.queues import StepQueue
 from shared.orchestration.runner import Runner
 from shared.orchestration.settings import OrchestrationSettings
 from shared.orchestration.worker import StepWorker
-from shared.pipelines import submit
 from shared.pipelines.runs import StepStatus
 from shared.pipelines.stores import Stores
 from shared.registry.compute import ComputeTargetStore
 from shared.storage import StorageClients
+from tests.integration.conftest import submit_steps, upload_snapshot
 
 pytestmark = pytest.mark.integration
 
@@ -65,19 +63,11 @@ def test_a_worker_that_cannot_write_its_heartbeat_stops_its_script_and_fails_the
     azurite, clients = outage
     stores = Stores.from_clients(clients)
     pid_file = tmp_path / "script.pid"
-    source = tmp_path / "src"
-    source.mkdir()
-    (source / "step.py").write_text(
-        f"import os, time\nopen({str(pid_file)!r}, 'w').write(str(os.getpid()))\ntime.sleep(60)\n"
+    script = f"import os, time\nopen({str(pid_file)!r}, 'w').write(str(os.getpid()))\ntime.sleep(60)\n"
+    ref = upload_snapshot(stores, {"step.py": script}, tmp_path / "src")
+    run_id = submit_steps(
+        stores, [{"name": "only", "kind": "python_script", "script_name": "step.py", "snapshot": ref}], "fencing-it"
     )
-    snap = build_snapshot(source)
-    ticket = stores.snapshots.begin_upload(snap.sha256)
-    assert ticket.upload_url is not None
-    requests.put(ticket.upload_url, data=snap.data, headers={"x-ms-blob-type": "BlockBlob"}, timeout=30)
-    stores.snapshots.commit(snap.sha256, ticket.staging_id)
-    ref = {"sha256": snap.sha256, "size_bytes": snap.size_bytes}
-    graph = {"steps": [{"name": "only", "kind": "python_script", "script_name": "step.py", "snapshot": ref}]}
-    run_id = submit.submit_graph(stores, {"ExperimentName": "fencing-it", "Graph": graph}, None).id
     runner = Runner(stores, ComputeTargetStore(clients.tables), StepQueue.of(clients.queues), settings=FAST)
     (message,) = runner.advance(RunMessage(run_id))
     worker = StepWorker(stores, clients.blobs, StepQueue.of(clients.queues), settings=FAST, root=tmp_path / "w")

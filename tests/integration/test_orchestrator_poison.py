@@ -6,40 +6,27 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-import requests
 
-from shared.graph.snapshot import build_snapshot
 from shared.orchestration.actions import Event
 from shared.orchestration.messages import RunMessage, StepMessage
 from shared.orchestration.poison import PoisonHandler
 from shared.orchestration.queues import StepQueue
 from shared.orchestration.runner import Runner
-from shared.pipelines import submit
 from shared.pipelines._storage import utcnow
 from shared.pipelines.runs import RunStatus, StepStatus
 from shared.pipelines.stores import Stores
 from shared.registry.compute import ComputeTargetStore
 from shared.storage import StorageClients
+from tests.integration.conftest import submit_steps, upload_snapshot
 
 pytestmark = pytest.mark.integration
 
 
 def _started(stores: Stores, clients: StorageClients, tmp_path: Path) -> str:
     """A run of two independent steps, both Queued by the orchestrator."""
-    source = tmp_path / "src"
-    source.mkdir(exist_ok=True)
-    (source / "ok.py").write_text("print('ok')\n")
-    snap = build_snapshot(source)
-    ticket = stores.snapshots.begin_upload(snap.sha256)
-    if not ticket.exists:
-        assert ticket.upload_url is not None
-        put = requests.put(ticket.upload_url, data=snap.data, headers={"x-ms-blob-type": "BlockBlob"}, timeout=30)
-        assert put.status_code == 201
-        stores.snapshots.commit(snap.sha256, ticket.staging_id)
-    ref = {"sha256": snap.sha256, "size_bytes": snap.size_bytes}
+    ref = upload_snapshot(stores, {"ok.py": "print('ok')\n"}, tmp_path / "src")
     step = {"kind": "python_script", "script_name": "ok.py", "snapshot": ref}
-    graph = {"steps": [{"name": "a", **step}, {"name": "b", **step}]}
-    run_id = submit.submit_graph(stores, {"ExperimentName": "poison-it", "Graph": graph}, None).id
+    run_id = submit_steps(stores, [{"name": "a", **step}, {"name": "b", **step}], "poison-it")
     runner = Runner(stores, ComputeTargetStore(clients.tables), StepQueue.of(clients.queues))
     assert len(runner.advance(RunMessage(run_id))) == 2
     return run_id
