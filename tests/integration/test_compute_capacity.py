@@ -115,6 +115,8 @@ def test_a_run_held_back_by_a_full_pool_is_woken_when_a_node_frees(
     assert report is not None
     _runner(stores, clients).advance(report)
     assert _woken(clients) == [second]
+    _runner(stores, clients).advance(report)  # the report delivered again: nothing freed, nobody woken twice
+    assert _woken(clients) == [second]
     assert _runner(stores, clients).advance(RunMessage(second)) == [StepMessage(second, "s0", 1)]
 
 
