@@ -108,11 +108,16 @@ def _supervise(
             selector.register(fd, selectors.EVENT_READ)
         if exit_fd is not None:
             selector.register(exit_fd, selectors.EVENT_READ)
+        exit_poll = _EXIT_POLL_SECONDS
         try:
             while True:
                 pipes_open = any(fd in names for fd in selector.get_map())
-                # Wait for output or the script's end; with neither a pidfd nor open pipes, poll briefly.
-                wait = _POLL_SECONDS if pipes_open or exit_fd is not None else _EXIT_POLL_SECONDS
+                # Wait for output or the script's end. With neither a pidfd nor open pipes, poll for
+                # the end: briefly at first (most scripts end with their pipes), then backing off, so
+                # a long script that closed its pipes costs no busy loop.
+                wait = _POLL_SECONDS if pipes_open or exit_fd is not None else exit_poll
+                if not (pipes_open or exit_fd is not None):
+                    exit_poll = min(exit_poll * 2, _POLL_SECONDS)
                 if selector.get_map():
                     events = selector.select(timeout=wait)
                 else:  # nothing to wait on (no pidfd, pipes closed): poll for the script's end

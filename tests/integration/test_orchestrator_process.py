@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from amlpipe.host.testing import wait_for
+from shared.orchestration import process
 from shared.orchestration.process import run_process
 
 pytestmark = pytest.mark.integration
@@ -142,3 +143,20 @@ def test_an_error_of_the_check_kills_and_reaps_the_group(tmp_path: Path) -> None
         )
     pid = _grandchild(tmp_path)
     wait_for(lambda: _gone(pid), timeout=5, what="the grandchild to be gone")
+
+
+def test_without_a_pidfd_a_script_that_closed_its_pipes_is_still_seen_ending(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Where there is no pidfd (not Linux), the supervisor polls for the script's end once its pipes
+    # are closed; the script redirects its own output and lives on for a while.
+    monkeypatch.setattr(process, "_exit_fd", lambda proc: None)
+    script = (
+        "import os, sys, time\nprint('before', flush=True)\nos.close(1)\nos.close(2)\ntime.sleep(0.5)\nsys.exit(3)\n"
+    )
+    out: list[bytes] = []
+    result = run_process(
+        [sys.executable, "-c", script], cwd=tmp_path, env=dict(os.environ), timeout=20, sink=out.append
+    )
+    assert result.returncode == 3 and not result.timed_out
+    assert b"before" in b"".join(out)
