@@ -11,15 +11,17 @@ from functions.orchestrator import bp as orchestrator_bp
 from functions.pipelines import bp as pipelines_bp
 from functions.registry import bp as registry_bp
 from functions.runs import bp as runs_bp
+from functions.schedules import bp as schedules_bp
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 app.register_functions(health_bp)
 app.register_functions(auth_bp)
 app.register_functions(registry_bp)  # datastores, datasets, compute targets
 app.register_functions(models_bp)
-# pipelines, endpoints, runs and the OpenAPI document
+# pipelines, endpoints, runs, schedules and the OpenAPI document
 app.register_functions(pipelines_bp)
 app.register_functions(endpoints_bp)
 app.register_functions(runs_bp)
+app.register_functions(schedules_bp)  # schedules: the resource (firing comes later)
 app.register_functions(openapi_bp)
 app.register_functions(orchestrator_bp)  # runs pipelines: orchestrator and step worker

@@ -82,16 +82,17 @@ def enable_endpoint(req: func.HttpRequest, caller: Principal) -> func.HttpRespon
 @bp.route(route="PipelineEndpoints/{endpoint_id}/disable", methods=["POST"], auth_level=ANON)
 @edge.api(Role.CONTRIBUTOR)
 def disable_endpoint(req: func.HttpRequest, caller: Principal) -> func.HttpResponse:
-    """Set the endpoint Disabled (idempotent): it cannot be submitted and ``list`` hides it."""
+    """Set the endpoint Disabled (idempotent): it cannot be submitted and ``list`` hides it; 409 while active
+    schedules run it."""
     stores = default_stores()
-    return _endpoint(req, stores.endpoints.set_status(req.route_params["endpoint_id"], PipelineStatus.DISABLED))
+    return _endpoint(req, flows.set_endpoint_status(stores, req.route_params["endpoint_id"], PipelineStatus.DISABLED))
 
 
 @bp.route(route="PipelineEndpoints/{endpoint_id}/archive", methods=["POST"], auth_level=ANON)
 @edge.api(Role.CONTRIBUTOR)
 def archive_endpoint(req: func.HttpRequest, caller: Principal) -> func.HttpResponse:
-    """Rename the endpoint to a random UUID and disable it (idempotent)."""
-    return _endpoint(req, default_stores().endpoints.archive(req.route_params["endpoint_id"]))
+    """Rename the endpoint to a random UUID and disable it (idempotent); 409 while active schedules run it."""
+    return _endpoint(req, flows.archive_endpoint(default_stores(), req.route_params["endpoint_id"]))
 
 
 @bp.route(route="PipelineEndpoints/{endpoint_id}/reactivate", methods=["POST"], auth_level=ANON)

@@ -18,6 +18,7 @@ from shared.pipelines import endpoints as ep
 from shared.pipelines.ids import check_sha256, is_guid
 from shared.pipelines.published import PipelineStatus, PublishedPipeline, new_published_pipeline
 from shared.pipelines.stores import Stores
+from shared.schedules.flows import require_no_active_schedules
 
 #: Step kinds that run code from the step's snapshot, so must carry one.
 _NEEDS_SNAPSHOT = ("python_script", "estimator")
@@ -117,8 +118,34 @@ def publish_pipeline(stores: Stores, body: Mapping[str, Any], registry: Registry
 
 
 def set_pipeline_status(stores: Stores, pipeline_id: str, status: PipelineStatus) -> PublishedPipeline:
-    """Enable or disable a published pipeline (idempotent)."""
+    """Enable or disable a published pipeline (idempotent).
+
+    Raises:
+        NotFoundError: no such pipeline. ConflictError: disabling it while active schedules run it (409).
+    """
+    if status != PipelineStatus.ACTIVE:
+        stores.published.get_published_pipeline(pipeline_id)  # an unknown id is a 404, not an empty check
+        require_no_active_schedules(stores, pipeline_id=pipeline_id)
     return stores.published.set_status(pipeline_id, status)
+
+
+def set_endpoint_status(stores: Stores, endpoint_id: str, status: PipelineStatus) -> ep.PipelineEndpoint:
+    """Enable or disable a pipeline endpoint (idempotent).
+
+    Raises:
+        NotFoundError: no such endpoint. ConflictError: disabling it while active schedules run it (409).
+    """
+    if status != PipelineStatus.ACTIVE:
+        stores.endpoints.get_endpoint(endpoint_id)
+        require_no_active_schedules(stores, pipeline_endpoint_id=endpoint_id)
+    return stores.endpoints.set_status(endpoint_id, status)
+
+
+def archive_endpoint(stores: Stores, endpoint_id: str) -> ep.PipelineEndpoint:
+    """azureml's ``archive()`` (it disables the endpoint, so active schedules refuse it like ``disable()``)."""
+    stores.endpoints.get_endpoint(endpoint_id)
+    require_no_active_schedules(stores, pipeline_endpoint_id=endpoint_id)
+    return stores.endpoints.archive(endpoint_id)
 
 
 def create_endpoint(stores: Stores, body: Mapping[str, Any]) -> ep.PipelineEndpoint:

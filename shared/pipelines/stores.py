@@ -12,6 +12,7 @@ import os
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from azure.core.exceptions import ResourceExistsError
 from azure.storage.queue import QueueClient
@@ -28,6 +29,9 @@ from shared.pipelines.published import PublishedPipelineStore
 from shared.pipelines.runs import RunStore
 from shared.pipelines.snapshots import SnapshotStore
 from shared.registry.models import ModelStore
+
+if TYPE_CHECKING:
+    from shared.schedules.store import ScheduleStore
 
 #: The Storage queue the orchestrator consumes: one message ``{"run_id": ...}`` per submitted run.
 #: Its name is the app setting ``AMLPIPE_RUN_QUEUE`` (the queue trigger reads ``%AMLPIPE_RUN_QUEUE%``),
@@ -77,9 +81,13 @@ class Stores:
     artifacts: ArtifactStore
     models: ModelStore  # the step worker registers the models a script asked for (run.register_model)
     slots: SlotStore  # compute-target slots: how the orchestrator keeps max_nodes
+    schedules: ScheduleStore  # recurrence and datastore schedules of published pipelines / endpoints
 
     @classmethod
     def from_clients(cls, clients: storage.StorageClients) -> Stores:
+        # Imported here: shared.schedules builds on shared.pipelines (a top-level import would be circular).
+        from shared.schedules.store import ScheduleStore
+
         queue = RunQueue(clients.queues.get_queue_client(run_queue_name()))
         return cls(
             graphs=GraphStore(clients.blobs),
@@ -93,6 +101,7 @@ class Stores:
             artifacts=ArtifactStore(clients.blobs),
             models=ModelStore(clients.tables, clients.blobs),
             slots=SlotStore(clients.tables),
+            schedules=ScheduleStore(clients.tables),
         )
 
 

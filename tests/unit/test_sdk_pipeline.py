@@ -343,7 +343,10 @@ def test_public_surface_is_locked() -> None:
         "PipelineRun",
         "PipelineStep",
         "PublishedPipeline",
+        "Schedule",
+        "ScheduleRecurrence",
         "StepRun",
+        "TimeZone",
     ]
     assert amlpipe.pipeline.steps.__all__ == ["CommandStep", "DataTransferStep", "EstimatorStep", "PythonScriptStep"]
     assert amlpipe.data.__all__ == ["DataPath", "DataPathComputeBinding", "DataReference", "DatasetConsumptionConfig"]

@@ -1,4 +1,4 @@
-"""amlpipe.pipeline.core: pipelines, intermediate data and parameters (azureml.pipeline.core)."""
+"""amlpipe.pipeline.core: pipelines, intermediate data, parameters and schedules (azureml.pipeline.core)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ from amlpipe.pipeline.core._parameter import PipelineParameter
 from amlpipe.pipeline.core._pipeline import Pipeline
 from amlpipe.pipeline.core._published import PublishedPipeline
 from amlpipe.pipeline.core._run import PipelineRun, StepRun
+from amlpipe.pipeline.core._schedule import Schedule
+from amlpipe.pipeline.core._schedule_recurrence import ScheduleRecurrence, TimeZone
 from amlpipe.pipeline.core._step import PipelineStep
 
 __all__ = [
@@ -20,5 +22,8 @@ __all__ = [
     "PipelineRun",
     "PipelineStep",
     "PublishedPipeline",
+    "Schedule",
+    "ScheduleRecurrence",
     "StepRun",
+    "TimeZone",
 ]
