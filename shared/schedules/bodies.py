@@ -26,7 +26,7 @@ from shared.graph.validate import path_problem
 from shared.pipelines.assignments import parse_submission
 from shared.pipelines.ids import is_guid
 from shared.pipelines.published import MAX_DESCRIPTION, MAX_NAME
-from shared.schedules.recurrence import Recurrence, first_due, parse_recurrence
+from shared.schedules.recurrence import Recurrence, first_due, next_due, parse_recurrence
 from shared.schedules.store import DEFAULT_POLLING_INTERVAL, DataStoreTrigger, Schedule, ScheduleStatus, ScheduleType
 
 TRIGGER = "DataStoreTriggerInfo"
@@ -116,7 +116,7 @@ class ScheduleRequest:
             recurrence=self.recurrence,
             datastore=self.datastore,
         )
-        return replace(schedule, next_due=due_after_change(schedule, now))
+        return replace(schedule, next_due=due_after_change(schedule, now, created=True))
 
 
 @dataclass(frozen=True)
@@ -246,16 +246,25 @@ def apply_changes(schedule: Schedule, changes: ScheduleChanges, now: datetime) -
     if updated == schedule:
         return schedule
     recompute = updated.recurrence != schedule.recurrence or updated.status != schedule.status
-    next_due = due_after_change(updated, now) if recompute else schedule.next_due
-    return replace(updated, next_due=next_due, last_modified=now)
+    due = due_after_change(updated, now, created=False) if recompute else schedule.next_due
+    return replace(updated, next_due=due, last_modified=now)
 
 
-def due_after_change(schedule: Schedule, now: datetime) -> datetime | None:
-    """``NextDue`` of a schedule created, re-timed or enabled at ``now``: the recurrence's first due
-    time from ``now``; None for a disabled or datastore schedule."""
+def due_after_change(schedule: Schedule, now: datetime, *, created: bool) -> datetime | None:
+    """``NextDue`` of a schedule created, re-timed or enabled at ``now``; None for a disabled or
+    datastore schedule.
+
+    At creation it is the recurrence's first due time (a schedule without a start time fires at
+    once, as azureml's does). Enabling or re-timing does not fire it at once: the schedule goes on on
+    its grid — anchored at its start time, or else at its creation — from ``now``.
+    """
     if schedule.status != ScheduleStatus.ACTIVE or schedule.recurrence is None:
         return None
-    return first_due(schedule.recurrence, now)
+    if created:
+        return first_due(schedule.recurrence, now)
+    if schedule.recurrence.start_time is not None:
+        return first_due(schedule.recurrence, now)
+    return next_due(schedule.recurrence, now, created=schedule.created_time)
 
 
 def check_name(name: Any) -> str:

@@ -96,12 +96,15 @@ def set_schedule_status(stores: Stores, schedule_id: str, status: ScheduleStatus
 def list_schedules(
     stores: Stores, *, active_only: bool, pipeline_id: str | None, pipeline_endpoint_id: str | None
 ) -> list[Schedule]:
-    """azureml's ``Schedule.list``: with ``pipeline_id`` given, ``active_only`` is ignored (all are listed)."""
+    """azureml's ``Schedule.list``: ``pipeline_id`` wins over ``pipeline_endpoint_id``, and with either
+    given ``active_only`` is ignored (all of that target's schedules are listed)."""
     if pipeline_id is not None:
-        active_only = False
-    return stores.schedules.list_schedules(
-        active_only=active_only, pipeline_id=pipeline_id, pipeline_endpoint_id=pipeline_endpoint_id
-    )
+        return stores.schedules.list_schedules(active_only=False, pipeline_id=pipeline_id, pipeline_endpoint_id=None)
+    if pipeline_endpoint_id is not None:
+        return stores.schedules.list_schedules(
+            active_only=False, pipeline_id=None, pipeline_endpoint_id=pipeline_endpoint_id
+        )
+    return stores.schedules.list_schedules(active_only=active_only, pipeline_id=None, pipeline_endpoint_id=None)
 
 
 def schedule_runs(stores: Stores, schedule_id: str, *, top: int = 100) -> list[PipelineRun]:

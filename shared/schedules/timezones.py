@@ -174,7 +174,14 @@ class UnknownTimeZoneError(ValueError):
 def _iana_names() -> frozenset[str]:
     # The tz database's own list, not "whatever ZoneInfo() can open": ZoneInfo also opens files such
     # as "posixrules" and raises IsADirectoryError for "America".
-    return frozenset(zoneinfo.available_timezones())
+    # Nor names whose meaning depends on the machine ("localtime" is the host's /etc/localtime) or
+    # that are no place at all ("Factory", the posix/ and right/ copies): a schedule must fire at
+    # the same instant on a laptop and on Azure.
+    return frozenset(
+        name
+        for name in zoneinfo.available_timezones()
+        if name not in ("localtime", "Factory") and not name.startswith(("posix/", "right/"))
+    )
 
 
 def is_time_zone(name: str) -> bool:

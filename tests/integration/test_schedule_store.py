@@ -145,6 +145,12 @@ def test_lookups_by_pipeline_and_endpoint_and_active_only(
     }
     assert ids(stores.schedules.list_schedules(pipeline_endpoint_id=endpoint.id)) == {by_endpoint.id}
     assert ids(stores.schedules.list_schedules()) == {by_pipeline.id, by_endpoint.id}
+    # azureml: an endpoint id also lists all its schedules, and pipeline_id wins when both are given.
+    flows.set_schedule_status(stores, by_endpoint.id, ScheduleStatus.DISABLED)
+    listed = flows.list_schedules(stores, active_only=True, pipeline_id=None, pipeline_endpoint_id=endpoint.id)
+    assert ids(listed) == {by_endpoint.id}
+    both = flows.list_schedules(stores, active_only=True, pipeline_id=pipeline.id, pipeline_endpoint_id=endpoint.id)
+    assert ids(both) == {by_pipeline.id, disabled.id}
     assert disabled.next_due is None
     assert stores.schedules.list_schedules(pipeline_id="not-a-guid") == []
 

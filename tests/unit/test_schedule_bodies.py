@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -132,3 +132,20 @@ def test_an_update_that_would_change_the_type_is_refused_and_others_apply() -> N
     with pytest.raises(BadRequestError) as unknown:
         bodies.parse_update_body({"ExperimentName": "other"})
     assert unknown.value.target == "ExperimentName"
+
+
+def test_enabling_or_retiming_goes_on_on_the_creation_grid_instead_of_firing_at_once() -> None:
+    hourly = {"Frequency": "Hour", "Interval": 1}
+    created = bodies.parse_create_body(_body(Recurrence=hourly)).to_schedule(
+        "22222222-2222-4222-8222-222222222222", NOW
+    )
+    assert created.next_due == NOW  # created without a start time: fires at once (azureml)
+    disabled = bodies.apply_changes(created, bodies.parse_update_body({"Status": "Disabled"}), NOW)
+    assert disabled.next_due is None
+    later = NOW + timedelta(minutes=50)
+    enabled = bodies.apply_changes(disabled, bodies.parse_update_body({"Status": "Active"}), later)
+    assert enabled.next_due == NOW + timedelta(hours=1)  # 13:00 on the 12:00 grid, not 12:50 at once
+    every_two = bodies.apply_changes(
+        enabled, bodies.parse_update_body({"Recurrence": {**hourly, "Interval": 2}}), later
+    )
+    assert every_two.next_due == NOW + timedelta(hours=2)

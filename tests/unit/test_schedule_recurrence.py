@@ -557,3 +557,11 @@ def test_sdk_wire_is_what_the_service_parses() -> None:
     assert back.time_zone is TimeZone.PacificStandardTime
     assert (back.hours, back.minutes, back.week_days) == ([22], [30], None)
     assert back._to_wire() == r._to_wire()
+
+
+@pytest.mark.parametrize("name", ["localtime", "Factory", "posix/Europe/Paris", "right/UTC"])
+def test_zone_names_that_depend_on_the_machine_or_name_no_place_are_refused(name: str) -> None:
+    assert not is_time_zone(name)
+    with pytest.raises(BadRequestError) as error:
+        parse_recurrence({"Frequency": "Day", "Interval": 1, "TimeZone": name, "StartTime": "2025-01-01T00:00:00"})
+    assert error.value.target == "Recurrence.TimeZone"
