@@ -11,6 +11,7 @@ from functions.orchestrator import bp as orchestrator_bp
 from functions.pipelines import bp as pipelines_bp
 from functions.registry import bp as registry_bp
 from functions.runs import bp as runs_bp
+from functions.schedule_firing import bp as schedule_firing_bp
 from functions.schedules import bp as schedules_bp
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
@@ -22,6 +23,7 @@ app.register_functions(models_bp)
 app.register_functions(pipelines_bp)
 app.register_functions(endpoints_bp)
 app.register_functions(runs_bp)
-app.register_functions(schedules_bp)  # schedules: the resource (firing comes later)
+app.register_functions(schedules_bp)  # schedules: the resource
+app.register_functions(schedule_firing_bp)  # schedules: the planner timer and the firer
 app.register_functions(openapi_bp)
 app.register_functions(orchestrator_bp)  # runs pipelines: orchestrator and step worker

@@ -91,6 +91,7 @@ def stack(hosts: int = 1) -> Iterator[Stack]:
         "AMLPIPE_TABLE_PREFIX": f"b{unique}",
         "AMLPIPE_RUN_QUEUE": f"runs-{unique}",
         "AMLPIPE_STEP_QUEUE": f"steps-{unique}",
+        "AMLPIPE_SCHEDULE_QUEUE": f"fires-{unique}",
         "AMLPIPE_TOKEN_SIGNING_KEY": uuid.uuid4().hex * 2,
     }
     with tempfile.TemporaryDirectory() as scratch:

@@ -30,8 +30,12 @@ def submit_published(
     *,
     endpoint_id: str | None = None,
     schedule_id: str | None = None,
+    run_id: str | None = None,
 ) -> PipelineRun:
     """Start a run of published pipeline ``pipeline_id`` with azureml's submit body.
+
+    ``run_id`` fixes the new run's id (a schedule's fire derives it from the due time, so a repeated
+    submit of the same fire finds the run it made instead of making a second one).
 
     Raises:
         NotFoundError: no such pipeline. BadRequestError: it is not Active, or the body is wrong.
@@ -53,11 +57,19 @@ def submit_published(
         pipeline_id=pipeline.id,
         endpoint_id=endpoint_id,
         schedule_id=schedule_id,
+        run_id=run_id,
     )
 
 
 def submit_endpoint(
-    stores: Stores, endpoint: PipelineEndpoint, version: str | None, body: Mapping[str, Any], registry: Registry | None
+    stores: Stores,
+    endpoint: PipelineEndpoint,
+    version: str | None,
+    body: Mapping[str, Any],
+    registry: Registry | None,
+    *,
+    schedule_id: str | None = None,
+    run_id: str | None = None,
 ) -> PipelineRun:
     """Start a run of ``endpoint``'s ``version`` (its default version when None).
 
@@ -73,7 +85,9 @@ def submit_endpoint(
             code="PipelineEndpointDisabled",
         )
     pipeline_id = endpoint.pipeline_for(version)
-    return submit_published(stores, pipeline_id, body, registry, endpoint_id=endpoint.id)
+    return submit_published(
+        stores, pipeline_id, body, registry, endpoint_id=endpoint.id, schedule_id=schedule_id, run_id=run_id
+    )
 
 
 def submit_graph(stores: Stores, body: Mapping[str, Any], registry: Registry | None) -> PipelineRun:
@@ -115,6 +129,7 @@ def _start(
     endpoint_id: str | None = None,
     schedule_id: str | None = None,
     run_type: str | None = None,
+    run_id: str | None = None,
 ) -> PipelineRun:
     scalars, paths = resolve_parameters(graph, submission.parameter_assignments, submission.data_path_assignments)
     if registry is not None:
@@ -139,7 +154,7 @@ def _start(
     gid = graph_id or stores.graphs.put_graph(graph)
     stores.experiments.ensure_experiment(submission.experiment_name)
     run = PipelineRun(
-        id=new_id(),
+        id=run_id or new_id(),
         experiment_name=submission.experiment_name,
         graph_id=gid,
         status=RunStatus.NOT_STARTED,

@@ -113,6 +113,7 @@ def real_app(
         "AMLPIPE_TABLE_PREFIX": f"t{unique}",
         "AMLPIPE_RUN_QUEUE": f"runs-{unique}",
         "AMLPIPE_STEP_QUEUE": f"steps-{unique}",
+        "AMLPIPE_SCHEDULE_QUEUE": f"fires-{unique}",
         "AMLPIPE_TOKEN_SIGNING_KEY": uuid.uuid4().hex * 2,
         **app_settings,
     }

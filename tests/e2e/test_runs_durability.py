@@ -50,6 +50,7 @@ def _env(storage: str, **extra: str) -> dict[str, str]:
         "AMLPIPE_TABLE_PREFIX": f"c{unique}",
         "AMLPIPE_RUN_QUEUE": f"runs-{unique}",
         "AMLPIPE_STEP_QUEUE": f"steps-{unique}",
+        "AMLPIPE_SCHEDULE_QUEUE": f"fires-{unique}",
         "AMLPIPE_TOKEN_SIGNING_KEY": uuid.uuid4().hex * 2,
         "AMLPIPE_HOST_QUEUE_LEASE_SECONDS": "3",
         "AMLPIPE_HEARTBEAT_SECONDS": "0.5",

@@ -26,6 +26,7 @@ def clients(storage: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[StorageCl
     monkeypatch.setenv("AMLPIPE_TABLE_PREFIX", f"i{unique}")
     monkeypatch.setenv("AMLPIPE_RUN_QUEUE", f"runs-{unique}")
     monkeypatch.setenv("AMLPIPE_STEP_QUEUE", f"steps-{unique}")
+    monkeypatch.setenv("AMLPIPE_SCHEDULE_QUEUE", f"fires-{unique}")
     with StorageClients.from_connection_string(storage) as opened:
         yield opened
 

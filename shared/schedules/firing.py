@@ -1,0 +1,301 @@
+"""Firing recurrence schedules: exactly one run per (schedule, due time), however many hosts or ticks.
+
+Two functions of the app drive it (``functions/schedule_firing.py``):
+
+* the **planner** (a timer, ``%AMLPIPE_SCHEDULE_PLANNER%``, every minute by default) looks at every
+  active recurrence schedule whose ``NextDue`` falls before the end of the next planning window, and
+  sends one fire message per due time to ``%AMLPIPE_SCHEDULE_QUEUE%``, invisible until that due time
+  (``visibility_timeout``). So a run starts within about a second of its due time although the timer
+  ticks once a minute. Then it moves ``NextDue`` on past what it planned, with a guarded write. Due
+  times missed while nothing ran (downtime) collapse into **one** fire, of the latest missed one,
+  marked late.
+* the **firer** (a queue trigger on those messages) inserts the row ``(schedule id, due time)`` into
+  ``amlpipeschedulefires`` and starts the run with an id derived from that pair (uuid5). The insert
+  is create-only, and the run's creation is idempotent on its id, so a duplicate message, a second
+  host, a planner that re-sends after a crash, or a firer that crashed between the insert and the
+  submit all end with the one run. It records ``LastFired``, ``LastRunId`` and ``LastError`` on the
+  schedule.
+
+A schedule whose pipeline cannot run (disabled, deleted, parameters no longer declared) records the
+reason in ``LastError`` and its fire row; the message is not retried (it would fail the same way).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import os
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
+from azure.data.tables import TableServiceClient, UpdateMode
+from azure.storage.queue import QueueClient, QueueServiceClient
+
+from shared.errors import BadRequestError, ConflictError, NotFoundError
+from shared.graph import Registry
+from shared.pipelines import submit
+from shared.pipelines._storage import LazyTable, iso, key, utcnow
+from shared.pipelines.runs import PipelineRun
+from shared.pipelines.stores import Stores
+from shared.schedules.recurrence import next_due, previous_due
+from shared.schedules.store import Schedule, ScheduleStatus, ScheduleType
+
+__all__ = [
+    "FIRES_TABLE",
+    "SCHEDULE_QUEUE",
+    "SCHEDULE_QUEUE_SETTING",
+    "FireMessage",
+    "Firer",
+    "Planner",
+    "fire_run_id",
+    "schedule_queue_name",
+]
+
+log = logging.getLogger("amlpipe.schedules")
+
+FIRES_TABLE = "amlpipeschedulefires"
+SCHEDULE_QUEUE = "amlpipe-schedule-fires"
+SCHEDULE_QUEUE_SETTING = "AMLPIPE_SCHEDULE_QUEUE"
+#: How far ahead the planner sends fires: a little more than its period, so no due time falls between ticks.
+PLAN_AHEAD = timedelta(seconds=75)
+#: A due time planned this much after it passed counts as late (missed while nothing ran).
+LATE_AFTER = timedelta(seconds=30)
+#: Queue messages can be invisible for at most 7 days; the planner never needs more than PLAN_AHEAD.
+_RUN_IDS = uuid.UUID("9b0f1c2e-7a51-4f3b-9d0e-5c6a1e2f3b4d")
+
+
+def schedule_queue_name(settings: Mapping[str, str] | None = None) -> str:
+    """The firer's queue: app setting ``AMLPIPE_SCHEDULE_QUEUE``, else ``amlpipe-schedule-fires``."""
+    return (settings if settings is not None else os.environ).get(SCHEDULE_QUEUE_SETTING) or SCHEDULE_QUEUE
+
+
+def fire_run_id(schedule_id: str, due: datetime) -> str:
+    """The id of the run a schedule starts for ``due``: the same for every delivery of that fire."""
+    return str(uuid.uuid5(_RUN_IDS, f"{schedule_id}/{_due_key(due)}"))
+
+
+@dataclass(frozen=True)
+class FireMessage:
+    """``amlpipe-schedule-fires``: start schedule ``schedule_id``'s run for ``due`` (UTC)."""
+
+    schedule_id: str
+    due: datetime
+    late: bool = False
+
+    def to_text(self) -> str:
+        return json.dumps({"schedule_id": self.schedule_id, "due": iso(self.due), "late": self.late})
+
+    @classmethod
+    def parse(cls, body: bytes | str) -> FireMessage:
+        """The message in ``body``.
+
+        Raises:
+            BadRequestError: it is not a fire message.
+        """
+        try:
+            data = json.loads(body)
+            due = datetime.fromisoformat(str(data["due"]).replace("Z", "+00:00"))
+            if due.tzinfo is None:
+                raise ValueError("the due time has no time zone")
+            return cls(schedule_id=str(data["schedule_id"]), due=due, late=bool(data.get("late", False)))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise BadRequestError(f"Not a schedule fire message: {exc}", target="message") from exc
+
+
+class Planner:
+    """Sends the fires of the coming window and moves each schedule's ``NextDue`` past them.
+
+    Args:
+        stores: the pipeline stores (``schedules``).
+        queue: the fire queue.
+        clock: the time source (UTC).
+    """
+
+    def __init__(self, stores: Stores, queue: QueueClient, *, clock: Callable[[], datetime] = utcnow) -> None:
+        self._stores = stores
+        self._queue = queue
+        self._clock = clock
+        self._created = False
+
+    @classmethod
+    def of(cls, stores: Stores, queues: QueueServiceClient, *, clock: Callable[[], datetime] = utcnow) -> Planner:
+        return cls(stores, queues.get_queue_client(schedule_queue_name()), clock=clock)
+
+    def plan(self) -> list[FireMessage]:
+        """One planning pass over every active recurrence schedule; the fires sent.
+
+        A schedule that cannot be planned (whatever the error) is logged and left for the next tick:
+        one bad schedule never stops the others.
+        """
+        now = self._clock()
+        sent: list[FireMessage] = []
+        for schedule in self._stores.schedules.list_schedules(active_only=True):
+            if schedule.type is not ScheduleType.RECURRENCE or schedule.next_due is None:
+                continue
+            if schedule.next_due > now + PLAN_AHEAD:
+                continue
+            try:
+                sent.extend(self._plan_one(schedule, now))
+            except Exception:  # noqa: BLE001 - logged with its traceback; planned again next tick
+                log.exception("Could not plan schedule %s; trying again next tick.", schedule.id)
+        return sent
+
+    def _plan_one(self, schedule: Schedule, now: datetime) -> list[FireMessage]:
+        recurrence = schedule.recurrence
+        assert recurrence is not None and schedule.next_due is not None
+        due = schedule.next_due
+        fires: list[FireMessage] = []
+        if due < now - LATE_AFTER:
+            # Missed while nothing ran: fire the latest missed occurrence once, late.
+            missed = previous_due(recurrence, now, created=schedule.created_time) or due
+            fires.append(FireMessage(schedule.id, max(missed, due), late=True))
+            due = next_due(recurrence, now, created=schedule.created_time)
+        while due <= now + PLAN_AHEAD:
+            fires.append(FireMessage(schedule.id, due))
+            due = next_due(recurrence, due, created=schedule.created_time)
+        for fire in fires:
+            self._send(fire, delay=fire.due - now)
+        expected = schedule.next_due
+
+        def move_on(current: Schedule) -> Schedule:
+            # Only from the NextDue this pass planned from: a concurrent planner, an update or a
+            # disable in between wins (a duplicate fire is dropped by the firer anyway).
+            if current.next_due != expected or current.status is not ScheduleStatus.ACTIVE:
+                return current
+            return replace(current, next_due=due)
+
+        self._stores.schedules.update_schedule(schedule.id, move_on)
+        return fires
+
+    def _send(self, fire: FireMessage, *, delay: timedelta) -> None:
+        if not self._created:
+            try:
+                self._queue.create_queue()
+            except ResourceExistsError:
+                pass
+            self._created = True
+        seconds = max(0, int(delay.total_seconds()))
+        text = base64.b64encode(fire.to_text().encode("utf-8")).decode("ascii")
+        self._queue.send_message(text, visibility_timeout=seconds or None)
+
+
+class Firer:
+    """Starts the run of one fire, exactly once.
+
+    Args:
+        stores: the pipeline stores.
+        tables: the table service (the fires table).
+        registry: the workspace's names, for submit-time checks (None skips them).
+        clock: the time source (UTC).
+    """
+
+    def __init__(
+        self,
+        stores: Stores,
+        tables: TableServiceClient,
+        registry: Registry | None,
+        *,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self._stores = stores
+        self._fires = LazyTable.for_base(tables, FIRES_TABLE)
+        self._registry = registry
+        self._clock = clock
+
+    def fire(self, message: FireMessage) -> PipelineRun | None:
+        """Start the run ``message`` asks for; the run (the existing one for a duplicate), or None
+        when the schedule is gone, disabled, or its pipeline refused the run (recorded in LastError).
+
+        Raises:
+            AzureError: storage failed (the message is retried; nothing is done twice).
+        """
+        try:
+            schedule = self._stores.schedules.get_schedule(message.schedule_id)
+        except NotFoundError:
+            log.warning("Dropping a fire of schedule %s: it no longer exists.", message.schedule_id)
+            return None
+        run_id = fire_run_id(schedule.id, message.due)
+        row = self._claim(schedule, message, run_id)
+        if row.get("Error"):
+            return None  # this fire was refused before: the same reason would refuse it again
+        try:
+            return self._stores.runs.get_run(run_id)  # an earlier delivery started it
+        except NotFoundError:
+            pass
+        if schedule.status is not ScheduleStatus.ACTIVE:
+            self._refused(schedule, message, f"Schedule {schedule.id} was disabled before its due time.")
+            return None
+        try:
+            run = self._submit(schedule, message, run_id)
+        except (BadRequestError, NotFoundError, ConflictError) as exc:
+            self._refused(schedule, message, f"The run for {iso(message.due)} was refused: {exc.message}")
+            return None
+        self._record(schedule, message, run)
+        late = " (late: missed while nothing ran)" if message.late else ""
+        log.info("Schedule %s fired for %s: run %s%s.", schedule.id, iso(message.due), run.id, late)
+        return run
+
+    def _claim(self, schedule: Schedule, message: FireMessage, run_id: str) -> dict[str, Any]:
+        """The fire's row, inserted now or by an earlier delivery (create-only: the one fire)."""
+        partition, row = key(schedule.id), _due_key(message.due)
+        entity = {"PartitionKey": partition, "RowKey": row, "RunId": run_id, "Late": message.late}
+        table = self._fires.client()
+        try:
+            table.create_entity({**entity, "ClaimedAt": self._clock()})
+            return entity
+        except ResourceExistsError:
+            return dict(table.get_entity(partition, row))
+
+    def _submit(self, schedule: Schedule, message: FireMessage, run_id: str) -> PipelineRun:
+        body: dict[str, Any] = {
+            "ExperimentName": schedule.experiment_name,
+            "ParameterAssignments": dict(schedule.pipeline_parameters),
+            "DataPathAssignments": dict(schedule.data_path_assignments),
+            "RunSource": "Schedule",
+            "tags": {"amlpipe.schedule.due": iso(message.due) or "", "amlpipe.schedule.late": str(message.late)},
+        }
+        if schedule.continue_on_step_failure is not None:
+            body["ContinueRunOnStepFailure"] = schedule.continue_on_step_failure
+        if schedule.pipeline_endpoint_id is not None:
+            endpoint = self._stores.endpoints.get_endpoint(schedule.pipeline_endpoint_id)
+            return submit.submit_endpoint(
+                self._stores, endpoint, None, body, self._registry, schedule_id=schedule.id, run_id=run_id
+            )
+        assert schedule.pipeline_id is not None
+        return submit.submit_published(
+            self._stores, schedule.pipeline_id, body, self._registry, schedule_id=schedule.id, run_id=run_id
+        )
+
+    def _record(self, schedule: Schedule, message: FireMessage, run: PipelineRun) -> None:
+        def fired(current: Schedule) -> Schedule:
+            if current.last_fired is not None and current.last_fired >= message.due:
+                return current  # a later fire recorded already
+            return replace(current, last_fired=message.due, last_run_id=run.id, last_error=None)
+
+        self._stores.schedules.update_schedule(schedule.id, fired)
+
+    def _refused(self, schedule: Schedule, message: FireMessage, reason: str) -> None:
+        log.warning("Schedule %s did not fire for %s: %s", schedule.id, iso(message.due), reason)
+        entity = {"PartitionKey": key(schedule.id), "RowKey": _due_key(message.due), "Error": reason}
+        try:
+            self._fires.client().update_entity(entity, mode=UpdateMode.MERGE)
+        except ResourceNotFoundError:
+            self._fires.client().upsert_entity(entity)
+
+        def failed(current: Schedule) -> Schedule:
+            return replace(current, last_error=reason)
+
+        try:
+            self._stores.schedules.update_schedule(schedule.id, failed)
+        except NotFoundError:
+            pass  # deleted meanwhile: nothing to tell
+
+
+def _due_key(due: datetime) -> str:
+    """A due time as a RowKey: UTC, to the millisecond, sortable."""
+    return due.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
