@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from bench import host_hops, pipeline_steps
+from bench import host_hops, pipeline_steps, schedule_firing
 
 if __name__ == "__main__":
     host_hops.main()
     pipeline_steps.main()
+    schedule_firing.main()

@@ -83,8 +83,9 @@ class Stack:
 
 
 @contextmanager
-def stack(hosts: int = 1) -> Iterator[Stack]:
-    """Azurite + ``hosts`` hosts of the app (same storage, settings and queues) + an Owner."""
+def stack(hosts: int = 1, **settings: str) -> Iterator[Stack]:
+    """Azurite + ``hosts`` hosts of the app (same storage, settings and queues) + an Owner; ``settings``
+    are extra app settings."""
     unique = uuid.uuid4().hex[:10]
     env = {
         "AzureFunctionsWebHost__hostid": f"bench-steps-{unique}",
@@ -93,6 +94,7 @@ def stack(hosts: int = 1) -> Iterator[Stack]:
         "AMLPIPE_STEP_QUEUE": f"steps-{unique}",
         "AMLPIPE_SCHEDULE_QUEUE": f"fires-{unique}",
         "AMLPIPE_TOKEN_SIGNING_KEY": uuid.uuid4().hex * 2,
+        **settings,
     }
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(scratch)

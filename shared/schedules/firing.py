@@ -25,6 +25,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import math
 import os
 import uuid
 from collections.abc import Callable, Mapping
@@ -179,7 +180,9 @@ class Planner:
             except ResourceExistsError:
                 pass
             self._created = True
-        seconds = max(0, int(delay.total_seconds()))
+        # Whole seconds (the queue's unit), rounded up: a fire may be a fraction of a second late,
+        # never early.
+        seconds = max(0, math.ceil(delay.total_seconds()))
         text = base64.b64encode(fire.to_text().encode("utf-8")).decode("ascii")
         self._queue.send_message(text, visibility_timeout=seconds or None)
 

@@ -78,3 +78,5 @@ def test_a_due_schedule_starts_exactly_one_run_with_two_hosts(
     assert run.get_status() == "Finished"
     body = requests.get(f"{app.url}/api/PipelineRuns/{run.id}", headers=app.headers(), timeout=30).json()
     assert body["ParameterAssignments"] == {"reg_rate": "0.5"}  # the schedule's pipeline_parameters
+    created = datetime.fromisoformat(body["Status"]["CreationTime"].replace("Z", "+00:00"))
+    assert created >= due  # never before its due time (the queue delay is rounded up)
