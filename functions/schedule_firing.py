@@ -5,14 +5,18 @@ The engine is :mod:`shared.schedules.firing`; these only adapt the triggers to i
 
 from __future__ import annotations
 
+import logging
+
 import azure.functions as func
 
 from shared import storage
+from shared.errors import BadRequestError
 from shared.pipelines.stores import default_stores
 from shared.registry import default_registry
-from shared.schedules.firing import SCHEDULE_QUEUE_SETTING, FireMessage, Firer, Planner
+from shared.schedules.firing import SCHEDULE_QUEUE_SETTING, FireMessage, Firer, Planner, schedule_queue_name
 
 bp = func.Blueprint()
+log = logging.getLogger("amlpipe.schedules")
 STORAGE = "AzureWebJobsStorage"
 # App settings (defaults in local.settings.json; infra sets them on Azure).
 SCHEDULE_QUEUE = f"%{SCHEDULE_QUEUE_SETTING}%"
@@ -28,4 +32,23 @@ def schedule_planner(timer: func.TimerRequest) -> None:
 @bp.queue_trigger(arg_name="msg", queue_name=SCHEDULE_QUEUE, connection=STORAGE)
 def fire_schedule(msg: func.QueueMessage) -> None:
     """Start the run of one (schedule, due time), exactly once."""
-    Firer(default_stores(), storage.clients().tables, default_registry()).fire(FireMessage.parse(msg.get_body()))
+    message = _parse(msg)
+    if message is not None:
+        Firer(default_stores(), storage.clients().tables, default_registry()).fire(message)
+
+
+@bp.queue_trigger(arg_name="msg", queue_name=f"{SCHEDULE_QUEUE}-poison", connection=STORAGE)
+def fire_poisoned(msg: func.QueueMessage) -> None:
+    """A fire that failed every delivery: try once more; if it fails again, the schedule says so."""
+    message = _parse(msg)
+    if message is not None:
+        firer = Firer(default_stores(), storage.clients().tables, default_registry())
+        firer.fire_or_record(message, f"{schedule_queue_name()}-poison")
+
+
+def _parse(msg: func.QueueMessage) -> FireMessage | None:
+    try:
+        return FireMessage.parse(msg.get_body())
+    except BadRequestError as exc:  # not a fire: retrying would not make it one
+        log.error("Dropping a message that is not a schedule fire: %s", exc.message)
+        return None

@@ -11,12 +11,14 @@ import azure.functions as func
 from functions import _edge as edge
 from functions.openapi import Route
 from functions.pipelines import flag, parse_top
+from shared import storage
 from shared.auth import Principal, Role
 from shared.pipelines import default_stores
 from shared.registry import DatastoreStore
 from shared.registry import default_registry as workspace_registry
 from shared.schedules import flows
 from shared.schedules import wire as w
+from shared.schedules.firing import Planner
 from shared.schedules.store import Schedule, ScheduleStatus
 
 bp = func.Blueprint()
@@ -32,11 +34,20 @@ def _schedule(schedule: Schedule) -> func.HttpResponse:
     return edge.json_response(schedule.to_json())
 
 
+def _planned(schedule: Schedule) -> func.HttpResponse:
+    """The answer for a schedule just created, enabled or re-timed: planned at once, so a due time
+    before the planner's next tick (a schedule without a start time is due at once) is on time."""
+    fires = Planner.of(default_stores(), storage.clients().queues).plan_schedule(schedule)
+    if fires:
+        schedule = default_stores().schedules.get_schedule(schedule.id)  # NextDue moved on
+    return _schedule(schedule)
+
+
 @bp.route(route="schedules", methods=["POST"], auth_level=ANON)
 @edge.api(Role.CONTRIBUTOR)
 def create_schedule(req: func.HttpRequest, caller: Principal) -> func.HttpResponse:
     """``Schedule.create`` / ``create_for_pipeline_endpoint``: the new schedule (Active unless ``Status``)."""
-    return _schedule(flows.create_schedule(default_stores(), edge.read_json_object(req), datastores()))
+    return _planned(flows.create_schedule(default_stores(), edge.read_json_object(req), datastores()))
 
 
 @bp.route(route="schedules", methods=["GET"], auth_level=ANON)
@@ -64,7 +75,7 @@ def get_schedule(req: func.HttpRequest, caller: Principal) -> func.HttpResponse:
 def update_schedule(req: func.HttpRequest, caller: Principal) -> func.HttpResponse:
     """``Schedule.update``: the keys given change, the others stay; the type cannot change."""
     body = edge.read_json_object(req)
-    return _schedule(flows.update_schedule(default_stores(), req.route_params["schedule_id"], body, datastores()))
+    return _planned(flows.update_schedule(default_stores(), req.route_params["schedule_id"], body, datastores()))
 
 
 @bp.route(route="schedules/{schedule_id}/enable", methods=["POST"], auth_level=ANON)
@@ -72,7 +83,7 @@ def update_schedule(req: func.HttpRequest, caller: Principal) -> func.HttpRespon
 def enable_schedule(req: func.HttpRequest, caller: Principal) -> func.HttpResponse:
     """Set the schedule Active (idempotent); its pipeline or endpoint must be Active."""
     schedule_id = req.route_params["schedule_id"]
-    return _schedule(flows.set_schedule_status(default_stores(), schedule_id, ScheduleStatus.ACTIVE))
+    return _planned(flows.set_schedule_status(default_stores(), schedule_id, ScheduleStatus.ACTIVE))
 
 
 @bp.route(route="schedules/{schedule_id}/disable", methods=["POST"], auth_level=ANON)

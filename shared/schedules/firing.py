@@ -37,7 +37,7 @@ from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.data.tables import TableServiceClient, UpdateMode
 from azure.storage.queue import QueueClient, QueueServiceClient
 
-from shared.errors import BadRequestError, ConflictError, NotFoundError
+from shared.errors import BadRequestError, NotFoundError
 from shared.graph import Registry
 from shared.pipelines import submit
 from shared.pipelines._storage import LazyTable, iso, key, utcnow
@@ -64,8 +64,9 @@ SCHEDULE_QUEUE = "amlpipe-schedule-fires"
 SCHEDULE_QUEUE_SETTING = "AMLPIPE_SCHEDULE_QUEUE"
 #: How far ahead the planner sends fires: a little more than its period, so no due time falls between ticks.
 PLAN_AHEAD = timedelta(seconds=75)
-#: A due time planned this much after it passed counts as late (missed while nothing ran).
-LATE_AFTER = timedelta(seconds=30)
+#: A due time planned this much after it passed counts as late (missed while nothing ran): more than
+#: one planner period, so a schedule due between two ticks is never taken for a missed one.
+LATE_AFTER = timedelta(seconds=90)
 #: Queue messages can be invisible for at most 7 days; the planner never needs more than PLAN_AHEAD.
 _RUN_IDS = uuid.UUID("9b0f1c2e-7a51-4f3b-9d0e-5c6a1e2f3b4d")
 
@@ -146,6 +147,17 @@ class Planner:
                 log.exception("Could not plan schedule %s; trying again next tick.", schedule.id)
         return sent
 
+    def plan_schedule(self, schedule: Schedule) -> list[FireMessage]:
+        """Plan one schedule now (just created, enabled or re-timed), so a due time before the next
+        tick — a schedule without a start time is due at once — is not left to wait for it."""
+        now = self._clock()
+        due = schedule.next_due
+        if schedule.status is not ScheduleStatus.ACTIVE or schedule.recurrence is None or due is None:
+            return []
+        if due > now + PLAN_AHEAD:
+            return []
+        return self._plan_one(schedule, now)
+
     def _plan_one(self, schedule: Schedule, now: datetime) -> list[FireMessage]:
         recurrence = schedule.recurrence
         assert recurrence is not None and schedule.next_due is not None
@@ -222,26 +234,60 @@ class Firer:
         except NotFoundError:
             log.warning("Dropping a fire of schedule %s: it no longer exists.", message.schedule_id)
             return None
+        recurrence = schedule.recurrence
+        if recurrence is not None and not message.late:
+            on_grid = previous_due(recurrence, message.due, created=schedule.created_time)
+            if on_grid != message.due:
+                # Planned before the recurrence changed: the schedule no longer asks for this time.
+                log.info(
+                    "Dropping a fire of schedule %s for %s: not on its recurrence any more.", schedule.id, message.due
+                )
+                return None
         run_id = fire_run_id(schedule.id, message.due)
         row = self._claim(schedule, message, run_id)
         if row.get("Error"):
             return None  # this fire was refused before: the same reason would refuse it again
         try:
-            return self._stores.runs.get_run(run_id)  # an earlier delivery started it
+            existing = self._stores.runs.get_run(run_id)
         except NotFoundError:
-            pass
+            existing = None
+        if existing is not None:
+            # An earlier delivery created the run and may have died before its index rows, its run
+            # message or the schedule's record: finish those (each is idempotent).
+            run = self._stores.runs.create_run(existing, [])
+            self._stores.queue.enqueue_run(run.id)
+            self._record(schedule, message, run)
+            return run
         if schedule.status is not ScheduleStatus.ACTIVE:
             self._refused(schedule, message, f"Schedule {schedule.id} was disabled before its due time.")
             return None
         try:
             run = self._submit(schedule, message, run_id)
-        except (BadRequestError, NotFoundError, ConflictError) as exc:
+        except (BadRequestError, NotFoundError) as exc:  # the pipeline refused it: retrying would not help
             self._refused(schedule, message, f"The run for {iso(message.due)} was refused: {exc.message}")
             return None
         self._record(schedule, message, run)
         late = " (late: missed while nothing ran)" if message.late else ""
         log.info("Schedule %s fired for %s: run %s%s.", schedule.id, iso(message.due), run.id, late)
         return run
+
+    def fire_or_record(self, message: FireMessage, queue: str) -> PipelineRun | None:
+        """:meth:`fire` for a message the host gave up on (its poison queue): try once more, and if
+        that fails too, say so on the schedule (``LastError``) before failing again."""
+        try:
+            return self.fire(message)
+        except Exception as exc:
+            reason = (
+                f"The fire for {iso(message.due)} failed every delivery (moved to {queue!r}): {type(exc).__name__}."
+            )
+            log.exception("Schedule %s: %s", message.schedule_id, reason)
+            try:
+                self._stores.schedules.update_schedule(
+                    message.schedule_id, lambda current: replace(current, last_error=reason)
+                )
+            except NotFoundError:
+                pass
+            raise
 
     def _claim(self, schedule: Schedule, message: FireMessage, run_id: str) -> dict[str, Any]:
         """The fire's row, inserted now or by an earlier delivery (create-only: the one fire)."""

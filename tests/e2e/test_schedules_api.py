@@ -4,6 +4,7 @@ roles, the 409 on disabling a scheduled pipeline or endpoint, and the SDK round 
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -22,6 +23,7 @@ from amlpipe.pipeline.core import (
 )
 from amlpipe.pipeline.steps import PythonScriptStep
 from shared.pipelines import submit
+from shared.pipelines._storage import utcnow
 from shared.pipelines.stores import Stores
 from shared.storage import StorageClients
 from tests.e2e.conftest import PipelinesApp
@@ -57,12 +59,17 @@ def _call(app: PipelinesApp, method: str, path: str, body: Any = None, **kw: Any
     return requests.request(method, f"{app.url}/api/{path}", json=body, headers=headers, timeout=30, **kw)
 
 
+NEXT_YEAR = (utcnow() + timedelta(days=365)).strftime("%Y-%m-%dT00:00:00")
+
+
 def _body(pipeline_id: str, **extra: Any) -> dict[str, Any]:
     return {
         "Name": f"e2e-{uuid.uuid4().hex[:8]}",
         "PipelineId": pipeline_id,
         "ExperimentName": "e2e-schedules",
-        "Recurrence": {"Frequency": "Hour", "Interval": 1},
+        # Due in a year: these tests are about the resource, and a schedule without a start time
+        # would fire at once (tests/e2e/test_schedule_firing.py is about firing).
+        "Recurrence": {"Frequency": "Hour", "Interval": 1, "StartTime": NEXT_YEAR},
         **extra,
     }
 

@@ -21,7 +21,7 @@ from shared.registry import WorkspaceRegistry
 from shared.schedules import flows
 from shared.schedules.firing import FireMessage, Firer, Planner, fire_run_id, schedule_queue_name
 from shared.schedules.store import Schedule, ScheduleStatus
-from shared.storage import StorageClients
+from shared.storage import StorageClients, table_name
 from tests.integration.conftest import upload_snapshot
 
 pytestmark = pytest.mark.integration
@@ -166,3 +166,55 @@ def test_fire_messages_round_trip_and_garbage_is_refused() -> None:
     for body in (b"nope", b'{"schedule_id": "s"}', b'{"schedule_id": "s", "due": "2025-01-01T12:00:00"}'):
         with pytest.raises(BadRequestError):
             FireMessage.parse(body)
+
+
+def test_a_schedule_due_before_the_next_tick_is_planned_when_created(
+    stores: Stores, clients: StorageClients, pipeline: PublishedPipeline, datastores: flows.Datastores
+) -> None:
+    body = {
+        "Name": "at-once",
+        "PipelineId": pipeline.id,
+        "ExperimentName": "fired",
+        "Recurrence": {"Frequency": "Day", "Interval": 1},
+    }
+    schedule = flows.create_schedule(stores, body, datastores)  # no start time: due at once, as azureml
+    assert schedule.next_due is not None
+    (fire,) = Planner.of(stores, clients.queues).plan_schedule(schedule)
+    assert fire.due == schedule.next_due and not fire.late
+    assert stores.schedules.get_schedule(schedule.id).next_due == schedule.next_due + timedelta(days=1)
+    later = stores.schedules.get_schedule(schedule.id)
+    assert Planner.of(stores, clients.queues).plan_schedule(later) == []  # tomorrow is not due yet
+
+
+def test_a_fire_planned_before_the_recurrence_changed_is_dropped(
+    stores: Stores, clients: StorageClients, pipeline: PublishedPipeline, datastores: flows.Datastores
+) -> None:
+    start = _soon()
+    schedule = _minutely(stores, pipeline, datastores, start)
+    stale = FireMessage(schedule.id, start + timedelta(minutes=1))  # planned on the minute grid ...
+    hourly = {"Recurrence": {"Frequency": "Hour", "Interval": 1, "StartTime": start.strftime("%Y-%m-%dT%H:%M:%S")}}
+    flows.update_schedule(stores, schedule.id, hourly, datastores)  # ... which then became hourly
+    assert _firer(stores, clients).fire(stale) is None
+    assert stores.runs.list_runs("schedule", schedule.id) == []
+    assert stores.schedules.get_schedule(schedule.id).last_error is None  # nothing went wrong
+
+
+def test_a_fire_that_died_after_creating_its_run_is_finished_by_the_next_delivery(
+    stores: Stores, clients: StorageClients, pipeline: PublishedPipeline, datastores: flows.Datastores
+) -> None:
+    schedule = _minutely(stores, pipeline, datastores, _soon())
+    assert schedule.next_due is not None
+    fire = FireMessage(schedule.id, schedule.next_due)
+    run = _firer(stores, clients).fire(fire)
+    assert run is not None
+    # As if it died after the run row: no index row for the schedule, nothing recorded on it.
+    index = clients.tables.get_table_client(table_name("amlpiperunsbyschedule"))
+    for row in index.query_entities("RunId eq @r", parameters={"r": run.id}):
+        index.delete_entity(row["PartitionKey"], row["RowKey"])
+    stores.schedules.update_schedule(schedule.id, lambda s: replace(s, last_fired=None, last_run_id=None))
+    assert stores.runs.list_runs("schedule", schedule.id) == []
+
+    again = _firer(stores, clients).fire(fire)
+    assert again is not None and again.id == run.id
+    assert [r.id for r in stores.runs.list_runs("schedule", schedule.id)] == [run.id]
+    assert stores.schedules.get_schedule(schedule.id).last_run_id == run.id
