@@ -238,8 +238,9 @@ class Host:
         server_task = asyncio.create_task(self._server.serve(sockets=[sock]))
         self._listeners = self._build_listeners(context, functions)
         try:
-            for listener in self._listeners:
-                await listener.start()
+            # Together, not one after another: a listener whose first storage call waits out its retries
+            # (storage down) must not hold the others, nor the host's "started", for the sum of them.
+            await asyncio.gather(*(listener.start() for listener in self._listeners))
             self.frontend.state = "Running"
             for function in functions:
                 log.info(
