@@ -87,7 +87,11 @@ class HostProcess:
             start_new_session=True,
         )
         threading.Thread(target=self._pump, daemon=True).start()
-        wait_for(lambda: self.port is not None or self.exited, timeout=timeout, what="the host to start")
+        try:
+            wait_for(lambda: self.port is not None or self.exited, timeout=timeout, what="the host to start")
+        except WaitTimeout:
+            self.stop(sig=signal.SIGKILL, timeout=10)  # never leave a host behind a failed start
+            raise
         if self.port is None:
             raise RuntimeError(f"host exited with {self.returncode} before starting:\n{self.log}")
         return self

@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from amlpipe.host.azurite import connection_string
-from amlpipe.host.testing import HostProcess
+from amlpipe.host.testing import HostProcess, WaitTimeout
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.integration
@@ -67,3 +67,10 @@ def test_health_with_enable_auth_needs_no_key(storage: str, unique: str, tmp_pat
         assert httpx.get(f"{host.url}/api/health").status_code == 200
     finally:
         host.stop()
+
+
+def test_a_host_that_does_not_start_in_time_is_not_left_running(storage: str, unique: str) -> None:
+    host = HostProcess(ROOT, env={"AzureWebJobsStorage": storage, "AzureFunctionsWebHost__hostid": f"e2e-{unique}"})
+    with pytest.raises(WaitTimeout):
+        host.start(timeout=0.01)  # far too short for any start
+    assert host.exited
