@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -265,3 +265,21 @@ def _bool(body: Mapping[str, Any], name: str) -> bool | None:
     if value is None or isinstance(value, bool):
         return value
     raise BadRequestError(f"{name} must be true or false.", target=name)
+
+
+def check_assigned_datastores(
+    paths: Mapping[str, Mapping[str, str]], assigned: Mapping[str, Any], has_datastore: Callable[[str], bool]
+) -> None:
+    """Refuse a ``DataPathAssignments`` entry (of ``assigned``) naming a datastore that is not registered
+    (defaults are the pipeline's own, checked when it was published).
+
+    Raises:
+        BadRequestError: code ``UnknownDatastore``, naming the entry.
+    """
+    for name, path in paths.items():
+        if name in assigned and not has_datastore(path["datastore"]):
+            raise BadRequestError(
+                f"DataPathAssignments.{name} names datastore {path['datastore']!r}, which is not registered.",
+                target=f"DataPathAssignments.{name}",
+                code="UnknownDatastore",
+            )

@@ -13,7 +13,7 @@ from typing import Any
 from shared.errors import BadRequestError
 from shared.graph import PipelineGraph, Registry
 from shared.pipelines._storage import utcnow
-from shared.pipelines.assignments import Submission, parse_submission, resolve_parameters
+from shared.pipelines.assignments import Submission, check_assigned_datastores, parse_submission, resolve_parameters
 from shared.pipelines.endpoints import PipelineEndpoint
 from shared.pipelines.ids import is_guid, new_id
 from shared.pipelines.publish import check_graph_document
@@ -133,13 +133,7 @@ def _start(
 ) -> PipelineRun:
     scalars, paths = resolve_parameters(graph, submission.parameter_assignments, submission.data_path_assignments)
     if registry is not None:
-        for name, path in paths.items():
-            if name in submission.data_path_assignments and not registry.has_datastore(path["datastore"]):
-                raise BadRequestError(
-                    f"DataPathAssignments.{name} names datastore {path['datastore']!r}, which is not registered.",
-                    target=f"DataPathAssignments.{name}",
-                    code="UnknownDatastore",
-                )
+        check_assigned_datastores(paths, submission.data_path_assignments, registry.has_datastore)
     if submission.parent_run_id is not None:
         if not is_guid(submission.parent_run_id):
             raise BadRequestError("ParentRunId must be the id of a pipeline run.", target="ParentRunId")

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 from shared.errors import BadRequestError, ConflictError, NotFoundError
 from shared.graph import PipelineGraph
 from shared.pipelines._storage import utcnow
-from shared.pipelines.assignments import resolve_parameters
+from shared.pipelines.assignments import check_assigned_datastores, resolve_parameters
 from shared.pipelines.ids import new_id
 from shared.pipelines.published import PipelineStatus
 from shared.pipelines.runs import PipelineRun
@@ -215,10 +215,4 @@ def _checked_datastore(schedule: Schedule, graph: PipelineGraph, datastores: Dat
 def _check_parameters(schedule: Schedule, graph: PipelineGraph, datastores: Datastores) -> None:
     """The schedule's assignments as a submit would check them: declared, well typed, datastores known."""
     _, paths = resolve_parameters(graph, schedule.pipeline_parameters, schedule.data_path_assignments)
-    for name in schedule.data_path_assignments:
-        if datastores.find(paths[name]["datastore"]) is None:
-            raise BadRequestError(
-                f"DataPathAssignments.{name} names datastore {paths[name]['datastore']!r}, which is not registered.",
-                target=f"DataPathAssignments.{name}",
-                code="UnknownDatastore",
-            )
+    check_assigned_datastores(paths, schedule.data_path_assignments, lambda name: datastores.find(name) is not None)

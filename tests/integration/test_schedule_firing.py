@@ -138,26 +138,27 @@ def test_occurrences_missed_while_nothing_ran_fire_once_and_late(
     assert stores.schedules.get_schedule(schedule.id).next_due == max(f.due for f in sent) + timedelta(minutes=1)
 
 
-def test_a_concurrent_update_wins_over_the_planner(
+def test_a_concurrent_re_time_wins_over_the_planner(
     stores: Stores, clients: StorageClients, pipeline: PublishedPipeline, datastores: flows.Datastores
 ) -> None:
     schedule = _minutely(stores, pipeline, datastores, _soon())
     now = utcnow()
     planner = Planner.of(stores, clients.queues, clock=lambda: now)
     original = stores.schedules.update_schedule
+    retimed = now + timedelta(hours=5)
 
-    def disabled_meanwhile(schedule_id: str, change: Any) -> Schedule:
-        # The schedule is disabled between the planner's read and its write.
-        original(schedule_id, lambda s: replace(s, status=ScheduleStatus.DISABLED, next_due=None))
+    def retimed_meanwhile(schedule_id: str, change: Any) -> Schedule:
+        # The schedule is re-timed (still Active) between the planner's read and its write.
+        original(schedule_id, lambda s: replace(s, next_due=retimed))
         return original(schedule_id, change)
 
-    stores.schedules.update_schedule = disabled_meanwhile  # type: ignore[method-assign]
+    stores.schedules.update_schedule = retimed_meanwhile  # type: ignore[method-assign]
     try:
         planner.plan()
     finally:
         stores.schedules.update_schedule = original  # type: ignore[method-assign]
     found = stores.schedules.get_schedule(schedule.id)
-    assert found.status is ScheduleStatus.DISABLED and found.next_due is None
+    assert found.status is ScheduleStatus.ACTIVE and found.next_due == retimed  # the planner did not overwrite it
 
 
 def test_fire_messages_round_trip_and_garbage_is_refused() -> None:
