@@ -71,13 +71,15 @@ from amlpipe.host.blobpaths import (
 )
 from amlpipe.host.indexing import FunctionSpec
 from amlpipe.host.invoke import FunctionFailed, Trigger
-from amlpipe.host.queues import QueueProcessor
+from amlpipe.host.queues import STOP_POLL_WAIT, QueueProcessor
 from amlpipe.host.storage import HOSTS_CONTAINER, StorageAccounts, blob_written_key, encode_message, ensure_container
 
 if TYPE_CHECKING:  # host.py imports this module when it builds listeners
     from amlpipe.host.host import HostContext
 
 log = logging.getLogger("amlpipe.host")
+#: Seconds between attempts to set the listener up while storage does not answer.
+SETUP_RETRY = 5.0
 
 
 # --------------------------------------------------------------------------------------------
@@ -197,18 +199,55 @@ class BlobTriggerListener:
         self._wake = asyncio.Event()
 
     async def start(self) -> None:
-        """Validate every path, then start scanning and consuming the shared queue.
+        """Validate every path, then start (in the background) scanning and consuming the shared queue.
+
+        Storage is not touched here: like the real host, which retries a listener that could not
+        start without holding up the others, the listener sets itself up in the background and keeps
+        trying while storage is down.
 
         Raises:
             HostConfigError: a trigger path is invalid.
         """
         for function in self._functions:
             self._register(function)
-        host_service = self._storage.blob_service(None)
-        await ensure_container(host_service, HOSTS_CONTAINER)
-        self._receipts = BlobReceipts(host_service, self._context.host_id)
         for (service_url, container), _watched in self._containers.items():
             self._context.wakeups.subscribe(blob_written_key(service_url, container), self._wake.set)
+        self._scan_task = asyncio.create_task(self._run(), name="blob-scan")
+
+    async def stop(self) -> None:
+        """Stop scanning at once (after the blob in hand), then stop the shared queue processor."""
+        self._stopping.set()
+        self._wake.set()
+        if self._scan_task is not None:
+            # A set-up or scan stuck in storage retries (storage down) must not hold shutdown up.
+            done, _ = await asyncio.wait({self._scan_task}, timeout=STOP_POLL_WAIT)
+            if not done:
+                self._scan_task.cancel()
+                await asyncio.gather(self._scan_task, return_exceptions=True)
+        if self._processor is not None:
+            await self._processor.stop()
+
+    async def _run(self) -> None:
+        """Set up (the hosts container, the receipts, the shared queue's processor), retrying until
+        storage answers, then scan until stopped."""
+        while not self._stopping.is_set():
+            try:
+                host_service = self._storage.blob_service(None)
+                await ensure_container(host_service, HOSTS_CONTAINER)
+                break
+            except Exception as exc:  # noqa: BLE001 - logged; the listener tries again, as the real host does
+                log.warning(
+                    "The listener for blob triggers was unable to start (%s); retrying in %.0f s.",
+                    type(exc).__name__,
+                    SETUP_RETRY,
+                )
+                try:
+                    await asyncio.wait_for(self._stopping.wait(), timeout=SETUP_RETRY)
+                except TimeoutError:
+                    pass
+        if self._stopping.is_set():
+            return
+        self._receipts = BlobReceipts(host_service, self._context.host_id)
         self._processor = QueueProcessor(
             name="blob triggers",
             storage=self._storage,
@@ -222,16 +261,7 @@ class BlobTriggerListener:
             lease=self._context.queue_lease,
         )
         await self._processor.start()
-        self._scan_task = asyncio.create_task(self._scan_loop(), name="blob-scan")
-
-    async def stop(self) -> None:
-        """Stop scanning at once (after the blob in hand), then stop the shared queue processor."""
-        self._stopping.set()
-        self._wake.set()
-        if self._scan_task is not None:
-            await self._scan_task
-        if self._processor is not None:
-            await self._processor.stop()
+        await self._scan_loop()
 
     def _register(self, function: FunctionSpec) -> None:
         path = str(function.trigger.get("path") or "")

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import base64
 import json
+import random
+import socket
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,6 +22,7 @@ from azure.core.exceptions import ResourceNotFoundError
 from azure.storage.blob import BlobServiceClient
 from azure.storage.queue import QueueClient
 
+from amlpipe.host.azurite import Azurite, connection_string
 from amlpipe.host.blobpaths import POISON_QUEUE, blob_trigger_queue_name, normalize_etag, receipt_blob_name
 from amlpipe.host.testing import HostProcess, read_journal, wait_for
 
@@ -198,3 +201,40 @@ def test_invalid_trigger_path_stops_the_host_with_a_clear_error(start_host: Star
     with pytest.raises(RuntimeError) as failure:
         start_host("blob_app", env={"BLOB_CONTAINER": "Not_A_Container"}, args=FAST)
     assert "Function 'on_text': invalid blob trigger path 'Not_A_Container/in/{name}.txt'" in str(failure.value)
+
+
+def test_a_host_started_while_storage_is_down_fires_blob_triggers_once_storage_is_up(
+    start_host: StartHost, tmp_path: Path, unique: str, journal: Path
+) -> None:
+    # The real host retries a listener that could not start, in the background: the host starts and
+    # serves, and the blob trigger begins once storage answers.
+    ports = _free_ports()
+    azurite = Azurite(tmp_path / "azurite", ports=ports)
+    connection = connection_string(ports["blob"], ports["queue"], ports["table"])
+    storage = Storage(connection, unique)
+    try:
+        host = start_host("blob_app", env={**storage.env, "AzureWebJobsStorage": connection}, args=FAST)
+        host.wait_for_log("The listener for blob triggers was unable to start")
+        with azurite:
+            storage.upload("in/late.txt", "after the outage")
+            name = f"{storage.container}/in/late.txt"
+            (call,) = wait_for(lambda: calls(journal, name=name), timeout=40, what="the trigger after the outage")
+            assert call["content"] == "after the outage"
+    finally:
+        storage.close()
+
+
+def _free_ports() -> dict[str, int]:
+    """Three free ports below Linux's ephemeral range: a client retrying a closed port in that range
+    can connect to itself and hold the port that Azurite then needs."""
+    chosen: list[int] = []
+    for port in random.Random().sample(range(20000, 32000), 50):
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        chosen.append(port)
+        if len(chosen) == 3:
+            return dict(zip(("blob", "queue", "table"), chosen, strict=True))
+    raise AssertionError("no three free ports below 32000")
