@@ -182,6 +182,9 @@ class AzureBlobDatastore(Datastore):
     ) -> DataReference:
         """Upload every file under ``src_dir`` to ``target_path`` (existing blobs kept unless ``overwrite``).
 
+        Inside a pipeline step each blob gets the metadata ``amlpipe_run_id=<pipeline run id>``, so the
+        run's own writes do not trigger a schedule that watches this datastore.
+
         Returns:
             A ``DataReference`` to ``target_path`` on this datastore.
 
@@ -206,6 +209,8 @@ class AzureBlobDatastore(Datastore):
         show_progress: bool = True,
     ) -> DataReference:
         """Upload ``files``, named relative to ``relative_root`` (default: their common folder), under ``target_path``.
+
+        Inside a pipeline step each blob is tagged with the run, as :meth:`upload` does.
 
         Raises:
             UserErrorException: a file is missing or outside ``relative_root``, or ``target_path`` is unsafe.

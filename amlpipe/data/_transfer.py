@@ -3,13 +3,17 @@
 The bytes go straight between this machine and Blob storage; the service only hands out the SAS.
 Every path is checked first: a ``target_path`` or ``prefix`` may not be absolute or contain ``..``,
 and a download never writes outside its folder, whatever the blob names are.
+
+Inside a pipeline step (``AZUREML_PIPELINE_RUN_ID`` set by the worker) every uploaded blob carries the
+metadata ``amlpipe_run_id=<pipeline run id>`` (:data:`WRITER_METADATA`, the engine's name too), so a
+datastore-watch schedule is not triggered again by the files its own runs write.
 """
 
 from __future__ import annotations
 
 import os
 import posixpath
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -19,6 +23,17 @@ from azure.storage.blob import ContainerClient
 from amlpipe.exceptions import UserErrorException
 
 MAX_WORKERS = 8
+#: The blob metadata naming the pipeline run a blob was written for (``shared.orchestration.files``
+#: has the same constant: the SDK does not import the engine).
+WRITER_METADATA = "amlpipe_run_id"
+#: Set by the worker in a step's process: the pipeline run the step belongs to.
+PIPELINE_RUN_ID_ENV = "AZUREML_PIPELINE_RUN_ID"
+
+
+def writer_metadata(environ: Mapping[str, str] | None = None) -> dict[str, str] | None:
+    """The metadata of blobs uploaded from this process: the pipeline run, inside a step; else None."""
+    run_id = (os.environ if environ is None else environ).get(PIPELINE_RUN_ID_ENV)
+    return {WRITER_METADATA: run_id} if run_id else None
 
 
 def blob_prefix(value: str | None, what: str) -> str:
@@ -65,17 +80,20 @@ def upload(
 ) -> int:
     """Upload ``(local file, blob name)`` pairs; existing blobs are kept unless ``overwrite``.
 
+    Inside a pipeline step each blob is tagged with the step's pipeline run (see :func:`writer_metadata`).
+
     Returns:
         How many files were uploaded (skipped ones do not count).
     """
     if show_progress:
         print(f"Uploading an estimated of {len(files)} files")
+    metadata = writer_metadata()
 
     def one(item: tuple[Path, str]) -> bool:
         local, name = item
         with open(local, "rb") as data:
             try:
-                container.upload_blob(name, data, overwrite=overwrite)
+                container.upload_blob(name, data, overwrite=overwrite, metadata=metadata)
             except ResourceExistsError:
                 if show_progress:
                     print(f"Target already exists. Skipping upload for {name}")

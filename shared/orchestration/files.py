@@ -1,12 +1,17 @@
 """The files a step execution works with: its snapshot, its PipelineData, its log.
 
-Blob layout:
+Blob layout (``<default>`` is the default datastore's container: the app setting
+``AMLPIPE_DEFAULT_CONTAINER``, default ``azureml-blobstore``):
 
     amlpipe-snapshots/<sha256>.zip                               the source (read only here)
-    azureml-blobstore/dataset/<run id>/<data name>/<file>        a step's PipelineData output
-    azureml-blobstore/dataset/<run id>/<data name>/.amlpipe-complete.json
+    <default>/dataset/<run id>/<data name>/<file>                a step's PipelineData output
+    <default>/dataset/<run id>/<data name>/.amlpipe-complete.json
                                                                  written last: attempt and file list
     amlpipe-logs/<run id>/<step>/<attempt>/std_log.txt           stdout + stderr, appended while it runs
+
+Every blob written on the default datastore for a run (files, markers, redirects) carries the blob
+metadata ``amlpipe_run_id=<run id>`` (:data:`WRITER_METADATA`), so a datastore-watch schedule can
+tell blobs its own runs wrote from new data, and a run's outputs never trigger its schedule again.
 
 A reader requires the completion marker and downloads exactly the files it lists, so a consumer never
 sees a half-uploaded output, nor files left by an earlier attempt that died part-way.
@@ -47,11 +52,12 @@ from shared.graph.snapshot import extract_snapshot
 from shared.pipelines._storage import LazyContainer, key
 from shared.pipelines.ids import is_guid
 from shared.pipelines.snapshots import CONTAINER as SNAPSHOT_CONTAINER
-from shared.registry.datastores import DEFAULT_CONTAINER
+from shared.registry.datastores import default_container
 
 __all__ = [
     "LOG_CONTAINER",
     "MARKER",
+    "WRITER_METADATA",
     "FileIdentity",
     "LogBlob",
     "OutputMarker",
@@ -67,6 +73,9 @@ __all__ = [
 
 LOG_CONTAINER = "amlpipe-logs"
 MARKER = ".amlpipe-complete.json"
+#: The blob metadata naming the pipeline run a blob was written for (the SDK's
+#: ``amlpipe.data._transfer.WRITER_METADATA`` is the same; a unit test checks it).
+WRITER_METADATA = "amlpipe_run_id"
 _BLOCK = 4 * 1024 * 1024
 
 
@@ -109,13 +118,19 @@ class LogBlob:
 
 
 class StepFiles:
-    """Snapshots (cached by sha under ``root``) and PipelineData on the default datastore."""
+    """Snapshots (cached by sha under ``root``) and PipelineData on the default datastore.
 
-    def __init__(self, blobs: BlobServiceClient, root: Path) -> None:
+    Args:
+        blobs: the app's blob service client.
+        root: where snapshots are cached.
+        settings: app settings, for the default datastore's container (default: the environment).
+    """
+
+    def __init__(self, blobs: BlobServiceClient, root: Path, *, settings: Mapping[str, str] | None = None) -> None:
         self.blobs = blobs
         self._root = root
         self._snapshots = LazyContainer(blobs, SNAPSHOT_CONTAINER)
-        self.data = PipelineDataStore(blobs)
+        self.data = PipelineDataStore(blobs, settings=settings)
         self._logs = LazyContainer(blobs, LOG_CONTAINER)
 
     def materialise_snapshot(self, sha256: str, dest: Path) -> None:
@@ -230,24 +245,36 @@ class OutputMarker:
 
 
 class PipelineDataStore:
-    """PipelineData outputs on the default datastore: upload, completion markers, reuse redirects."""
+    """PipelineData outputs on the default datastore: upload, completion markers, reuse redirects.
 
-    def __init__(self, blobs: BlobServiceClient) -> None:
-        self._data = LazyContainer(blobs, DEFAULT_CONTAINER)
+    Every blob it writes carries ``WRITER_METADATA``: the run it was written for.
+
+    Args:
+        blobs: the app's blob service client (the default datastore's account).
+        settings: app settings (default: the environment): the container is ``AMLPIPE_DEFAULT_CONTAINER``'s.
+
+    Raises:
+        AmlPipeError: ``AMLPIPE_DEFAULT_CONTAINER`` is not a valid container name.
+    """
+
+    def __init__(self, blobs: BlobServiceClient, *, settings: Mapping[str, str] | None = None) -> None:
+        self.container_name = default_container(settings)
+        self._data = LazyContainer(blobs, self.container_name)
 
     def upload(self, run_id: str, data_name: str, folder: Path, *, attempt: int) -> list[str]:
         """Upload ``folder`` as PipelineData ``data_name``, then its completion marker; the files."""
         container = self._data.client()
         prefix = output_prefix(run_id, data_name)
         files = _regular_files(folder)
+        writer = {WRITER_METADATA: run_id}
         content: dict[str, FileIdentity] = {}
         for rel in files:
             digest, size = _sha256_of(folder / rel)
             with open(folder / rel, "rb") as handle:
-                meta = container.get_blob_client(prefix + rel).upload_blob(handle, overwrite=True)
+                meta = container.get_blob_client(prefix + rel).upload_blob(handle, overwrite=True, metadata=writer)
             content[rel] = FileIdentity(sha256=digest, etag=plain_etag(meta.get("etag")), size=size)
         marker = OutputMarker(attempt=attempt, files=tuple(files), content=content)
-        container.upload_blob(prefix + MARKER, marker.to_bytes(), overwrite=True)
+        container.upload_blob(prefix + MARKER, marker.to_bytes(), overwrite=True, metadata=writer)
         return files
 
     def read_marker(self, run_id: str, data_name: str) -> OutputMarker | None:
@@ -290,7 +317,12 @@ class PipelineDataStore:
             content=source.content,
             source=OutputSource(run_id=source_run_id, data_name=data_name),
         )
-        self._data.client().upload_blob(output_prefix(run_id, data_name) + MARKER, marker.to_bytes(), overwrite=True)
+        self._data.client().upload_blob(
+            output_prefix(run_id, data_name) + MARKER,
+            marker.to_bytes(),
+            overwrite=True,
+            metadata={WRITER_METADATA: run_id},
+        )
 
 
 def read_marker(container: ContainerClient, run_id: str, data_name: str) -> OutputMarker | None:

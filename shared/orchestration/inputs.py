@@ -73,7 +73,7 @@ from shared.orchestration.run_context import input_entry
 from shared.pipelines._storage import key
 from shared.registry import WorkspaceRegistry
 from shared.registry.datasets import DatasetRecord
-from shared.registry.datastores import DEFAULT_CONTAINER, DEFAULT_DATASTORE
+from shared.registry.datastores import DEFAULT_DATASTORE
 
 __all__ = [
     "BlobRef",
@@ -185,8 +185,9 @@ class LocalInput:
 class DataAccess:
     """Read access to the workspace's datasets and datastores' containers.
 
-    The default datastore is read through the app's own blob client (no SAS, so it works with a
-    managed identity too); a registered datastore through a read+list SAS of its container, minted
+    The default datastore (its container: ``registry.datastores.default_container``, the app setting
+    ``AMLPIPE_DEFAULT_CONTAINER``) is read through the app's own blob client (no SAS, so it works
+    with a managed identity too); a registered datastore through a read+list SAS of its container, minted
     again when it nears expiry. Use one per execution (or per fingerprint) and close it.
 
     Args:
@@ -209,7 +210,7 @@ class DataAccess:
         if found is not None and (found[2] is None or found[2] - datetime.now(UTC) > _SAS_MARGIN):
             return found[0], found[1]
         if datastore.lower() == DEFAULT_DATASTORE:
-            client = self._blobs.get_container_client(DEFAULT_CONTAINER)
+            client = self._blobs.get_container_client(self.registry.datastores.default_container)
             self._open[datastore.lower()] = (DEFAULT_DATASTORE, client, None)
             return DEFAULT_DATASTORE, client
         try:

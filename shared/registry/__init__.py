@@ -5,9 +5,10 @@
     check_graph(graph, default_registry())   # has_compute_target / has_dataset / has_datastore
 
 One module per noun (``datastores``, ``datasets``, ``compute``), each with its store class. The
-built-ins need no registration: the datastore ``workspaceblobstore`` (container ``azureml-blobstore``
-on the app's own storage account) and the compute target ``local`` (steps run by the Functions app
-itself, on no named pool). Every other compute target must be created first.
+built-ins need no registration: the datastore ``workspaceblobstore`` (on the app's own storage
+account, in the container the app setting ``AMLPIPE_DEFAULT_CONTAINER`` names, default
+``azureml-blobstore``) and the compute target ``local`` (steps run by the Functions app itself, on no
+named pool). Every other compute target must be created first.
 """
 
 from __future__ import annotations
@@ -20,7 +21,13 @@ from azure.storage.blob import BlobServiceClient
 from shared import storage
 from shared.registry.compute import LOCAL_COMPUTE, ComputeTargetRecord, ComputeTargetStore
 from shared.registry.datasets import DatasetRecord, DatasetStore
-from shared.registry.datastores import DEFAULT_CONTAINER, DEFAULT_DATASTORE, DatastoreRecord, DatastoreStore
+from shared.registry.datastores import (
+    DEFAULT_CONTAINER,
+    DEFAULT_DATASTORE,
+    DatastoreRecord,
+    DatastoreStore,
+    default_container,
+)
 
 __all__ = [
     "DEFAULT_CONTAINER",
@@ -33,6 +40,7 @@ __all__ = [
     "DatastoreRecord",
     "DatastoreStore",
     "WorkspaceRegistry",
+    "default_container",
     "default_registry",
 ]
 
@@ -43,7 +51,7 @@ class WorkspaceRegistry:
     Args:
         tables: the account's table service client (the caller owns it).
         blobs: the account's blob service client (the default datastore lives there).
-        settings: app settings for table names (default: the environment).
+        settings: app settings for table names and the default container (default: the environment).
     """
 
     def __init__(

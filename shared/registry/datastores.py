@@ -11,12 +11,16 @@ Table ``amlpipedatastores`` (plus ``AMLPIPE_TABLE_PREFIX``), one entity per regi
     Credential      the key or SAS token, sealed by ``credentials.CredentialSealer`` (never in clear)
     CreatedTime     datetime (UTC)
 
-The default datastore ``workspaceblobstore`` (container ``azureml-blobstore`` on the app's own
-account, ``AzureWebJobsStorage``) is never stored: it always exists and cannot be re-registered.
+The default datastore ``workspaceblobstore`` is never stored: it always exists and cannot be
+re-registered. Its container, on the app's own account (``AzureWebJobsStorage``), is the app setting
+``AMLPIPE_DEFAULT_CONTAINER`` (default ``azureml-blobstore``, see :func:`default_container`): a
+blob trigger watches it, so apps sharing one account (tests) each need their own.
 """
 
 from __future__ import annotations
 
+import os
+import re
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -51,20 +55,45 @@ TABLE = "amlpipedatastores"
 __all__ = [
     "AZURE_BLOB",
     "DEFAULT_CONTAINER",
+    "DEFAULT_CONTAINER_SETTING",
     "DEFAULT_DATASTORE",
     "DEFAULT_ENDPOINT",
     "BlobDatastoreSpec",
     "ContainerAccess",
     "DatastoreRecord",
     "DatastoreStore",
+    "default_container",
     "name_problem",
     "parse_blob_spec",
 ]
 
 ROW = "datastore"
 DEFAULT_DATASTORE = "workspaceblobstore"
+#: The default datastore's container when ``AMLPIPE_DEFAULT_CONTAINER`` is not set.
 DEFAULT_CONTAINER = "azureml-blobstore"
+DEFAULT_CONTAINER_SETTING = "AMLPIPE_DEFAULT_CONTAINER"
 SAS_LIFETIME = timedelta(hours=1)
+
+# Azure's container names: 3-63 of a-z, 0-9 and "-", a letter or digit at each end, no "--".
+_CONTAINER_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){2,62}$")
+
+
+def default_container(settings: Mapping[str, str] | None = None) -> str:
+    """The default datastore's container: app setting ``AMLPIPE_DEFAULT_CONTAINER`` in ``settings``
+    (default: the environment), else ``azureml-blobstore``.
+
+    Raises:
+        AmlPipeError: the setting is not a valid container name (a deployment fault, so a 500).
+    """
+    name = (os.environ if settings is None else settings).get(DEFAULT_CONTAINER_SETTING) or DEFAULT_CONTAINER
+    if not _CONTAINER_NAME.match(name):
+        raise AmlPipeError(
+            f"The app setting '{DEFAULT_CONTAINER_SETTING}' is {name!r}, not a valid blob container name:"
+            " use 3-63 lowercase letters, digits and hyphens, starting and ending with a letter or digit,"
+            " with no two hyphens in a row.",
+            target=DEFAULT_CONTAINER_SETTING,
+        )
+    return name
 
 
 @dataclass(frozen=True)
@@ -136,6 +165,9 @@ class DatastoreStore:
         tables: the account's table service client (the caller owns it).
         blobs: the app's blob service client: the default datastore's account, and the key store.
         settings: app settings (default: the environment).
+
+    Raises:
+        AmlPipeError: ``AMLPIPE_DEFAULT_CONTAINER`` is not a valid container name.
     """
 
     def __init__(
@@ -143,6 +175,8 @@ class DatastoreStore:
     ) -> None:
         self._table = LazyTable(tables, storage.table_name(TABLE, settings))
         self._blobs = blobs
+        #: The default datastore's container (app setting ``AMLPIPE_DEFAULT_CONTAINER``).
+        self.default_container = default_container(settings)
         # Loopback datastores (Azurite) make sense only when the app's own storage is loopback too;
         # on Azure they would let a Contributor aim the server's requests at the host it runs on.
         self._on_development_storage = is_loopback_url(blobs.url)
@@ -154,7 +188,7 @@ class DatastoreStore:
         """The built-in ``workspaceblobstore``."""
         return DatastoreRecord(
             name=DEFAULT_DATASTORE,
-            container_name=DEFAULT_CONTAINER,
+            container_name=self.default_container,
             account_name=self._blobs.account_name or "",
             protocol=self._blobs.scheme,
             endpoint=self._blobs.url.rstrip("/"),
@@ -359,7 +393,7 @@ class DatastoreStore:
             if self._default_ready:
                 return
             try:
-                self._blobs.create_container(DEFAULT_CONTAINER)
+                self._blobs.create_container(self.default_container)
             except ResourceExistsError:
                 pass
             self._default_ready = True

@@ -1,8 +1,9 @@
 """Shared end-to-end fixtures: the real app (function_app.py at the repo root) on the local host.
 
-``real_app(...)`` starts one app with its own host id, table prefix and queue names on the session's
-Azurite, bootstraps an Owner principal into a config file, and always stops the host. Test modules
-that need an app of their own use it; ``pipelines_app`` is one shared for the whole session.
+``real_app(...)`` starts one app with its own host id, table prefix, queue names and default
+datastore container on the session's Azurite, bootstraps an Owner principal into a config file, and
+always stops the host. Test modules that need an app of their own use it; ``pipelines_app`` is one
+shared for the whole session.
 """
 
 from __future__ import annotations
@@ -105,7 +106,8 @@ def real_app(
     args: Sequence[str] = ("--shutdown-grace", "5"),
     **app_settings: str,
 ) -> Iterator[RealApp]:
-    """Start the real app named ``name`` with isolated tables and queues; stop it whatever happens."""
+    """Start the real app named ``name`` with isolated tables, queues and default container (its blob
+    trigger must not see other apps' blobs); stop it whatever happens."""
     unique = uuid.uuid4().hex[:10]
     env = {
         "AzureWebJobsStorage": storage,
@@ -114,6 +116,7 @@ def real_app(
         "AMLPIPE_RUN_QUEUE": f"runs-{unique}",
         "AMLPIPE_STEP_QUEUE": f"steps-{unique}",
         "AMLPIPE_SCHEDULE_QUEUE": f"fires-{unique}",
+        "AMLPIPE_DEFAULT_CONTAINER": f"blobs-{unique}",
         "AMLPIPE_TOKEN_SIGNING_KEY": uuid.uuid4().hex * 2,
         **app_settings,
     }

@@ -410,6 +410,7 @@ def external_app(storage: str, issuer: Issuer) -> Iterator[HostProcess]:
         "AzureWebJobsStorage": storage,
         "AzureFunctionsWebHost__hostid": f"e2e-ext-{unique}",
         "AMLPIPE_TABLE_PREFIX": f"x{unique}",
+        "AMLPIPE_DEFAULT_CONTAINER": f"blobs-{unique}",
         "AMLPIPE_AUTH_ISSUER": issuer.issuer,
         "AMLPIPE_AUTH_AUDIENCE": issuer.audience,
         "AMLPIPE_AUTH_JWKS_URL": issuer.url,

@@ -15,6 +15,15 @@ from tests.conftest import ROOT
 pytestmark = pytest.mark.integration
 
 
+def app_env(storage: str, unique: str) -> dict[str, str]:
+    """A host of its own, and a default container of its own (its blob trigger sees no other app's blobs)."""
+    return {
+        "AzureWebJobsStorage": storage,
+        "AzureFunctionsWebHost__hostid": f"e2e-{unique}",
+        "AMLPIPE_DEFAULT_CONTAINER": f"blobs-{unique}",
+    }
+
+
 def closed_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -23,9 +32,7 @@ def closed_port() -> int:
 
 @pytest.fixture
 def app_host(storage: str, unique: str) -> Iterator[HostProcess]:
-    host = HostProcess(
-        ROOT, env={"AzureWebJobsStorage": storage, "AzureFunctionsWebHost__hostid": f"e2e-{unique}"}
-    ).start()
+    host = HostProcess(ROOT, env=app_env(storage, unique)).start()
     yield host
     host.stop()
 
@@ -60,7 +67,7 @@ def test_health_is_503_when_storage_is_unreachable(unique: str) -> None:
 def test_health_with_enable_auth_needs_no_key(storage: str, unique: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
     host = HostProcess(
         ROOT,
-        env={"AzureWebJobsStorage": storage, "AzureFunctionsWebHost__hostid": f"e2e-{unique}"},
+        env=app_env(storage, unique),
         args=["--enable-auth", "--keys-file", str(tmp_path / "keys.json")],
     ).start()
     try:

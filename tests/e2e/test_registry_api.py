@@ -3,6 +3,7 @@ compute targets; roles, azureml error bodies, and rejected requests that leave n
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,8 @@ class Registry:
     reader_token: str
     account_url: str
     account_key: str
+    storage: str
+    default_container: str  # the app's AMLPIPE_DEFAULT_CONTAINER
 
     def call(self, method: str, path: str, *, token: str | None = None, body: Any = None) -> requests.Response:
         headers = {} if token is None else {"Authorization": f"Bearer {token}"}
@@ -54,7 +57,15 @@ def registry(storage: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         with BlobServiceClient.from_connection_string(storage) as blobs:
             account_url, key = blobs.url.rstrip("/"), blobs.credential.account_key
         yield Registry(
-            real.host, real.owner(), real.workspace_as("Contributor"), reader, reader_token, account_url, key
+            real.host,
+            real.owner(),
+            real.workspace_as("Contributor"),
+            reader,
+            reader_token,
+            account_url,
+            key,
+            storage,
+            real.env["AMLPIPE_DEFAULT_CONTAINER"],
         )
 
 
@@ -69,7 +80,7 @@ def error_of(response: requests.Response) -> dict[str, Any]:
 
 def test_the_default_datastore_is_always_there(registry: Registry) -> None:
     default = registry.reader.get_default_datastore()
-    assert default.name == "workspaceblobstore" and default.container_name == "azureml-blobstore"
+    assert default.name == "workspaceblobstore" and default.container_name == registry.default_container
     assert Datastore(registry.reader).name == "workspaceblobstore"
     assert "workspaceblobstore" in registry.reader.datastores
 
@@ -127,6 +138,23 @@ def test_upload_and_download_go_straight_to_blob_and_refuse_traversal(registry: 
     with pytest.raises(ServiceException) as caught:
         Datastore.get_default(registry.reader).upload(str(source), target_path="nope", show_progress=False)
     assert caught.value.status_code == 403
+
+
+def test_an_upload_inside_a_pipeline_step_names_its_run_in_the_blobs_metadata(
+    registry: Registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "a.csv").write_text("x\n1\n")
+    datastore = registry.contributor.get_default_datastore()
+    monkeypatch.delenv("AZUREML_PIPELINE_RUN_ID", raising=False)
+    datastore.upload_files([str(tmp_path / "a.csv")], target_path="writer/outside", show_progress=False)
+    run_id = str(uuid.uuid4())
+    monkeypatch.setenv("AZUREML_PIPELINE_RUN_ID", run_id)  # what the worker gives a step's process
+    datastore.upload(str(tmp_path), target_path="writer/inside", show_progress=False)
+    with BlobServiceClient.from_connection_string(registry.storage) as blobs:
+        container = blobs.get_container_client(registry.default_container)  # the app's own, not the default
+        assert container.get_blob_client("writer/outside/a.csv").get_blob_properties().metadata == {}
+        inside = container.get_blob_client("writer/inside/a.csv").get_blob_properties().metadata
+        assert inside == {"amlpipe_run_id": run_id}
 
 
 # --- datasets -----------------------------------------------------------------------------------

@@ -24,7 +24,6 @@ from shared.auth.bootstrap import bootstrap
 from shared.orchestration.files import LOG_CONTAINER, MARKER, log_blob_name, output_prefix
 from shared.pipelines.runs import RunStatus, StepStatus
 from shared.pipelines.stores import Stores
-from shared.registry.datastores import DEFAULT_CONTAINER
 from shared.storage import StorageClients
 from tests.conftest import ROOT
 
@@ -51,6 +50,7 @@ def _env(storage: str, **extra: str) -> dict[str, str]:
         "AMLPIPE_RUN_QUEUE": f"runs-{unique}",
         "AMLPIPE_STEP_QUEUE": f"steps-{unique}",
         "AMLPIPE_SCHEDULE_QUEUE": f"fires-{unique}",
+        "AMLPIPE_DEFAULT_CONTAINER": f"blobs-{unique}",
         "AMLPIPE_TOKEN_SIGNING_KEY": uuid.uuid4().hex * 2,
         "AMLPIPE_HOST_QUEUE_LEASE_SECONDS": "3",
         "AMLPIPE_HEARTBEAT_SECONDS": "0.5",
@@ -134,7 +134,8 @@ def test_a_host_killed_mid_step_is_recovered_by_redelivery_and_the_step_recorded
             text = log_blob_text(clients, run_id)
             assert text.count("started") == 2 and text.count("finished") == 1
             assert "the worker of this execution was lost" in text
-            container = clients.blobs.get_container_client(DEFAULT_CONTAINER)
+            # PipelineData lands in the app's own default container (AMLPIPE_DEFAULT_CONTAINER).
+            container = clients.blobs.get_container_client(env["AMLPIPE_DEFAULT_CONTAINER"])
             prefix = output_prefix(run_id, "result")
             assert sorted(b.name[len(prefix) :] for b in container.list_blobs(name_starts_with=prefix)) == [
                 MARKER,

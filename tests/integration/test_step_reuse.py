@@ -17,7 +17,14 @@ from azure.core.exceptions import ResourceNotFoundError
 
 from shared.graph.model import PipelineDataInput
 from shared.graph.snapshot import build_snapshot
-from shared.orchestration.files import LOG_CONTAINER, PipelineDataStore, log_blob_name, output_prefix
+from shared.orchestration.files import (
+    LOG_CONTAINER,
+    MARKER,
+    WRITER_METADATA,
+    PipelineDataStore,
+    log_blob_name,
+    output_prefix,
+)
 from shared.orchestration.inputs import DataAccess, download_input, list_input
 from shared.orchestration.messages import RunMessage, StepMessage
 from shared.orchestration.queues import StepQueue, step_queue_name
@@ -188,6 +195,16 @@ def test_an_identical_resubmit_reuses_every_step_in_one_message_without_compute(
     data = PipelineDataStore(pipe.clients.blobs)
     owner, marker = data.resolve(second, "handover")
     assert owner == first and marker.files == ("data.txt",)
+    # Every blob names the run it was written for: the first run's file and marker, the redirect's own run.
+    written = {
+        name: pipe.clients.blobs.get_blob_client(DEFAULT_CONTAINER, name).get_blob_properties().metadata
+        for name in (
+            output_prefix(first, "handover") + "data.txt",
+            output_prefix(first, "handover") + MARKER,
+            output_prefix(second, "handover") + MARKER,
+        )
+    }
+    assert list(written.values()) == [{WRITER_METADATA: first}, {WRITER_METADATA: first}, {WRITER_METADATA: second}]
     # ... which a consumer of the second run reads as its own input.
     item = PipelineDataInput(name="handover", pipeline_data="handover")
     with DataAccess(pipe.registry, pipe.clients.blobs) as access:

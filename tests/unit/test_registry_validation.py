@@ -1,9 +1,11 @@
-"""Pure checks of the registry: names, datastore and dataset definitions, compute sizes, safe paths."""
+"""Pure checks of the registry: names, the default container, datastore and dataset definitions,
+compute sizes, safe paths, and the SDK's upload tagging."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import pytest
 
@@ -13,7 +15,8 @@ from amlpipe.core.compute import AmlCompute, ComputeTarget
 from amlpipe.data import _transfer
 from amlpipe.data.datapath import DataPath
 from amlpipe.exceptions import UserErrorException
-from shared.errors import BadRequestError
+from shared.errors import AmlPipeError, BadRequestError
+from shared.orchestration import files
 from shared.registry import compute, datasets, datastores
 
 
@@ -39,6 +42,34 @@ def test_valid_datastore_names(name: str) -> None:
 @pytest.mark.parametrize("name", ["", "has-dash", "has space", "x" * 256, "dots.no", 3])
 def test_invalid_datastore_names_say_the_rule(name: Any) -> None:
     assert "letters, digits and underscores" in (datastores.name_problem(name) or "")
+
+
+def test_the_default_container_is_azureml_blobstore_unless_the_app_setting_names_another() -> None:
+    assert datastores.default_container({}) == "azureml-blobstore" == datastores.DEFAULT_CONTAINER
+    assert datastores.default_container({"AMLPIPE_DEFAULT_CONTAINER": ""}) == "azureml-blobstore"
+    assert datastores.default_container({"AMLPIPE_DEFAULT_CONTAINER": "blobs-0a1b2c"}) == "blobs-0a1b2c"
+
+
+def test_the_default_container_is_read_from_the_environment_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AMLPIPE_DEFAULT_CONTAINER", "from-env")
+    assert datastores.default_container() == "from-env"
+    monkeypatch.delenv("AMLPIPE_DEFAULT_CONTAINER")
+    assert datastores.default_container() == "azureml-blobstore"
+
+
+@pytest.mark.parametrize("name", ["abc", "a-b", "0a-1b-2c", "x" * 63, "blobs-0123456789"])
+def test_valid_default_containers(name: str) -> None:
+    assert datastores.default_container({"AMLPIPE_DEFAULT_CONTAINER": name}) == name
+
+
+@pytest.mark.parametrize(
+    "name", ["ab", "x" * 64, "Upper", "under_score", "-lead", "trail-", "dou--ble", "has space", "dot.ted", "é-x"]
+)
+def test_an_invalid_default_container_is_a_config_error_naming_the_setting_and_the_rule(name: str) -> None:
+    with pytest.raises(AmlPipeError) as caught:
+        datastores.default_container({"AMLPIPE_DEFAULT_CONTAINER": name})
+    assert not isinstance(caught.value, BadRequestError) and caught.value.status == 500
+    assert "AMLPIPE_DEFAULT_CONTAINER" in caught.value.message and "3-63 lowercase letters" in caught.value.message
 
 
 @pytest.mark.parametrize("name", ["aml-cluster", "cpu1", "Ab"])
@@ -202,6 +233,35 @@ def test_upload_files_names_are_relative_to_the_common_folder(tmp_path: Path) ->
     assert [n for _, n in _transfer.relative_names([str(two)], str(tmp_path))] == ["a/b/y.csv"]
     with pytest.raises(UserErrorException, match="not a common path"):
         _transfer.relative_names([str(one)], str(tmp_path / "a" / "b"))
+
+
+class RecordingContainer:
+    """A ContainerClient stand-in that records each upload's name and metadata."""
+
+    def __init__(self) -> None:
+        self.uploads: dict[str, Mapping[str, str] | None] = {}
+
+    def upload_blob(self, name: str, data: BinaryIO, *, overwrite: bool, metadata: Mapping[str, str] | None) -> None:
+        self.uploads[name] = metadata
+
+
+def test_the_sdk_and_the_engine_name_a_blobs_writer_alike() -> None:
+    assert _transfer.WRITER_METADATA == files.WRITER_METADATA == "amlpipe_run_id"
+
+
+def test_uploads_inside_a_pipeline_step_are_tagged_with_its_run_and_outside_are_not(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "a.csv").write_text("1")
+    container = RecordingContainer()
+    monkeypatch.delenv("AZUREML_PIPELINE_RUN_ID", raising=False)
+    _transfer.upload(container, [(tmp_path / "a.csv", "outside.csv")], overwrite=True, show_progress=False)  # type: ignore[arg-type]
+    monkeypatch.setenv("AZUREML_PIPELINE_RUN_ID", "1b7e7a4c-0000-4000-8000-000000000001")
+    _transfer.upload(container, [(tmp_path / "a.csv", "inside.csv")], overwrite=True, show_progress=False)  # type: ignore[arg-type]
+    assert container.uploads == {
+        "outside.csv": None,
+        "inside.csv": {"amlpipe_run_id": "1b7e7a4c-0000-4000-8000-000000000001"},
+    }
 
 
 def test_dataset_definitions_from_azureml_style_paths() -> None:
