@@ -12,6 +12,7 @@ from functions.pipelines import bp as pipelines_bp
 from functions.registry import bp as registry_bp
 from functions.runs import bp as runs_bp
 from functions.schedule_firing import bp as schedule_firing_bp
+from functions.schedule_watches import bp as schedule_watches_bp
 from functions.schedules import bp as schedules_bp
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
@@ -25,5 +26,6 @@ app.register_functions(endpoints_bp)
 app.register_functions(runs_bp)
 app.register_functions(schedules_bp)  # schedules: the resource
 app.register_functions(schedule_firing_bp)  # schedules: the planner timer and the firer
+app.register_functions(schedule_watches_bp)  # schedules: datastore watches (blob trigger, poller)
 app.register_functions(openapi_bp)
 app.register_functions(orchestrator_bp)  # runs pipelines: orchestrator and step worker

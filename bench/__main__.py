@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from bench import host_hops, pipeline_steps, schedule_firing
+from bench import datastore_watch, host_hops, pipeline_steps, schedule_firing
 
 if __name__ == "__main__":
     host_hops.main()
     pipeline_steps.main()
     schedule_firing.main()
+    datastore_watch.main()

@@ -116,7 +116,8 @@ class ScheduleRequest:
             recurrence=self.recurrence,
             datastore=self.datastore,
         )
-        return replace(schedule, next_due=due_after_change(schedule, now, created=True))
+        due, since = due_after_change(schedule, now, created=True), watch_after_change(schedule, now)
+        return replace(schedule, next_due=due, watch_since=since)
 
 
 @dataclass(frozen=True)
@@ -245,9 +246,34 @@ def apply_changes(schedule: Schedule, changes: ScheduleChanges, now: datetime) -
     )
     if updated == schedule:
         return schedule
+    if updated.type == ScheduleType.DATASTORE:
+        # Enabled, or pointed at other blobs: watch from now, and poll at the next tick. Other edits
+        # (interval, debounce, parameter name) keep the watch, and the changes still to be seen.
+        old, new = schedule.datastore, updated.datastore
+        moved = (old is None) != (new is None) or (
+            old is not None
+            and new is not None
+            and (old.datastore_name, old.path_on_datastore, old.recursive)
+            != (new.datastore_name, new.path_on_datastore, new.recursive)
+        )
+        rewatch = updated.status != schedule.status or moved
+        if not rewatch:
+            return replace(updated, last_modified=now)
+        return replace(
+            updated, next_due=None, watch_since=watch_after_change(updated, now), poll_mark=None, last_modified=now
+        )
     recompute = updated.recurrence != schedule.recurrence or updated.status != schedule.status
     due = due_after_change(updated, now, created=False) if recompute else schedule.next_due
     return replace(updated, next_due=due, last_modified=now)
+
+
+def watch_after_change(schedule: Schedule, now: datetime) -> datetime | None:
+    """``WatchSince`` of a datastore schedule created, enabled or re-pointed at ``now``: whole seconds,
+    rounded down, because blob ``LastModified`` times are (a blob written in the same second fires).
+    None for a disabled or recurrence schedule."""
+    if schedule.status != ScheduleStatus.ACTIVE or schedule.datastore is None:
+        return None
+    return now.replace(microsecond=0)
 
 
 def due_after_change(schedule: Schedule, now: datetime, *, created: bool) -> datetime | None:

@@ -34,7 +34,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
-from azure.data.tables import TableServiceClient, UpdateMode
+from azure.data.tables import TableClient, TableServiceClient, UpdateMode
 from azure.storage.queue import QueueClient, QueueServiceClient
 
 from shared.errors import BadRequestError, NotFoundError
@@ -50,7 +50,9 @@ __all__ = [
     "FIRES_TABLE",
     "SCHEDULE_QUEUE",
     "SCHEDULE_QUEUE_SETTING",
+    "FIRED",
     "FireMessage",
+    "FireStarter",
     "Firer",
     "Planner",
     "fire_run_id",
@@ -67,7 +69,8 @@ PLAN_AHEAD = timedelta(seconds=75)
 #: A due time planned this much after it passed counts as late (missed while nothing ran): more than
 #: one planner period, so a schedule due between two ticks is never taken for a missed one.
 LATE_AFTER = timedelta(seconds=90)
-#: Queue messages can be invisible for at most 7 days; the planner never needs more than PLAN_AHEAD.
+#: A fire row's Status once its run exists and the schedule recorded it.
+FIRED = "Fired"
 _RUN_IDS = uuid.UUID("9b0f1c2e-7a51-4f3b-9d0e-5c6a1e2f3b4d")
 
 
@@ -199,8 +202,13 @@ class Planner:
         self._queue.send_message(text, visibility_timeout=seconds or None)
 
 
-class Firer:
-    """Starts the run of one fire, exactly once.
+class FireStarter:
+    """Starts a schedule's run for one fire, exactly once: the part recurrence fires and datastore
+    fires share.
+
+    A fire is a row of ``amlpipeschedulefires`` (partition: the schedule) inserted create-only, and a
+    run whose id is derived from that row. Every delivery of the same fire meets the same row and the
+    same run id, so whatever crashed half-way is finished and nothing is started twice.
 
     Args:
         stores: the pipeline stores.
@@ -222,91 +230,114 @@ class Firer:
         self._registry = registry
         self._clock = clock
 
-    def fire(self, message: FireMessage) -> PipelineRun | None:
-        """Start the run ``message`` asks for; the run (the existing one for a duplicate), or None
-        when the schedule is gone, disabled, or its pipeline refused the run (recorded in LastError).
+    @property
+    def stores(self) -> Stores:
+        return self._stores
+
+    @property
+    def clock(self) -> Callable[[], datetime]:
+        return self._clock
+
+    def fires_table(self) -> TableClient:
+        """The fires table (created on first use)."""
+        return self._fires.client()
+
+    def start(
+        self,
+        schedule: Schedule,
+        *,
+        row: str,
+        run_id: str,
+        when: datetime,
+        body: dict[str, Any],
+        claim: Mapping[str, Any],
+        what: str,
+    ) -> PipelineRun | None:
+        """Start ``schedule``'s run for the fire ``row`` (at ``when``): the run (the existing one for a
+        repeated fire), or None when the schedule is disabled or its pipeline refused the run — the
+        reason is then recorded in the fire's row and the schedule's ``LastError``.
+
+        Args:
+            row: the fire's RowKey (unique per fire of the schedule).
+            run_id: the run's id, derived from the fire.
+            when: when the schedule fired (its due time, or when the change was seen).
+            body: the submit body beyond the schedule's own assignments (tags, DataPath assignments).
+            claim: columns stored in the fire's row when it is inserted.
+            what: the fire for people ("its due time ...", "blob ...").
 
         Raises:
-            AzureError: storage failed (the message is retried; nothing is done twice).
+            AzureError: storage failed (retry the same fire; nothing is done twice).
         """
-        try:
-            schedule = self._stores.schedules.get_schedule(message.schedule_id)
-        except NotFoundError:
-            log.warning("Dropping a fire of schedule %s: it no longer exists.", message.schedule_id)
-            return None
-        recurrence = schedule.recurrence
-        if recurrence is not None and not message.late:
-            on_grid = previous_due(recurrence, message.due, created=schedule.created_time)
-            if on_grid != message.due:
-                # Planned before the recurrence changed: the schedule no longer asks for this time.
-                log.info(
-                    "Dropping a fire of schedule %s for %s: not on its recurrence any more.", schedule.id, message.due
-                )
-                return None
-        run_id = fire_run_id(schedule.id, message.due)
-        row = self._claim(schedule, message, run_id)
-        if row.get("Error"):
+        entity = self.claim(schedule.id, row, {**claim, "RunId": run_id})
+        if entity.get("Error"):
             return None  # this fire was refused before: the same reason would refuse it again
         try:
             existing = self._stores.runs.get_run(run_id)
         except NotFoundError:
             existing = None
         if existing is not None:
+            if entity.get("Status") == FIRED:
+                return existing  # a repeated delivery of a fire that finished
             # An earlier delivery created the run and may have died before its index rows, its run
             # message or the schedule's record: finish those (each is idempotent).
             run = self._stores.runs.create_run(existing, [])
             self._stores.queue.enqueue_run(run.id)
-            self._record(schedule, message, run)
+            self._record(schedule, when, run, row)
             return run
         if schedule.status is not ScheduleStatus.ACTIVE:
-            self._refused(schedule, message, f"Schedule {schedule.id} was disabled before its due time.")
+            self.refuse(schedule, row, f"Schedule {schedule.id} was disabled before {what} started a run.")
             return None
         try:
-            run = self._submit(schedule, message, run_id)
+            run = self._submit(schedule, run_id, body)
         except (BadRequestError, NotFoundError) as exc:  # the pipeline refused it: retrying would not help
-            self._refused(schedule, message, f"The run for {iso(message.due)} was refused: {exc.message}")
+            self.refuse(schedule, row, f"The run for {what} was refused: {exc.message}")
             return None
-        self._record(schedule, message, run)
-        late = " (late: missed while nothing ran)" if message.late else ""
-        log.info("Schedule %s fired for %s: run %s%s.", schedule.id, iso(message.due), run.id, late)
+        self._record(schedule, when, run, row)
         return run
 
-    def fire_or_record(self, message: FireMessage, queue: str) -> PipelineRun | None:
-        """:meth:`fire` for a message the host gave up on (its poison queue): try once more, and if
-        that fails too, say so on the schedule (``LastError``) before failing again."""
+    def refuse(self, schedule: Schedule, row: str, reason: str) -> None:
+        """Record that fire ``row`` will not start a run, on its row and as the schedule's ``LastError``."""
+        log.warning("Schedule %s did not fire: %s", schedule.id, reason)
+        entity = {"PartitionKey": key(schedule.id), "RowKey": row, "Error": reason}
         try:
-            return self.fire(message)
-        except Exception as exc:
-            reason = (
-                f"The fire for {iso(message.due)} failed every delivery (moved to {queue!r}): {type(exc).__name__}."
-            )
-            log.exception("Schedule %s: %s", message.schedule_id, reason)
-            try:
-                self._stores.schedules.update_schedule(
-                    message.schedule_id, lambda current: replace(current, last_error=reason)
-                )
-            except NotFoundError:
-                pass
-            raise
+            self._fires.client().update_entity(entity, mode=UpdateMode.MERGE)
+        except ResourceNotFoundError:
+            self._fires.client().upsert_entity(entity)
+        self.tell(schedule.id, reason)
 
-    def _claim(self, schedule: Schedule, message: FireMessage, run_id: str) -> dict[str, Any]:
-        """The fire's row, inserted now or by an earlier delivery (create-only: the one fire)."""
-        partition, row = key(schedule.id), _due_key(message.due)
-        entity = {"PartitionKey": partition, "RowKey": row, "RunId": run_id, "Late": message.late}
+    def tell(self, schedule_id: str, reason: str) -> None:
+        """Set the schedule's ``LastError`` (nothing when it was deleted meanwhile)."""
+        try:
+            self._stores.schedules.update_schedule(schedule_id, lambda current: replace(current, last_error=reason))
+        except NotFoundError:
+            pass
+
+    def claim(self, schedule_id: str, row: str, columns: Mapping[str, Any]) -> dict[str, Any]:
+        """The fire's row, inserted now with ``columns`` or by an earlier delivery (create-only: the
+        one fire); an earlier row keeps what it holds."""
+        entity = {"PartitionKey": key(schedule_id), "RowKey": row, **columns, "ClaimedAt": self._clock()}
         table = self._fires.client()
         try:
-            table.create_entity({**entity, "ClaimedAt": self._clock()})
+            table.create_entity(entity)
             return entity
         except ResourceExistsError:
-            return dict(table.get_entity(partition, row))
+            return dict(table.get_entity(key(schedule_id), row))
 
-    def _submit(self, schedule: Schedule, message: FireMessage, run_id: str) -> PipelineRun:
+    def exists(self, schedule_id: str, row: str) -> bool:
+        """Whether fire ``row`` of the schedule was claimed."""
+        try:
+            self._fires.client().get_entity(key(schedule_id), row)
+        except ResourceNotFoundError:
+            return False
+        return True
+
+    def _submit(self, schedule: Schedule, run_id: str, extra: Mapping[str, Any]) -> PipelineRun:
         body: dict[str, Any] = {
             "ExperimentName": schedule.experiment_name,
             "ParameterAssignments": dict(schedule.pipeline_parameters),
-            "DataPathAssignments": dict(schedule.data_path_assignments),
+            "DataPathAssignments": {**schedule.data_path_assignments, **extra.get("DataPathAssignments", {})},
             "RunSource": "Schedule",
-            "tags": {"amlpipe.schedule.due": iso(message.due) or "", "amlpipe.schedule.late": str(message.late)},
+            "tags": dict(extra.get("tags", {})),
         }
         if schedule.continue_on_step_failure is not None:
             body["ContinueRunOnStepFailure"] = schedule.continue_on_step_failure
@@ -320,29 +351,89 @@ class Firer:
             self._stores, schedule.pipeline_id, body, self._registry, schedule_id=schedule.id, run_id=run_id
         )
 
-    def _record(self, schedule: Schedule, message: FireMessage, run: PipelineRun) -> None:
+    def _record(self, schedule: Schedule, when: datetime, run: PipelineRun, row: str) -> None:
         def fired(current: Schedule) -> Schedule:
-            if current.last_fired is not None and current.last_fired >= message.due:
+            if current.last_fired is not None and current.last_fired >= when:
                 return current  # a later fire recorded already
-            return replace(current, last_fired=message.due, last_run_id=run.id, last_error=None)
+            return replace(current, last_fired=when, last_run_id=run.id, last_error=None)
 
         self._stores.schedules.update_schedule(schedule.id, fired)
+        entity = {"PartitionKey": key(schedule.id), "RowKey": row, "Status": FIRED}
+        self._fires.client().update_entity(entity, mode=UpdateMode.MERGE)
 
-    def _refused(self, schedule: Schedule, message: FireMessage, reason: str) -> None:
-        log.warning("Schedule %s did not fire for %s: %s", schedule.id, iso(message.due), reason)
-        entity = {"PartitionKey": key(schedule.id), "RowKey": _due_key(message.due), "Error": reason}
+
+class Firer:
+    """Starts the run of one recurrence fire, exactly once.
+
+    Args:
+        stores: the pipeline stores.
+        tables: the table service (the fires table).
+        registry: the workspace's names, for submit-time checks (None skips them).
+        clock: the time source (UTC).
+    """
+
+    def __init__(
+        self,
+        stores: Stores,
+        tables: TableServiceClient,
+        registry: Registry | None,
+        *,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self._stores = stores
+        self._starter = FireStarter(stores, tables, registry, clock=clock)
+
+    def fire(self, message: FireMessage) -> PipelineRun | None:
+        """Start the run ``message`` asks for; the run (the existing one for a duplicate), or None
+        when the schedule is gone, disabled, or its pipeline refused the run (recorded in LastError).
+
+        Raises:
+            AzureError: storage failed (the message is retried; nothing is done twice).
+        """
         try:
-            self._fires.client().update_entity(entity, mode=UpdateMode.MERGE)
-        except ResourceNotFoundError:
-            self._fires.client().upsert_entity(entity)
-
-        def failed(current: Schedule) -> Schedule:
-            return replace(current, last_error=reason)
-
-        try:
-            self._stores.schedules.update_schedule(schedule.id, failed)
+            schedule = self._stores.schedules.get_schedule(message.schedule_id)
         except NotFoundError:
-            pass  # deleted meanwhile: nothing to tell
+            log.warning("Dropping a fire of schedule %s: it no longer exists.", message.schedule_id)
+            return None
+        recurrence = schedule.recurrence
+        if recurrence is None:
+            log.warning("Dropping a recurrence fire of schedule %s: it has no recurrence.", schedule.id)
+            return None
+        if not message.late:
+            on_grid = previous_due(recurrence, message.due, created=schedule.created_time)
+            if on_grid != message.due:
+                # Planned before the recurrence changed: the schedule no longer asks for this time.
+                log.info(
+                    "Dropping a fire of schedule %s for %s: not on its recurrence any more.", schedule.id, message.due
+                )
+                return None
+        due = iso(message.due) or ""
+        run = self._starter.start(
+            schedule,
+            row=_due_key(message.due),
+            run_id=fire_run_id(schedule.id, message.due),
+            when=message.due,
+            body={"tags": {"amlpipe.schedule.due": due, "amlpipe.schedule.late": str(message.late)}},
+            claim={"Late": message.late},
+            what=f"its due time {due}",
+        )
+        if run is not None:
+            late = " (late: missed while nothing ran)" if message.late else ""
+            log.info("Schedule %s fired for %s: run %s%s.", schedule.id, due, run.id, late)
+        return run
+
+    def fire_or_record(self, message: FireMessage, queue: str) -> PipelineRun | None:
+        """:meth:`fire` for a message the host gave up on (its poison queue): try once more, and if
+        that fails too, say so on the schedule (``LastError``) before failing again."""
+        try:
+            return self.fire(message)
+        except Exception as exc:
+            reason = (
+                f"The fire for {iso(message.due)} failed every delivery (moved to {queue!r}): {type(exc).__name__}."
+            )
+            log.exception("Schedule %s: %s", message.schedule_id, reason)
+            self._starter.tell(message.schedule_id, reason)
+            raise
 
 
 def _due_key(due: datetime) -> str:

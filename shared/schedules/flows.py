@@ -198,6 +198,13 @@ def _checked_datastore(schedule: Schedule, graph: PipelineGraph, datastores: Dat
         )
     if record.datastore_type != AZURE_BLOB:
         raise BadRequestError(bodies.NOT_BLOB, target=f"{where}.DataStoreName")
+    if record.credential_type == "Sas":
+        raise BadRequestError(
+            f"Datastore {record.name!r} was registered with a SAS token; a watched datastore is listed with its "
+            "account key (azureml's rule too). Register it with account_key to watch it.",
+            target=f"{where}.DataStoreName",
+            code="DatastoreCannotBeWatched",
+        )
     name = trigger.data_path_parameter_name
     if name is not None:
         declared = {p.name: p for p in graph.parameters}

@@ -17,7 +17,11 @@ Table ``amlpipeschedules`` (plus ``AMLPIPE_TABLE_PREFIX``), one entity per sched
     DataStoreTriggerInfo   JSON {"DataStoreName", "PollingInterval", "DataPathParameterName",
                            "PathOnDataStore", "Recursive", "DebounceSeconds"}
     CreatedTime, LastModified
-    NextDue                UTC; recurrence schedules only (null when Disabled)
+    NextDue                UTC: a recurrence schedule's next due time; a datastore schedule's next
+                           poll (null when Disabled, or when the poll is at the next tick)
+    WatchSince             UTC; datastore schedules only: blobs changed before it (before the schedule
+                           was created, enabled or re-pointed) never fire it; null when Disabled
+    PollMark               UTC; datastore schedules: the newest LastModified their polls have seen
     LastFired, LastRunId, LastError   written by the firing code; null until then
 
 Lookups by pipeline id / endpoint id are filtered queries over this one table, not index tables: a
@@ -45,6 +49,7 @@ from azure.data.tables import TableServiceClient
 from shared.errors import ConflictError, NotFoundError
 from shared.pipelines._storage import LazyTable, as_datetime, iso
 from shared.pipelines.ids import is_guid
+from shared.registry.datastores import DEFAULT_DATASTORE
 from shared.schedules.recurrence import Recurrence, parse_recurrence
 from shared.storage import replace_if_unchanged
 
@@ -78,6 +83,12 @@ class DataStoreTrigger:
     path_on_datastore: str | None = None
     recursive: bool = False
     debounce_seconds: int = 0
+
+    @property
+    def on_default_datastore(self) -> bool:
+        """Whether it watches the default datastore, whose container a blob trigger watches as blobs
+        land (the poller only reconciles it); a registered datastore is only polled."""
+        return self.datastore_name.lower() == DEFAULT_DATASTORE
 
     def to_wire(self) -> dict[str, Any]:
         return {
@@ -126,6 +137,8 @@ class Schedule:
     last_fired: datetime | None = None
     last_run_id: str | None = None
     last_error: str | None = None
+    watch_since: datetime | None = None
+    poll_mark: datetime | None = None
     etag: str | None = None
 
     def to_json(self) -> dict[str, Any]:
@@ -149,6 +162,7 @@ class Schedule:
             "CreatedTime": iso(self.created_time),
             "LastModifiedTime": iso(self.last_modified),
             "NextDue": iso(self.next_due),
+            "WatchSince": iso(self.watch_since),
             "LastFired": iso(self.last_fired),
             "LastRunId": self.last_run_id,
             "LastError": self.last_error,
@@ -190,9 +204,11 @@ class ScheduleStore:
         active_only: bool = True,
         pipeline_id: str | None = None,
         pipeline_endpoint_id: str | None = None,
+        schedule_type: ScheduleType | None = None,
     ) -> list[Schedule]:
-        """Schedules, newest first: all, or those of one pipeline / endpoint; only Active ones when
-        ``active_only``. An id that is not a GUID matches nothing (it could not have been stored)."""
+        """Schedules, newest first: all, or those of one pipeline / endpoint (or of one type); only
+        Active ones when ``active_only``. An id that is not a GUID matches nothing (it could not have
+        been stored)."""
         clauses = ["RowKey eq @row"]
         parameters: dict[str, Any] = {"row": ROW}
         for column, value in (("PipelineId", pipeline_id), ("PipelineEndpointId", pipeline_endpoint_id)):
@@ -201,6 +217,9 @@ class ScheduleStore:
                     return []
                 clauses.append(f"{column} eq @{column}")
                 parameters[column] = value
+        if schedule_type is not None:
+            clauses.append("Type eq @type")
+            parameters["type"] = schedule_type.value
         if active_only:
             clauses.append("Status eq @status")
             parameters["status"] = ScheduleStatus.ACTIVE.value
@@ -264,6 +283,8 @@ def _to_entity(s: Schedule) -> dict[str, Any]:
         "LastFired": s.last_fired,
         "LastRunId": s.last_run_id,
         "LastError": s.last_error,
+        "WatchSince": s.watch_since,
+        "PollMark": s.poll_mark,
     }
 
 
@@ -294,5 +315,7 @@ def _from_entity(e: Any) -> Schedule:
         last_fired=as_datetime(e.get("LastFired")),
         last_run_id=e.get("LastRunId"),
         last_error=e.get("LastError"),
+        watch_since=as_datetime(e.get("WatchSince")),
+        poll_mark=as_datetime(e.get("PollMark")),
         etag=str(e.metadata.get("etag")) if hasattr(e, "metadata") else None,
     )

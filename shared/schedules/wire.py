@@ -90,8 +90,17 @@ class ScheduleEntity(_Body):
     DataStoreTriggerInfo: DataStoreTriggerInfoBody | None
     CreatedTime: str | None
     LastModifiedTime: str | None
-    NextDue: str | None = Field(description="When it fires next (UTC); recurrence schedules only.")
-    LastFired: str | None
+    NextDue: str | None = Field(
+        description="Recurrence schedules: when it fires next (UTC). Datastore schedules: when it polls its "
+        "folder next (null: at the next tick); on the default datastore a blob trigger sees changes first."
+    )
+    WatchSince: str | None = Field(
+        description="Datastore schedules: blobs changed before this time (UTC; when it was created, enabled or "
+        "re-pointed) never fire it."
+    )
+    LastFired: str | None = Field(
+        description="The due time of its latest run (recurrence), or when the change that started it was seen."
+    )
     LastRunId: str | None
     LastError: str | None
     Etag: str | None

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from azure.data.tables import UpdateMode
 
 from shared.errors import BadRequestError
 from shared.pipelines import publish
@@ -19,7 +20,7 @@ from shared.pipelines.runs import PipelineRun
 from shared.pipelines.stores import Stores
 from shared.registry import WorkspaceRegistry
 from shared.schedules import flows
-from shared.schedules.firing import FireMessage, Firer, Planner, fire_run_id, schedule_queue_name
+from shared.schedules.firing import FIRED, FIRES_TABLE, FireMessage, Firer, Planner, fire_run_id, schedule_queue_name
 from shared.schedules.store import Schedule, ScheduleStatus
 from shared.storage import StorageClients, table_name
 from tests.integration.conftest import upload_snapshot
@@ -213,6 +214,10 @@ def test_a_fire_that_died_after_creating_its_run_is_finished_by_the_next_deliver
     for row in index.query_entities("RunId eq @r", parameters={"r": run.id}):
         index.delete_entity(row["PartitionKey"], row["RowKey"])
     stores.schedules.update_schedule(schedule.id, lambda s: replace(s, last_fired=None, last_run_id=None))
+    fires = clients.tables.get_table_client(table_name(FIRES_TABLE))
+    (row,) = fires.query_entities("PartitionKey eq @p", parameters={"p": schedule.id})
+    assert row["Status"] == FIRED
+    fires.update_entity({k: v for k, v in row.items() if k != "Status"}, mode=UpdateMode.REPLACE)
     assert stores.runs.list_runs("schedule", schedule.id) == []
 
     again = _firer(stores, clients).fire(fire)

@@ -114,8 +114,16 @@ class Schedule:
 
     @property
     def next_due(self) -> datetime | None:
-        """Ours: when a Recurrence schedule fires next (UTC); None when disabled or for DataStore schedules."""
+        """Ours: when a Recurrence schedule fires next, or a DataStore schedule polls its folder next
+        (UTC). None when disabled, and when the poll is at the next tick (on the default datastore a
+        blob trigger sees changes first; the poll reconciles what it missed)."""
         return _datetime(self._entity.get("NextDue"))
+
+    @property
+    def watch_since(self) -> datetime | None:
+        """Ours: a DataStore schedule fires for blobs changed after this time (UTC): when it was created,
+        enabled or pointed at another folder. Data already there never starts a run."""
+        return _datetime(self._entity.get("WatchSince"))
 
     @property
     def last_fired(self) -> datetime | None:
