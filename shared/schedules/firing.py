@@ -285,7 +285,9 @@ class FireStarter:
             self._record(schedule, when, run, row)
             return run
         if schedule.status is not ScheduleStatus.ACTIVE:
-            self.refuse(schedule, row, f"Schedule {schedule.id} was disabled before {what} started a run.")
+            # Disabled on purpose: the fire's row says why it started nothing; LastError is for faults.
+            reason = f"Schedule {schedule.id} was disabled before {what} started a run."
+            self.refuse(schedule, row, reason, fault=False)
             return None
         try:
             run = self._submit(schedule, run_id, body)
@@ -295,15 +297,17 @@ class FireStarter:
         self._record(schedule, when, run, row)
         return run
 
-    def refuse(self, schedule: Schedule, row: str, reason: str) -> None:
-        """Record that fire ``row`` will not start a run, on its row and as the schedule's ``LastError``."""
-        log.warning("Schedule %s did not fire: %s", schedule.id, reason)
+    def refuse(self, schedule: Schedule, row: str, reason: str, *, fault: bool = True) -> None:
+        """Record that fire ``row`` will not start a run, on its row, and (a ``fault``: not a schedule
+        disabled on purpose) as the schedule's ``LastError``."""
+        log.log(logging.WARNING if fault else logging.INFO, "Schedule %s did not fire: %s", schedule.id, reason)
         entity = {"PartitionKey": key(schedule.id), "RowKey": row, "Error": reason}
         try:
             self._fires.client().update_entity(entity, mode=UpdateMode.MERGE)
         except ResourceNotFoundError:
             self._fires.client().upsert_entity(entity)
-        self.tell(schedule.id, reason)
+        if fault:
+            self.tell(schedule.id, reason)
 
     def tell(self, schedule_id: str, reason: str) -> None:
         """Set the schedule's ``LastError`` (nothing when it was deleted meanwhile)."""
