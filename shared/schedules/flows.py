@@ -134,6 +134,9 @@ def require_no_active_schedules(
     active = stores.schedules.list_schedules(
         active_only=True, pipeline_id=pipeline_id, pipeline_endpoint_id=pipeline_endpoint_id
     )
+    if pipeline_id is not None:
+        # A schedule of an endpoint runs the endpoint's default version: that pipeline counts too.
+        active += _endpoint_schedules_running(stores, pipeline_id)
     if not active:
         return
     what = (
@@ -147,6 +150,24 @@ def require_no_active_schedules(
         target="id",
         code="ActiveSchedules",
     )
+
+
+def _endpoint_schedules_running(stores: Stores, pipeline_id: str) -> list[Schedule]:
+    """The active endpoint schedules whose endpoint's default version is ``pipeline_id``."""
+    found: list[Schedule] = []
+    defaults: dict[str, str | None] = {}
+    for schedule in stores.schedules.list_schedules(active_only=True):
+        endpoint_id = schedule.pipeline_endpoint_id
+        if endpoint_id is None:
+            continue
+        if endpoint_id not in defaults:
+            try:
+                defaults[endpoint_id] = stores.endpoints.get_endpoint(endpoint_id).pipeline_for(None)
+            except (NotFoundError, BadRequestError):
+                defaults[endpoint_id] = None
+        if defaults[endpoint_id] == pipeline_id:
+            found.append(schedule)
+    return found
 
 
 def _target_graph(

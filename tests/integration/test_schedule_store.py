@@ -3,6 +3,7 @@ lookups by pipeline / endpoint, nothing left behind on rejection, and disabling 
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -223,6 +224,20 @@ def test_a_pipeline_with_active_schedules_cannot_be_disabled_until_they_are(
     with pytest.raises(BadRequestError) as enabling:
         flows.set_schedule_status(stores, schedule.id, ScheduleStatus.ACTIVE)
     assert enabling.value.code == "PipelineDisabled"
+
+
+def test_a_pipeline_that_a_scheduled_endpoint_runs_by_default_cannot_be_disabled_either(
+    stores: Stores, pipeline: PublishedPipeline, datastores: flows.Datastores
+) -> None:
+    endpoint = publish.create_endpoint(stores, {"Name": f"ep-{uuid.uuid4().hex[:8]}", "PipelineId": pipeline.id})
+    body = _recurring(pipeline.id)
+    del body["PipelineId"]
+    schedule = flows.create_schedule(stores, {**body, "PipelineEndpointId": endpoint.id}, datastores)
+    with pytest.raises(ConflictError) as refused:
+        publish.set_pipeline_status(stores, pipeline.id, PipelineStatus.DISABLED)
+    assert schedule.id in refused.value.message and refused.value.code == "ActiveSchedules"
+    flows.set_schedule_status(stores, schedule.id, ScheduleStatus.DISABLED)
+    assert publish.set_pipeline_status(stores, pipeline.id, PipelineStatus.DISABLED).status == PipelineStatus.DISABLED
 
 
 def test_the_runs_a_schedule_started_are_found_through_the_run_index(
