@@ -285,8 +285,8 @@ class Watcher:
         trigger = schedule.datastore
         if schedule.status is not ScheduleStatus.ACTIVE or trigger is None or _is_folder(change.metadata):
             return WatchOutcome(schedule.id, "inactive")
-        since = schedule.watch_since
-        if since is not None and change.last_modified is not None and change.last_modified < since:
+        since = _watching_since(schedule)
+        if change.last_modified is not None and change.last_modified < since:
             return WatchOutcome(schedule.id, "before")
         chain = self._chain_of(change.writer)
         if schedule.id in chain:
@@ -658,9 +658,9 @@ class Poller:
         """
         trigger = schedule.datastore
         assert trigger is not None
-        floor = schedule.watch_since
+        floor = _watching_since(schedule)
         if schedule.poll_mark is not None:
-            floor = max(floor or schedule.poll_mark, schedule.poll_mark - POLL_OVERLAP)
+            floor = max(floor, schedule.poll_mark - POLL_OVERLAP)
         # The next poll starts from the newest blob this one saw, but never after this poll began: a
         # blob committed while a long listing ran may sort before the page that showed a newer one.
         started = self._clock()
@@ -672,7 +672,7 @@ class Poller:
                     newest = blob.last_modified
                 if not watches(trigger, str(blob.name)) or _is_folder(blob.metadata):
                     continue
-                if floor is not None and blob.last_modified is not None and blob.last_modified < floor:
+                if blob.last_modified is not None and blob.last_modified < floor:
                     continue
                 changes.append(BlobChange.from_properties(trigger.datastore_name, blob))
         if newest is not None:
@@ -744,6 +744,12 @@ def _listing(container: ContainerClient, trigger: DataStoreTrigger) -> Iterator[
             yield container.get_blob_client(folder).get_blob_properties()
         except ResourceNotFoundError:
             pass
+
+
+def _watching_since(schedule: Schedule) -> datetime:
+    """Since when the schedule watches: ``WatchSince``; for a schedule stored before that field
+    existed, its last change (when it was created or last enabled, at the latest)."""
+    return schedule.watch_since or schedule.last_modified.replace(microsecond=0)
 
 
 def _is_folder(metadata: Mapping[str, str] | None) -> bool:

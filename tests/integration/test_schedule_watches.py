@@ -12,6 +12,7 @@ import json
 import threading
 import uuid
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -500,3 +501,16 @@ def test_the_poller_watches_a_single_blob_named_by_path_on_datastore(
     assert [o.result for o in _poller(stores, clients, registry, utcnow).poll()] == ["fired"]
     (run,) = _runs(stores, schedule)
     assert run.data_paths["landed"]["path_on_datastore"] == "data/latest.csv"
+
+
+def test_a_schedule_stored_without_watch_since_watches_from_its_last_change(
+    stores: Stores, clients: StorageClients, registry: WorkspaceRegistry, pipeline: PublishedPipeline,
+    container: ContainerClient,
+) -> None:  # fmt: skip
+    uploads, watcher = Uploads(container), _watcher(stores, clients, registry)
+    early = uploads.put("data/training/early.csv", b"1")
+    wait_for(lambda: utcnow().replace(microsecond=0) > early.last_modified, timeout=5)  # type: ignore[operator]
+    schedule = _watch(stores, pipeline, registry)
+    stores.schedules.update_schedule(schedule.id, lambda s: replace(s, watch_since=None))  # as stored before it
+    assert [o.result for o in watcher.handle(early)] == ["before"]  # not everything already there
+    assert [o.result for o in watcher.handle(uploads.put("data/training/late.csv", b"2"))] == ["fired"]
