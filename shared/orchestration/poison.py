@@ -122,15 +122,21 @@ class PoisonHandler:
             return replace(run, status=RunStatus.FAILED, end_time=now, status_detail=reason, last_modified_date=now)
 
         try:
-            run = self._stores.runs.update_run(message.run_id, fail)
+            current = self._stores.runs.get_run(message.run_id)
         except NotFoundError:
             log.warning("Dropping a poisoned message for run %s: no such run.", message.run_id)
             return
+        if current.status.is_terminal:
+            log.info("Poisoned message for run %s, which is %s; nothing to do.", current.id, current.status.value)
+            return
+        # Its steps first, then the run: whoever sees the run ended sees its steps ended (or asked
+        # to stop) too. A crash in between leaves the run active; the redelivery finishes the job.
+        self._stop_steps(current, reason, now)
+        run = self._stores.runs.update_run(message.run_id, fail)
         if run.status is not RunStatus.FAILED:
             log.info("Poisoned message for run %s, which is %s; nothing to do.", run.id, run.status.value)
             return
         log.error("Run %s is recorded Failed: %s", run.id, reason)
-        self._stop_steps(run, reason, now)
         self._stores.runs.mark_ended(run.id)
 
     def _stop_steps(self, run: PipelineRun, reason: str, now: datetime) -> None:
