@@ -51,11 +51,20 @@ class Azurite:
     """An Azurite process on 127.0.0.1 with its data under ``location``.
 
     Ports default to 0 (free ports chosen by Azurite, read back from its output), which is what the
-    tests use so they never touch a developer's running instance.
+    tests use so they never touch a developer's running instance. ``debug_log`` makes Azurite log
+    every request it serves there (tests use it to see which requests reached storage).
     """
 
-    def __init__(self, location: Path, *, ports: dict[str, int] | None = None, executable: str | None = None):
+    def __init__(
+        self,
+        location: Path,
+        *,
+        ports: dict[str, int] | None = None,
+        executable: str | None = None,
+        debug_log: Path | None = None,
+    ):
         self.location = location
+        self.debug_log = debug_log
         self.requested = ports or {"blob": 0, "queue": 0, "table": 0}
         self.executable = executable or find_azurite()
         self.ports: dict[str, int] = {}
@@ -79,6 +88,8 @@ class Azurite:
             "--queueHost", "127.0.0.1", "--queuePort", str(self.requested["queue"]),
             "--tableHost", "127.0.0.1", "--tablePort", str(self.requested["table"]),
         ]  # fmt: skip
+        if self.debug_log is not None:
+            command += ["--debug", str(self.debug_log)]
         self._process = subprocess.Popen(
             command,
             stdout=subprocess.PIPE,

@@ -15,6 +15,9 @@ How a blob reaches a function (the real host's algorithm against development sto
    (all queue rules: ``maxDequeueCount``, ``visibilityTimeout``, lease renewal). Before invoking,
    the blob is read *conditionally on the message's ETag*; a changed or deleted blob drops the
    message (the newer version has its own receipt). Failures end in ``webjobs-blobtrigger-poison``.
+4. **SDK types.** When the trigger parameter is annotated with an SDK type (``blob.BlobClient``, see
+   ``amlpipe.host.sdktypes``) the content is not downloaded: a conditional properties read checks
+   the version, and the function gets a client built from model binding data.
 
 Delivery is at-least-once: a host that dies between enqueueing and completing the receipt enqueues
 again once the 30 s lease has expired, and queue retries re-run the function.
@@ -72,6 +75,7 @@ from amlpipe.host.blobpaths import (
 from amlpipe.host.indexing import FunctionSpec
 from amlpipe.host.invoke import FunctionFailed, Trigger
 from amlpipe.host.queues import STOP_POLL_WAIT, QueueProcessor
+from amlpipe.host.sdktypes import blob_binding_data
 from amlpipe.host.storage import HOSTS_CONTAINER, StorageAccounts, blob_written_key, encode_message, ensure_container
 
 if TYPE_CHECKING:  # host.py imports this module when it builds listeners
@@ -408,12 +412,18 @@ class BlobTriggerListener:
                 message.id,
             )
             return
-        read = await self._read_version(registration, parsed, message.id)
+        function = registration.function
+        sdk_type = function.trigger_arg in function.deferred
+        read = await self._read_version(registration, parsed, message.id, content=not sdk_type)
         if read is None:
             return
         content, properties, uri = read
+        if content is None:  # an SDK type: the host sends where the blob is, not what it holds
+            value: Any = blob_binding_data(registration.connection, parsed.container_name, parsed.blob_name)
+        else:
+            value = self._trigger_value(function, parsed, content, properties, uri)
         trigger = Trigger(
-            value=self._trigger_value(registration.function, parsed, content, properties, uri),
+            value=value,
             reason=f"New blob detected(LogsAndContainerScan): {parsed.container_name}/{parsed.blob_name}",
             binding_data={
                 **tokens,
@@ -424,21 +434,26 @@ class BlobTriggerListener:
             },
             retry_count=max(0, (message.dequeue_count or 1) - 1),
         )
-        await self._context.invoker.invoke(registration.function, trigger)
+        await self._context.invoker.invoke(function, trigger)
 
     async def _read_version(
-        self, registration: _Registration, message: BlobTriggerMessage, message_id: str
-    ) -> tuple[bytes, BlobProperties, str] | None:
-        """The blob's content if it still has the message's ETag; ``None`` (logged) when stale."""
+        self, registration: _Registration, message: BlobTriggerMessage, message_id: str, *, content: bool
+    ) -> tuple[bytes | None, BlobProperties, str] | None:
+        """The blob's properties, and its content when asked, if it still has the message's ETag;
+        ``None`` (logged) when stale."""
         service = self._storage.blob_service(registration.connection)
         client = service.get_blob_client(message.container_name, message.blob_name)
         where = f"{message.container_name}/{message.blob_name}"
+        etag, unchanged = quote_etag(message.etag), MatchConditions.IfNotModified
+        data: bytes | None = None
         try:
             # Conditional read: we get exactly the version the receipt was written for, or 412.
-            downloader = await client.download_blob(
-                etag=quote_etag(message.etag), match_condition=MatchConditions.IfNotModified
-            )
-            content = await downloader.readall()
+            if content:
+                downloader = await client.download_blob(etag=etag, match_condition=unchanged)
+                data, properties = await downloader.readall(), downloader.properties
+            else:
+                # SDK type: the function reads the blob itself, so only check that this version is current.
+                properties = await client.get_blob_properties(etag=etag, match_condition=unchanged)
         except ResourceNotFoundError:
             log.info("Blob '%s' no longer exists: message %s dropped.", where, message_id)
             return None
@@ -449,7 +464,7 @@ class BlobTriggerListener:
             log.info("Blob '%s' changed since ETag %s: stale message %s dropped.", where, message.etag, message_id)
             self._wake.set()
             return None
-        return content, downloader.properties, client.url
+        return data, properties, client.url
 
     @staticmethod
     def _trigger_value(

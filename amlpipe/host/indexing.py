@@ -17,6 +17,7 @@ from typing import Any
 import azure.functions as func
 
 from amlpipe.host.errors import FunctionIndexError, HostConfigError
+from amlpipe.host.sdktypes import DeferredBinding, deferred_binding
 from amlpipe.host.settings import AppSettings
 
 #: Trigger types this host listens for.
@@ -52,6 +53,8 @@ class FunctionSpec:
     annotations: dict[str, Any] = field(default_factory=dict)
     parameters: tuple[str, ...] = ()
     retry: dict[str, Any] | None = None
+    #: Parameters annotated with an SDK type (``blob.BlobClient``): bound from model binding data.
+    deferred: dict[str, DeferredBinding] = field(default_factory=dict)
 
     @property
     def full_name(self) -> str:
@@ -185,6 +188,13 @@ def _spec(function: Any, settings: AppSettings) -> FunctionSpec:
                 f"Function '{name}': parameter '{parameter}' has no binding; every parameter must match a "
                 "binding's arg_name (or be named 'context')."
             )
+    deferred: dict[str, DeferredBinding] = {}
+    inputs = [(trigger.type, trigger.name), *((b.type, b.name) for b in bindings if b.direction == "in")]
+    for kind, parameter in inputs:
+        what = f"Function '{name}' parameter '{parameter}'"
+        found = deferred_binding(kind, annotations.get(parameter), what=what)
+        if found is not None:
+            deferred[parameter] = found
     retry = function.get_settings_dict("retry_policy") if hasattr(function, "get_settings_dict") else None
     return FunctionSpec(
         name=name,
@@ -197,4 +207,5 @@ def _spec(function: Any, settings: AppSettings) -> FunctionSpec:
         annotations=annotations,
         parameters=tuple(signature.parameters),
         retry=retry,
+        deferred=deferred,
     )

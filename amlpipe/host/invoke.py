@@ -2,6 +2,8 @@
 
 * Arguments are bound by parameter name: the trigger argument, ``func.Out`` objects for output
   bindings, blob inputs read before the call, and ``context`` when the function asks for it.
+* A trigger or blob input annotated with an SDK type (``blob.BlobClient``) is built from model
+  binding data by the extension's converter, as the worker does (``amlpipe.host.sdktypes``).
 * ``async def`` functions run on the host's event loop; sync ones in a thread pool
   (``PYTHON_THREADPOOL_THREAD_COUNT`` workers, else the stdlib default).
 * ``functionTimeout`` bounds each invocation. A sync function that times out keeps its thread until
@@ -36,6 +38,7 @@ from azure.functions import blob as func_blob
 from amlpipe.host.indexing import BindingSpec, FunctionSpec
 from amlpipe.host.logs import current_function
 from amlpipe.host.retry import RetryPolicy
+from amlpipe.host.sdktypes import DeferredBindings, ModelBindingData, blob_binding_data
 from amlpipe.host.storage import StorageAccounts, WakeUpHub, blob_written_key, encode_message, ensure_container
 
 log = logging.getLogger("amlpipe.host")
@@ -141,7 +144,7 @@ class _Context(func.Context):
 class Trigger:
     """What a listener hands the invoker: the converted trigger value and its binding data."""
 
-    value: Any
+    value: Any  # for an SDK-type parameter, the ModelBindingData the host sends
     reason: str
     binding_data: Mapping[str, Any] = field(default_factory=dict)
     retry_count: int = 0
@@ -220,6 +223,7 @@ class Invoker:
         self._app_dir = app_dir
         self._pool = pool
         self._running = _RunningThreads()
+        self._deferred = DeferredBindings()
 
     def running_threads(self) -> list[str]:
         """Worker threads running sync user code now; Python cannot stop them."""
@@ -296,7 +300,7 @@ class Invoker:
     async def _arguments(
         self, function: FunctionSpec, trigger: Trigger, invocation_id: str
     ) -> tuple[dict[str, Any], dict[str, _Out]]:
-        kwargs: dict[str, Any] = {function.trigger_arg: trigger.value}
+        kwargs: dict[str, Any] = {function.trigger_arg: await self._trigger_argument(function, trigger)}
         outs: dict[str, _Out] = {}
         for binding in function.bindings:
             if binding.name == "$return":
@@ -323,10 +327,31 @@ class Invoker:
             self._pool, functools.partial(context.run, self._running.run, function, kwargs)
         )
 
+    async def _trigger_argument(self, function: FunctionSpec, trigger: Trigger) -> Any:
+        deferred = function.deferred.get(function.trigger_arg)
+        if deferred is None:
+            return trigger.value
+        if not isinstance(trigger.value, ModelBindingData):
+            raise TypeError(f"the '{function.trigger_type}' listener sent no model binding data for an SDK type")
+        return await self._deferred.decode(
+            deferred,
+            trigger.value,
+            function=function.name,
+            parameter=function.trigger_arg,
+            trigger_metadata=trigger.binding_data,
+        )
+
     async def _read_blob(self, function: FunctionSpec, binding: BindingSpec, data: Mapping[str, Any]) -> Any:
         assert binding.path is not None
         what = f"Function '{function.name}' binding '{binding.name}'"
         container, name = resolve_blob_path(binding.path, data, what)
+        deferred = function.deferred.get(binding.name)
+        if deferred is not None:
+            # SDK type: the function reads the blob itself, so it is neither read nor checked here.
+            binding_data = blob_binding_data(binding.connection, container, name)
+            return await self._deferred.decode(
+                deferred, binding_data, function=function.name, parameter=binding.name, trigger_metadata=data
+            )
         path = f"{container}/{name}"
         client = self._storage.blob_service(binding.connection).get_blob_client(container, name)
         try:

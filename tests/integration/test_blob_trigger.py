@@ -11,19 +11,28 @@ from __future__ import annotations
 import base64
 import json
 import random
+import re
 import socket
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from azure.core.exceptions import ResourceNotFoundError
 from azure.storage.blob import BlobServiceClient
 from azure.storage.queue import QueueClient
 
-from amlpipe.host.azurite import Azurite, connection_string
-from amlpipe.host.blobpaths import POISON_QUEUE, blob_trigger_queue_name, normalize_etag, receipt_blob_name
+from amlpipe.host.azurite import ACCOUNT, Azurite, connection_string
+from amlpipe.host.blobpaths import (
+    POISON_QUEUE,
+    BlobTriggerMessage,
+    blob_trigger_queue_name,
+    normalize_etag,
+    receipt_blob_name,
+)
+from amlpipe.host.storage import encode_message
 from amlpipe.host.testing import HostProcess, read_journal, wait_for
 
 pytestmark = pytest.mark.integration
@@ -71,6 +80,11 @@ class Storage:
             return self._queue.get_queue_properties().approximate_message_count == 0
         except ResourceNotFoundError:
             return True
+
+    def enqueue(self, function: str, name: str, etag: str) -> None:
+        """Put a trigger message on the shared queue by hand, as a scan would (base64, the default)."""
+        message = BlobTriggerMessage(f"Host.Functions.{function}", "BlockBlob", self.container, name, etag)
+        self._queue.send_message(encode_message(message.to_json(), "base64"))
 
     def poisoned(self) -> list[dict[str, Any]]:
         try:
@@ -222,6 +236,81 @@ def test_a_host_started_while_storage_is_down_fires_blob_triggers_once_storage_i
             assert call["content"] == "after the outage"
     finally:
         storage.close()
+
+
+_REQUEST = re.compile(r"RequestMethod=(?P<method>\w+) RequestURL=(?P<url>\S+) RequestHeaders:(?P<headers>\{.*?\}) ")
+
+
+def storage_requests(debug_log: Path, container: str, name: str) -> list[tuple[str, dict[str, str]]]:
+    """``(method, headers)`` of every request Azurite served for one blob (not its receipts, not listings)."""
+    path = f"/{ACCOUNT}/{container}/{name}"
+    text = debug_log.read_text(encoding="utf-8") if debug_log.exists() else ""
+    return [
+        (m["method"], json.loads(m["headers"]))
+        for m in _REQUEST.finditer(text)
+        if urlsplit(m["url"]).path == path and not urlsplit(m["url"]).query
+    ]
+
+
+def test_sdk_type_trigger_gets_a_client_and_the_host_never_downloads_the_blob(
+    start_host: StartHost, tmp_path: Path, unique: str, journal: Path
+) -> None:
+    # A private Azurite that logs every request: what reached storage shows whether the host downloaded.
+    debug_log = tmp_path / "azurite-debug.log"
+    with Azurite(tmp_path / "azurite", debug_log=debug_log) as azurite:
+        blobs = Storage(azurite.connection_string, unique)
+        try:
+            start_host("blob_app", env={**blobs.env, "AzureWebJobsStorage": azurite.connection_string}, args=FAST)
+            etag = blobs.upload("sdk/big.bin", b"\x5a" * (4 * 1024 * 1024))
+            blobs.upload("in/control.txt", "read by the host")  # an InputStream trigger: the host downloads it
+
+            full_name = f"{blobs.container}/sdk/big.bin"
+            (call,) = wait_for(lambda: calls(journal, "on_sdk", name=full_name), what="on_sdk")
+            assert call["type"] == "azure.storage.blob._blob_client.BlobClient"  # the sync client
+            assert normalize_etag(call["etag"]) == etag
+            assert call["container_type"] == "azure.storage.blob._container_client.ContainerClient"
+            assert call["container"] == blobs.container  # the blob input, SDK-typed too
+            wait_for(lambda: calls(journal, name=f"{blobs.container}/in/control.txt"), what="on_text")
+
+            # The log does show downloads: the host's conditional GET of the InputStream blob...
+            control = wait_for(lambda: storage_requests(debug_log, blobs.container, "in/control.txt"))
+            assert any(method == "GET" and "if-match" in headers for method, headers in control)
+
+            # ...but none of the SDK-typed blob: the host checked its version with a HEAD (If-Match),
+            # then the function read its properties with another; waiting for that one ends the wait.
+            def sdk_blob_heads() -> list[str | None]:
+                served = storage_requests(debug_log, blobs.container, "sdk/big.bin")
+                assert not [method for method, _ in served if method == "GET"], "the SDK-typed blob was downloaded"
+                heads = [headers.get("if-match") for method, headers in served if method == "HEAD"]
+                return heads if len(heads) >= 2 else []
+
+            assert wait_for(sdk_blob_heads, what="both HEADs of the SDK-typed blob") == [f'"{etag}"', None]
+        finally:
+            blobs.close()
+
+
+def test_sdk_type_trigger_drops_a_message_whose_blob_changed_or_is_gone(
+    start_host: StartHost, blobs: Storage, journal: Path
+) -> None:
+    host = start_host("blob_app", env=blobs.env, args=FAST)
+    full_name = f"{blobs.container}/sdk/doc.bin"
+    first = blobs.upload("sdk/doc.bin", b"v1")
+    wait_for(lambda: calls(journal, "on_sdk", name=full_name), what="the first version")
+    second = blobs.upload("sdk/doc.bin", b"v2")
+    wait_for(lambda: len(calls(journal, "on_sdk", name=full_name)) == 2, what="the second version")
+
+    # A late message for the first version, and one for a blob that is gone: both dropped, not invoked.
+    blobs.enqueue("on_sdk", "sdk/doc.bin", first)
+    blobs.enqueue("on_sdk", "sdk/gone.bin", second)
+    host.wait_for_log(f"Blob '{full_name}' changed since ETag {first}: stale message")
+    # Azurite answers a conditional read of a missing blob with 412 rather than 404: dropped either way.
+    gone = re.compile(rf"Blob '{re.escape(blobs.container)}/sdk/gone\.bin' .*dropped")
+    wait_for(lambda: gone.search(host.log), what="the message for the missing blob to be dropped")
+    wait_for(blobs.queue_empty, what="an empty blob trigger queue")
+    runs = calls(journal, "on_sdk")
+    assert [normalize_etag(c["etag"]) for c in runs] == [first, second]
+    # As in the worker, the client is cached per blob name: the second version got the same object.
+    assert runs[0]["client"] == runs[1]["client"]
 
 
 def _free_ports() -> dict[str, int]:

@@ -1,4 +1,4 @@
-"""Blob trigger behaviours of the local host: binding data, content, outputs, failures.
+"""Blob trigger behaviours of the local host: binding data, content, outputs, failures, SDK types.
 
 The container comes from app setting BLOB_CONTAINER so every test watches its own container.
 """
@@ -7,6 +7,7 @@ import os
 
 import _testjournal
 import azure.functions as func
+import azurefunctions.extensions.bindings.blob as blob
 
 app = func.FunctionApp()
 
@@ -36,3 +37,18 @@ def on_text(blob: func.InputStream, out: func.Out[str], context: func.Context) -
 async def on_bytes(data: bytes, out: func.Out[bytes]) -> None:
     _testjournal.record(function="on_bytes", type=type(data).__name__, length=len(data), pid=os.getpid())
     out.set(data[::-1])
+
+
+@app.blob_trigger(arg_name="client", path="%BLOB_CONTAINER%/sdk/{name}", connection="AzureWebJobsStorage")
+@app.blob_input(arg_name="container", path="%BLOB_CONTAINER%/sdk/{name}", connection="AzureWebJobsStorage")
+def on_sdk(client: blob.BlobClient, container: blob.ContainerClient) -> None:
+    _testjournal.record(
+        function="on_sdk",
+        name=f"{client.container_name}/{client.blob_name}",
+        type=f"{type(client).__module__}.{type(client).__qualname__}",
+        etag=client.get_blob_properties().etag,
+        container_type=f"{type(container).__module__}.{type(container).__qualname__}",
+        container=container.container_name,
+        client=id(client),
+        pid=os.getpid(),
+    )
