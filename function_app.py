@@ -1,6 +1,7 @@
 """The amlpipe Functions app: builds the FunctionApp and registers one blueprint per area."""
 
 import azure.functions as func
+import azurefunctions.extensions.bindings.blob  # noqa: F401 - registers the SDK-type blob bindings (blob.BlobClient)
 
 from functions.auth import bp as auth_bp
 from functions.endpoints import bp as endpoints_bp

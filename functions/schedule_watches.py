@@ -6,10 +6,12 @@ The engine is :mod:`shared.schedules.watches`; these only adapt the triggers to 
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any
+from typing import cast
 
 import azure.functions as func
+import azurefunctions.extensions.bindings.blob as blob
+from azure.core.exceptions import ResourceNotFoundError
+from azure.storage.blob import BlobClient, BlobProperties
 
 from shared import storage
 from shared.pipelines.stores import default_stores
@@ -28,12 +30,22 @@ def _watcher() -> Watcher:
     return Watcher.of(default_stores(), clients.tables, clients.queues, default_registry())
 
 
-@bp.blob_trigger(arg_name="blob", path=DEFAULT_CONTAINER_PATH, connection=STORAGE)
-def watch_default_datastore(blob: func.InputStream) -> None:
-    """A blob version landed on the default datastore: fire the schedules watching its folder."""
-    change = change_of(blob)
-    if change is not None:
-        _watcher().handle(change)
+@bp.blob_trigger(arg_name="client", path=DEFAULT_CONTAINER_PATH, connection=STORAGE)
+def watch_default_datastore(client: blob.BlobClient) -> None:
+    """A blob version landed on the default datastore: fire the schedules watching its folder.
+
+    An SDK-type binding: the host hands over a client, not the blob's content, which the watch does
+    not need (every PipelineData output lands in this container, models and datasets included).
+    """
+    sdk_client = cast(BlobClient, client)
+    try:
+        change = change_from_properties(sdk_client.get_blob_properties())
+    except ResourceNotFoundError:
+        return  # deleted since it landed: nothing to fire for
+    finally:
+        # The worker keeps this client for the blob's name; let go of its connections now.
+        sdk_client.close()
+    _watcher().handle(change)
 
 
 @bp.timer_trigger(arg_name="timer", schedule=POLLER_SCHEDULE)
@@ -44,19 +56,7 @@ def datastore_poller(timer: func.TimerRequest) -> None:
     Poller(default_stores(), access, _watcher()).poll()
 
 
-def change_of(blob: func.InputStream) -> BlobChange | None:
-    """The blob version a trigger reports (``name`` is ``container/blob``); None without an ETag."""
-    properties: dict[str, Any] = dict(getattr(blob, "blob_properties", None) or {})
-    etag = properties.get("ETag")
-    if not blob.name or not etag:
-        return None
-    name = blob.name.split("/", 1)[1] if "/" in blob.name else blob.name
-    modified = properties.get("LastModified")
-    return BlobChange(
-        datastore=DEFAULT_DATASTORE,
-        name=name,
-        etag=str(etag).strip('"'),
-        last_modified=datetime.fromisoformat(str(modified).replace("Z", "+00:00")) if modified else None,
-        content_md5=properties.get("ContentMD5") or None,
-        metadata=dict(getattr(blob, "metadata", None) or {}),
-    )
+def change_from_properties(properties: BlobProperties) -> BlobChange:
+    """The blob version the trigger's client reads (its current one: a newer version than the one
+    that triggered is fine, as that version's own trigger is then a duplicate)."""
+    return BlobChange.from_properties(DEFAULT_DATASTORE, properties)

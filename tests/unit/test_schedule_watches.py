@@ -6,10 +6,10 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 
-import azure.functions as func
 import pytest
+from azure.storage.blob import BlobProperties
 
-from functions.schedule_watches import change_of
+from functions.schedule_watches import change_from_properties
 from shared.errors import BadRequestError
 from shared.orchestration.files import WRITER_METADATA
 from shared.schedules import bodies
@@ -102,18 +102,25 @@ def test_watch_run_ids_are_stable_per_fire_and_differ_between_fires() -> None:
     assert len({watch_run_id(ID, "blob-1"), watch_run_id(ID, "blob-2"), watch_run_id(ID, "window-1")}) == 3
 
 
-def test_a_blob_trigger_reports_the_version_it_saw() -> None:
-    blob = func.blob.InputStream(
-        data=b"",
-        name="azureml-blobstore/data/in/a.csv",
-        blob_properties={"ETag": "0x8DD1", "LastModified": "2026-11-26T12:00:01+00:00", "ContentMD5": "q1w2"},
+def _properties(name: str, etag: str, **extra: object) -> BlobProperties:
+    properties = BlobProperties()
+    properties.name, properties.etag = name, etag
+    for attribute, value in extra.items():
+        setattr(properties, attribute, value)
+    return properties
+
+
+def test_a_blob_trigger_reports_the_version_its_client_reads() -> None:
+    properties = _properties(
+        "data/in/a.csv",
+        '"0x8DD1"',
+        last_modified=datetime(2026, 11, 26, 12, 0, 1, tzinfo=UTC),
         metadata={WRITER_METADATA: ID},
     )
-    change = change_of(blob)
-    assert change is not None
+    properties.content_settings.content_md5 = bytearray(b"\x01\x02")
+    change = change_from_properties(properties)
     assert (change.datastore, change.name, change.etag) == ("workspaceblobstore", "data/in/a.csv", "0x8DD1")
     assert change.last_modified == datetime(2026, 11, 26, 12, 0, 1, tzinfo=UTC)
-    assert change.content_md5 == "q1w2" and change.writer == ID
-    assert change_of(func.blob.InputStream(data=b"", name="c/x", blob_properties={})) is None
-    forged = func.blob.InputStream(data=b"", name="c/x", blob_properties={"ETag": "1"}, metadata={WRITER_METADATA: "x"})
-    assert change_of(forged) is not None and change_of(forged).writer is None  # type: ignore[union-attr]
+    assert change.content_md5 == "AQI=" and change.writer == ID
+    forged = _properties("x", "1", metadata={WRITER_METADATA: "not-a-run-id"})
+    assert change_from_properties(forged).writer is None
