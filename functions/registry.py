@@ -1,7 +1,8 @@
 """Registry routes: datastores, datasets and compute targets (Reader reads, Contributor writes).
 
-/api/datastores[/{name}]            GET, PUT (register), DELETE (unregister)
-/api/datastores/{name}/sas          POST {"permission": "read"|"write"}: a short-lived container SAS
+/api/datastores[/{name}]            GET, PUT (register a blob container or, with "datastoreType":
+                                    "AmazonS3", an S3 bucket), DELETE (unregister)
+/api/datastores/{name}/sas          POST {"permission": "read"|"write"}: a short-lived container SAS (blob only)
 /api/datasets[/{name}]              GET (?version=N|latest), DELETE (every version)
 /api/datasets/{name}/versions       GET, POST (register a version)
 /api/computetargets[/{name}]        GET, PUT (create), PATCH (update, If-Match), DELETE
@@ -21,7 +22,7 @@ from shared.errors import BadRequestError
 from shared.registry import default_registry
 from shared.registry.compute import parse_compute_spec
 from shared.registry.datasets import parse_definition, parse_metadata
-from shared.registry.datastores import parse_blob_spec
+from shared.registry.datastores import parse_datastore_spec
 
 bp = func.Blueprint()
 
@@ -32,13 +33,15 @@ OPENAPI_ROUTES: tuple[Route, ...] = (
           response=_OBJ, tag="registry"),
     Route("GET", "/api/datastores/{name}", "Get a datastore (no credentials).", "Reader", response=_OBJ,
           tag="registry"),
-    Route("PUT", "/api/datastores/{name}", "Register a blob container (201 written, 200 unchanged; 409 when it"
-          " exists with another definition and overwrite is false).", "Contributor", request=_OBJ, response=_OBJ,
-          status=201, tag="registry"),
+    Route("PUT", "/api/datastores/{name}", "Register a blob container, or with datastoreType 'AmazonS3' an S3"
+          " bucket (bucketName, endpointUrl, region, accessKeyId + secretAccessKey; the bucket is checked, credentials"
+          " are stored encrypted and never returned). 201 written, 200 unchanged; 409 when it exists with another"
+          " definition and overwrite is false.", "Contributor", request=_OBJ, response=_OBJ, status=201,
+          tag="registry"),
     Route("DELETE", "/api/datastores/{name}", "Unregister a datastore (idempotent; its data stays).",
           "Contributor", status=204, tag="registry"),
-    Route("POST", "/api/datastores/{name}/sas", "A one-hour container SAS: permission read (Reader) or write"
-          " (Contributor).", "Reader", request=_OBJ, response=_OBJ, tag="registry"),
+    Route("POST", "/api/datastores/{name}/sas", "A one-hour container SAS of a blob datastore: permission read"
+          " (Reader) or write (Contributor).", "Reader", request=_OBJ, response=_OBJ, tag="registry"),
     Route("GET", "/api/datasets", "The latest version of every dataset.", "Reader", response=_OBJ, tag="registry"),
     Route("GET", "/api/datasets/{name}", "A dataset version.", "Reader", response=_OBJ, tag="registry",
           query=(("version", "'latest' (default) or a number from 1"),)),
@@ -93,9 +96,9 @@ def get_datastore(req: func.HttpRequest, caller: Principal) -> func.HttpResponse
 @bp.route(route="datastores/{name}", methods=["PUT"], auth_level=_ANON)
 @edge.api(Role.CONTRIBUTOR)
 def register_datastore(req: func.HttpRequest, caller: Principal) -> func.HttpResponse:
-    """Register a blob datastore; 201 when written, 200 when the same registration already existed."""
+    """Register a blob or S3 datastore; 201 when written, 200 when the same registration already existed."""
     body = edge.read_json_object(req)
-    spec, overwrite = parse_blob_spec(body), _flag(body, "overwrite")
+    spec, overwrite = parse_datastore_spec(body), _flag(body, "overwrite")
     record, written = default_registry().datastores.register(req.route_params["name"], spec, overwrite=overwrite)
     return _written(record.to_json(), written)
 

@@ -1,4 +1,5 @@
-"""Test session fixtures: one Azurite on free ports for the whole session, host processes per test."""
+"""Test session fixtures: one Azurite on free ports for the whole session (and, for the tests that ask,
+one moto S3 server: ``moto_s3`` in ``tests/s3_support.py``), host processes per test."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from hypothesis import settings
 
 from amlpipe.host.azurite import Azurite
 from amlpipe.host.testing import HostProcess
+from tests.s3_support import moto_s3  # noqa: F401 - the session's moto S3 server, for every test
 
 # Property tests explore new cases on developer machines; CI (CI=true) replays a fixed set, so a red
 # CI run is reproducible and never caused by a newly drawn example alone.

@@ -1,20 +1,23 @@
-"""Datastores (azureml.core.Datastore): named blob containers of the workspace.
+"""Datastores (azureml.core.Datastore): named blob containers and S3 buckets of the workspace.
 
     ds = ws.get_default_datastore()                      # workspaceblobstore
     ds.upload(src_dir="data", target_path="data/", overwrite=True)
     blob = Datastore.register_azure_blob_container(ws, "blob_data", "training", "myaccount", account_key=key)
     blob.download("local_copy", prefix="data/training")
+    s3 = Datastore.register_s3(ws, "s3_data", "my-bucket", region="eu-west-1",
+                               access_key_id=key_id, secret_access_key=secret)
 
 Credentials go to the service once, at registration; they are never read back. Uploads and downloads
 move the bytes straight to and from Blob storage with a SAS the service grants for an hour (read for
-Readers, read and write for Contributors).
+Readers, read and write for Contributors). ``register_s3`` is our addition to azureml's names: the
+service checks the bucket with the given credentials before it stores anything.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from azure.storage.blob import ContainerClient
 
@@ -24,7 +27,7 @@ from amlpipe.data import _transfer
 from amlpipe.data.data_reference import DataReference
 from amlpipe.exceptions import ServiceException, UserErrorException
 
-__all__ = ["AzureBlobDatastore", "Datastore"]
+__all__ = ["AmazonS3Datastore", "AzureBlobDatastore", "Datastore"]
 
 DEFAULT_DATASTORE = "workspaceblobstore"
 
@@ -51,36 +54,39 @@ class Datastore:
     """
 
     def __new__(cls, workspace: Any = None, name: str | None = None, **kwargs: Any) -> Datastore:
-        # azureml answers Datastore(ws, name) with the datastore's own type.
-        return super().__new__(AzureBlobDatastore if cls is Datastore else cls)
+        # azureml answers Datastore(ws, name) with the datastore's own type, so the body is read here
+        # and handed to __init__ (which Python calls next with the same arguments).
+        body = kwargs.get("_body")
+        if cls is Datastore and body is None and workspace is not None:
+            body = _get(workspace, name or DEFAULT_DATASTORE)
+        if cls is Datastore:
+            cls = _TYPES.get(str((body or {}).get("datastoreType", "AzureBlob")), AzureBlobDatastore)
+        instance = super().__new__(cls)
+        instance._prefetched = body
+        return instance
 
     def __init__(self, workspace: Any, name: str | None = None, **kwargs: Any) -> None:
-        body = kwargs.get("_body")
+        body = kwargs.get("_body") or getattr(self, "_prefetched", None)
         if body is None:
             body = _get(workspace, name or DEFAULT_DATASTORE)
+        self._prefetched: dict[str, Any] | None = None
         self.workspace = workspace
         self._load(body)
 
     def _load(self, body: dict[str, Any]) -> None:
         self.name: str = body["name"]
         self.datastore_type: str = body.get("datastoreType", "AzureBlob")
-        self.container_name: str = body["containerName"]
-        self.account_name: str = body["accountName"]
-        self.protocol: str = body.get("protocol", "https")
-        self.endpoint: str = body.get("endpoint", "")
         self.credential_type: str = body.get("credentialType", "None")
         self.is_default: bool = bool(body.get("isDefault"))
-        # azureml exposes these; the service never returns a credential.
-        self.account_key: str | None = None
-        self.sas_token: str | None = None
 
     @classmethod
-    def _from_json(cls, workspace: Any, body: dict[str, Any]) -> AzureBlobDatastore:
-        return AzureBlobDatastore(workspace, body["name"], _body=body)
+    def _from_json(cls, workspace: Any, body: dict[str, Any]) -> Datastore:
+        kind = _TYPES.get(str(body.get("datastoreType", "AzureBlob")), AzureBlobDatastore)
+        return kind(workspace, body["name"], _body=body)
 
     @staticmethod
-    def get(workspace: Any, datastore_name: str) -> AzureBlobDatastore:
-        """The datastore ``datastore_name``.
+    def get(workspace: Any, datastore_name: str) -> Datastore:
+        """The datastore ``datastore_name``: an ``AzureBlobDatastore`` or an ``AmazonS3Datastore``.
 
         Raises:
             UserErrorException: there is none.
@@ -90,10 +96,10 @@ class Datastore:
     @staticmethod
     def get_default(workspace: Any) -> AzureBlobDatastore:
         """The workspace's default datastore (``workspaceblobstore``)."""
-        return Datastore.get(workspace, DEFAULT_DATASTORE)
+        return _of_type(Datastore.get(workspace, DEFAULT_DATASTORE), AzureBlobDatastore)
 
     @staticmethod
-    def list(workspace: Any) -> list[AzureBlobDatastore]:
+    def list(workspace: Any) -> list[Datastore]:
         """Every datastore of the workspace, the default first."""
         body = _require_service(workspace).get("datastores")
         return [Datastore._from_json(workspace, item) for item in body["value"]]
@@ -147,24 +153,102 @@ class Datastore:
                 body[key] = value
         if endpoint is not None:
             body["endpoint"] = endpoint
-        try:
-            answer = _require_service(workspace).put(api_path("datastores", datastore_name), body)
-        except ServiceException as exc:
-            if 400 <= exc.status_code < 500 and exc.status_code not in (401, 403):
-                raise UserErrorException(exc.message) from exc
-            raise
-        return Datastore._from_json(workspace, answer)
+        return _of_type(_register(workspace, datastore_name, body), AzureBlobDatastore)
+
+    @staticmethod
+    def register_s3(
+        workspace: Any,
+        datastore_name: str,
+        bucket_name: str,
+        endpoint_url: str | None = None,
+        region: str | None = None,
+        access_key_id: str | None = None,
+        secret_access_key: str | None = None,
+        overwrite: bool = False,
+        create_if_not_exists: bool = False,
+    ) -> AmazonS3Datastore:
+        """Register an S3 bucket (AWS, or an S3-compatible service) as a datastore. Our addition to azureml.
+
+        The service checks the bucket with the given credentials before it stores anything; the key
+        pair is stored encrypted and never returned (nor kept on the returned object).
+
+        Args:
+            workspace: the workspace.
+            datastore_name: letters, digits and underscores (case-insensitive, unique).
+            bucket_name: the bucket (AWS's naming rules).
+            endpoint_url: an S3-compatible service's https URL, e.g. ``https://<id>.r2.cloudflarestorage.com``;
+                None means AWS. A loopback URL (``http://127.0.0.1:9000``) only when the service runs on Azurite.
+            region: the bucket's region (default ``us-east-1``).
+            access_key_id: the access key id; give it with ``secret_access_key``, or neither for a public bucket.
+            secret_access_key: the secret access key.
+            overwrite: replace an existing registration with a different definition.
+            create_if_not_exists: create the bucket if it does not exist.
+
+        Raises:
+            UserErrorException: an invalid argument, a bucket that is missing or refuses the credentials,
+                an unreachable endpoint, or the name is taken and ``overwrite`` is False.
+        """
+        body: dict[str, Any] = {
+            "datastoreType": "AmazonS3",
+            "bucketName": bucket_name,
+            "overwrite": overwrite,
+            "createIfNotExists": create_if_not_exists,
+        }
+        for key, value in (
+            ("endpointUrl", endpoint_url),
+            ("region", region),
+            ("accessKeyId", access_key_id),
+            ("secretAccessKey", secret_access_key),
+        ):
+            if value is not None:
+                body[key] = value
+        return _of_type(_register(workspace, datastore_name, body), AmazonS3Datastore)
 
     def unregister(self) -> None:
-        """Remove this registration (the container and its data stay)."""
+        """Remove this registration (the container or bucket and its data stay)."""
         _require_service(self.workspace).delete(api_path("datastores", self.name))
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(name={self.name!r}, container_name={self.container_name!r})"
+        return f"{type(self).__name__}(name={self.name!r})"
+
+
+_D = TypeVar("_D", bound=Datastore)
+
+
+def _of_type(datastore: Datastore, kind: type[_D]) -> _D:
+    if not isinstance(datastore, kind):
+        raise ServiceException(
+            f"The service answered a {datastore.datastore_type} datastore where {kind.__name__} was expected.",
+            status_code=500,
+        )
+    return datastore
+
+
+def _register(workspace: Any, name: str, body: dict[str, Any]) -> Datastore:
+    try:
+        answer = _require_service(workspace).put(api_path("datastores", name), body)
+    except ServiceException as exc:
+        if 400 <= exc.status_code < 500 and exc.status_code not in (401, 403):
+            raise UserErrorException(exc.message) from exc
+        raise
+    return Datastore._from_json(workspace, answer)
 
 
 class AzureBlobDatastore(Datastore):
     """A blob container datastore (azureml.data.azure_storage_datastore.AzureBlobDatastore)."""
+
+    def _load(self, body: dict[str, Any]) -> None:
+        super()._load(body)
+        self.container_name: str = body.get("containerName", "")
+        self.account_name: str = body.get("accountName", "")
+        self.protocol: str = body.get("protocol", "https")
+        self.endpoint: str = body.get("endpoint", "")
+        # azureml exposes these; the service never returns a credential.
+        self.account_key: str | None = None
+        self.sas_token: str | None = None
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r}, container_name={self.container_name!r})"
 
     def _container(self, *, write: bool) -> ContainerClient:
         access = _require_service(self.workspace).post(
@@ -253,6 +337,33 @@ class AzureBlobDatastore(Datastore):
     def as_download(self, path_on_compute: str | None = None) -> DataReference:
         """A reference to the datastore's root, downloaded."""
         return self.path().as_download(path_on_compute=path_on_compute)
+
+
+class AmazonS3Datastore(Datastore):
+    """An S3 bucket datastore (AWS or an S3-compatible service); registered with ``Datastore.register_s3``.
+
+    Attributes:
+        bucket_name: the bucket.
+        endpoint_url: the S3-compatible service's URL; None for AWS.
+        region: the bucket's region; None means ``us-east-1``.
+        credential_type: ``AccessKey`` or ``None`` (anonymous access). The key pair is never returned.
+    """
+
+    def _load(self, body: dict[str, Any]) -> None:
+        super()._load(body)
+        self.bucket_name: str = body.get("bucketName") or ""
+        self.endpoint_url: str | None = body.get("endpointUrl")
+        self.region: str | None = body.get("region")
+
+    def path(self, path: str | None = None, data_reference_name: str | None = None) -> DataReference:
+        """A ``DataReference`` to ``path`` in this bucket (its root when None)."""
+        return DataReference(datastore=self, data_reference_name=data_reference_name, path_on_datastore=path)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r}, bucket_name={self.bucket_name!r})"
+
+
+_TYPES: dict[str, type[Datastore]] = {"AzureBlob": AzureBlobDatastore, "AmazonS3": AmazonS3Datastore}
 
 
 def _join(prefix: str, name: str) -> str:

@@ -19,7 +19,7 @@ from amlpipe.exceptions import UserErrorException
 if TYPE_CHECKING:
     from amlpipe.core.compute import ComputeTarget
     from amlpipe.core.dataset import Dataset
-    from amlpipe.core.datastore import AzureBlobDatastore
+    from amlpipe.core.datastore import AzureBlobDatastore, Datastore
 
 DEFAULT_NAME = "amlpipe"
 
@@ -116,7 +116,7 @@ class Workspace:
         return Datastore.get_default(self)
 
     @property
-    def datastores(self) -> dict[str, AzureBlobDatastore]:
+    def datastores(self) -> dict[str, Datastore]:
         """Every datastore, by name (the default included)."""
         from amlpipe.core.datastore import Datastore
 

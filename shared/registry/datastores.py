@@ -1,15 +1,23 @@
-"""Datastores: named blob containers, and short-lived SAS URLs so clients move bytes to them directly.
+"""Datastores: named blob containers and S3 buckets, and short-lived SAS URLs so clients move bytes to
+blob containers directly.
 
 Table ``amlpipedatastores`` (plus ``AMLPIPE_TABLE_PREFIX``), one entity per registered datastore:
 
     PartitionKey    <name, lower case>   names are case-insensitive; one partition per datastore
     RowKey          "datastore"
     Name            the name as registered
-    DatastoreType   "AzureBlob"
-    ContainerName, AccountName, Protocol, Endpoint
-    CredentialType  "AccountKey" | "Sas" | "None"
-    Credential      the key or SAS token, sealed by ``credentials.CredentialSealer`` (never in clear)
+    DatastoreType   "AzureBlob" | "AmazonS3"
+    AzureBlob:      ContainerName, AccountName, Protocol, Endpoint
+                    CredentialType  "AccountKey" | "Sas" | "None"
+                    Credential      the key or SAS token, sealed by ``credentials.CredentialSealer``
+    AmazonS3:       BucketName, EndpointUrl ("" for AWS), Region ("" for us-east-1)
+                    CredentialType  "AccessKey" | "None"
+                    Credential      {"accessKeyId", "secretAccessKey"} as JSON, sealed likewise
     CreatedTime     datetime (UTC)
+
+Credentials are never in clear in the table, never in a record, never in a message. An S3 datastore
+is checked when registered (its bucket must answer to its credentials, see ``shared.registry.s3``);
+``bucket_access`` hands the engine a ready boto3 client of its bucket.
 
 The default datastore ``workspaceblobstore`` is never stored: it always exists and cannot be
 re-registered. Its container, on the app's own account (``AzureWebJobsStorage``), is the app setting
@@ -19,6 +27,7 @@ blob trigger watches it, so apps sharing one account (tests) each need their own
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import threading
@@ -39,33 +48,48 @@ from azure.storage.blob import BlobServiceClient, ContainerClient, ContainerSasP
 
 from shared import storage
 from shared.errors import AmlPipeError, BadRequestError, ConflictError, NotFoundError
+from shared.registry import s3
 from shared.registry._table import LazyTable
 from shared.registry.credentials import CredentialSealer
 from shared.registry.datastore_spec import (
+    AMAZON_S3,
     AZURE_BLOB,
     DEFAULT_ENDPOINT,
     NAME_PATTERN,
     BlobDatastoreSpec,
+    S3DatastoreSpec,
     is_loopback_url,
     name_problem,
     parse_blob_spec,
+    parse_datastore_spec,
+    parse_s3_spec,
 )
+from shared.registry.s3 import BucketAccess
 
 TABLE = "amlpipedatastores"
 __all__ = [
+    "AMAZON_S3",
     "AZURE_BLOB",
     "DEFAULT_CONTAINER",
     "DEFAULT_CONTAINER_SETTING",
     "DEFAULT_DATASTORE",
     "DEFAULT_ENDPOINT",
     "BlobDatastoreSpec",
+    "BucketAccess",
     "ContainerAccess",
     "DatastoreRecord",
+    "DatastoreSpec",
     "DatastoreStore",
+    "S3DatastoreSpec",
     "default_container",
     "name_problem",
     "parse_blob_spec",
+    "parse_datastore_spec",
+    "parse_s3_spec",
 ]
+
+#: What ``DatastoreStore.register`` takes.
+DatastoreSpec = BlobDatastoreSpec | S3DatastoreSpec
 
 ROW = "datastore"
 DEFAULT_DATASTORE = "workspaceblobstore"
@@ -98,7 +122,12 @@ def default_container(settings: Mapping[str, str] | None = None) -> str:
 
 @dataclass(frozen=True)
 class DatastoreRecord:
-    """A datastore as the API shows it: no credential, only its type."""
+    """A datastore as the API shows it: no credential, only its type.
+
+    A blob datastore has ``container_name``, ``account_name``, ``protocol`` and ``endpoint``; an S3 one
+    (``datastore_type`` ``AmazonS3``) has ``bucket_name``, ``endpoint_url`` (None: AWS) and ``region``
+    (None: us-east-1), and empty blob fields.
+    """
 
     name: str
     container_name: str
@@ -110,8 +139,22 @@ class DatastoreRecord:
     is_default: bool = False
     datastore_type: str = AZURE_BLOB
     etag: str | None = None
+    bucket_name: str | None = None
+    endpoint_url: str | None = None
+    region: str | None = None
 
     def to_json(self) -> dict[str, Any]:
+        if self.datastore_type == AMAZON_S3:
+            return {
+                "name": self.name,
+                "datastoreType": self.datastore_type,
+                "bucketName": self.bucket_name,
+                "endpointUrl": self.endpoint_url,
+                "region": self.region,
+                "credentialType": self.credential_type,
+                "isDefault": self.is_default,
+                "createdTime": None if self.created_time is None else self.created_time.isoformat(),
+            }
         return {
             "name": self.name,
             "datastoreType": self.datastore_type,
@@ -146,6 +189,21 @@ class ContainerAccess:
 
 
 def _record(entity: Any, etag: str | None = None) -> DatastoreRecord:
+    if _type(entity) == AMAZON_S3:
+        return DatastoreRecord(
+            name=entity["Name"],
+            container_name="",
+            account_name="",
+            protocol="https",
+            endpoint="",
+            credential_type=entity["CredentialType"],
+            created_time=entity["CreatedTime"],
+            datastore_type=AMAZON_S3,
+            etag=etag if etag is not None else entity.metadata.get("etag"),
+            bucket_name=entity["BucketName"],
+            endpoint_url=entity.get("EndpointUrl") or None,
+            region=entity.get("Region") or None,
+        )
     return DatastoreRecord(
         name=entity["Name"],
         container_name=entity["ContainerName"],
@@ -159,7 +217,8 @@ def _record(entity: Any, etag: str | None = None) -> DatastoreRecord:
 
 
 class DatastoreStore:
-    """Register, read, list and unregister datastores, and mint SAS URLs for them.
+    """Register, read, list and unregister datastores; mint SAS URLs for blob datastores and hand out
+    clients of S3 datastores' buckets.
 
     Args:
         tables: the account's table service client (the caller owns it).
@@ -225,26 +284,32 @@ class DatastoreStore:
         entities = self._table.client().query_entities(f"RowKey eq '{ROW}'")
         return [self.default(), *sorted((_record(e) for e in entities), key=lambda r: r.name.lower())]
 
-    def register(self, name: str, spec: BlobDatastoreSpec, *, overwrite: bool = False) -> tuple[DatastoreRecord, bool]:
-        """Register blob datastore ``name``; return it and whether anything was written.
+    def register(self, name: str, spec: DatastoreSpec, *, overwrite: bool = False) -> tuple[DatastoreRecord, bool]:
+        """Register datastore ``name`` (a blob container or an S3 bucket); return it and whether
+        anything was written.
 
-        Registering the same definition again is a no-op; a different one needs ``overwrite``.
-        With ``spec.create_if_not_exists`` the container is created first; if that fails nothing
-        is stored.
+        Registering the same definition again is a no-op; a different one (another type too) needs
+        ``overwrite``. With ``spec.create_if_not_exists`` the container or bucket is created first; an
+        S3 bucket is always checked with the spec's credentials. If that fails nothing is stored.
 
         Raises:
-            BadRequestError: an invalid or reserved name, or the container could not be created.
+            BadRequestError: an invalid or reserved name, a loopback endpoint when the app is not on
+                development storage, or the container could not be created / the bucket checked
+                (the message names the field to fix).
             ConflictError: the datastore exists with another definition and ``overwrite`` is False,
                 or it changed while being overwritten.
         """
         problem = name_problem(name)
         if problem:
             raise BadRequestError(problem, target="name")
-        if is_loopback_url(spec.endpoint) and not self._on_development_storage:
+        endpoint, field_name = (
+            (spec.endpoint, "endpoint") if isinstance(spec, BlobDatastoreSpec) else (spec.endpoint_url, "endpointUrl")
+        )
+        if endpoint is not None and is_loopback_url(endpoint) and not self._on_development_storage:
             raise BadRequestError(
-                "'endpoint' may be a loopback URL only when the app itself runs on development storage (Azurite);"
-                " give an Azure storage account URL or DNS suffix.",
-                target="endpoint",
+                f"'{field_name}' may be a loopback URL only when the app itself runs on development storage"
+                " (Azurite); give the service's public URL.",
+                target=field_name,
             )
         if name.lower() == DEFAULT_DATASTORE:
             raise BadRequestError(
@@ -259,19 +324,15 @@ class DatastoreStore:
                 " pass overwrite=True to replace it.",
                 target="name",
             )
-        if spec.create_if_not_exists:
+        if isinstance(spec, S3DatastoreSpec):
+            s3.check_bucket(name if existing is None else existing["Name"], spec)
+        elif spec.create_if_not_exists:
             self._create_container(name, spec)
         entity: dict[str, Any] = {
             "PartitionKey": name.lower(),
             "RowKey": ROW,
             "Name": name if existing is None else existing["Name"],
-            "DatastoreType": AZURE_BLOB,
-            "ContainerName": spec.container_name,
-            "AccountName": spec.account_name,
-            "Protocol": spec.protocol,
-            "Endpoint": spec.endpoint,
-            "CredentialType": spec.credential_type,
-            "Credential": "" if spec.credential is None else self._sealer.seal(spec.credential, bound_to=name.lower()),
+            **self._definition(name, spec),
             "CreatedTime": datetime.now(UTC).replace(microsecond=0),
         }
         client = self._table.client()
@@ -313,6 +374,12 @@ class DatastoreStore:
                 cannot derive a shorter one from it).
         """
         record = self.get(name)
+        if record.datastore_type != AZURE_BLOB:
+            raise BadRequestError(
+                f"Datastore '{record.name}' is an {record.datastore_type} datastore: SAS URLs exist only for"
+                f" {AZURE_BLOB} datastores.",
+                target="name",
+            )
         permission = ContainerSasPermissions(read=True, list=True, add=write, create=write, write=write)
         now = datetime.now(UTC).replace(microsecond=0)
         expiry = now + SAS_LIFETIME
@@ -342,6 +409,27 @@ class DatastoreStore:
             )  # fmt: skip
         return ContainerAccess(record.name, container_url, token, str(permission), expiry)
 
+    def bucket_access(self, name: str, *, timeouts: s3.Timeouts = s3.TRANSFER) -> BucketAccess:
+        """A ready boto3 client of S3 datastore ``name``'s bucket, with its endpoint, region and key pair.
+
+        Close it when done (``with store.bucket_access(name) as access: ...``).
+
+        Raises:
+            NotFoundError: no such datastore.
+            BadRequestError: it is not an S3 datastore.
+        """
+        record = self.get(name)
+        if record.datastore_type != AMAZON_S3:
+            raise BadRequestError(
+                f"Datastore '{record.name}' is an {record.datastore_type} datastore, not an {AMAZON_S3} one.",
+                target="name",
+            )
+        entity = self._entity(name)
+        if entity is None:  # unregistered meanwhile
+            raise NotFoundError(f"Datastore '{name}' not found in the workspace.", target="name")
+        spec = self._s3_spec(entity, with_credentials=True)
+        return BucketAccess(record.name, spec.bucket_name, s3.s3_client(spec, timeouts=timeouts))
+
     # -- helpers
 
     def _entity(self, name: str) -> Any:
@@ -353,7 +441,58 @@ class DatastoreStore:
     def _open(self, entity: Any) -> str:
         return self._sealer.open(entity["Credential"], bound_to=entity["PartitionKey"])
 
-    def _same(self, entity: Any, spec: BlobDatastoreSpec) -> bool:
+    def _definition(self, name: str, spec: DatastoreSpec) -> dict[str, Any]:
+        """The entity's properties that define ``spec``, its credential sealed for ``name``."""
+        if isinstance(spec, S3DatastoreSpec):
+            pair = None
+            if spec.access_key_id is not None:
+                pair = json.dumps({"accessKeyId": spec.access_key_id, "secretAccessKey": spec.secret_access_key})
+            return {
+                "DatastoreType": AMAZON_S3,
+                "BucketName": spec.bucket_name,
+                "EndpointUrl": spec.endpoint_url or "",
+                "Region": spec.region or "",
+                "CredentialType": spec.credential_type,
+                "Credential": "" if pair is None else self._sealer.seal(pair, bound_to=name.lower()),
+            }
+        return {
+            "DatastoreType": AZURE_BLOB,
+            "ContainerName": spec.container_name,
+            "AccountName": spec.account_name,
+            "Protocol": spec.protocol,
+            "Endpoint": spec.endpoint,
+            "CredentialType": spec.credential_type,
+            "Credential": "" if spec.credential is None else self._sealer.seal(spec.credential, bound_to=name.lower()),
+        }
+
+    def _s3_spec(self, entity: Any, *, with_credentials: bool = False) -> S3DatastoreSpec:
+        key_id = secret = None
+        if with_credentials and entity["CredentialType"] != "None":
+            try:
+                pair = json.loads(self._open(entity))
+                key_id, secret = str(pair["accessKeyId"]), str(pair["secretAccessKey"])
+            except (ValueError, KeyError, TypeError):
+                raise AmlPipeError(
+                    f"The stored credential of datastore '{entity['PartitionKey']}' is not a key pair."
+                ) from None
+        return S3DatastoreSpec(
+            bucket_name=entity["BucketName"],
+            endpoint_url=entity.get("EndpointUrl") or None,
+            region=entity.get("Region") or None,
+            access_key_id=key_id,
+            secret_access_key=secret,
+        )
+
+    def _same(self, entity: Any, spec: DatastoreSpec) -> bool:
+        if isinstance(spec, S3DatastoreSpec):
+            if _type(entity) != AMAZON_S3:
+                return False
+            stored_s3 = self._s3_spec(entity, with_credentials=spec.access_key_id is not None)
+            if stored_s3.credential_type != entity["CredentialType"]:  # stored with a pair, asked without
+                return False
+            return stored_s3 == replace(spec, create_if_not_exists=False)
+        if _type(entity) != AZURE_BLOB:
+            return False
         stored = _spec(entity)
         if replace(stored, create_if_not_exists=False) != replace(spec, credential=None, create_if_not_exists=False):
             return False
@@ -397,6 +536,10 @@ class DatastoreStore:
             except ResourceExistsError:
                 pass
             self._default_ready = True
+
+
+def _type(entity: Any) -> str:
+    return str(entity.get("DatastoreType") or AZURE_BLOB)
 
 
 def _spec(entity: Any) -> BlobDatastoreSpec:

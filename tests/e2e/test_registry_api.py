@@ -16,10 +16,12 @@ from azure.storage.blob import BlobServiceClient
 from amlpipe.core import ComputeTarget, Dataset, Datastore, Workspace
 from amlpipe.core.authentication import ServicePrincipalAuthentication
 from amlpipe.core.compute import AmlCompute, ComputeTargetException
+from amlpipe.core.datastore import AmazonS3Datastore
 from amlpipe.data.data_reference import DataReference
 from amlpipe.exceptions import ServiceException, UserErrorException
 from amlpipe.host.testing import HostProcess
 from tests.e2e.conftest import real_app
+from tests.s3_support import TEST_KEY_ID, TEST_SECRET, MotoS3
 
 pytestmark = pytest.mark.integration
 
@@ -106,6 +108,54 @@ def test_a_blob_container_is_registered_once_and_its_key_never_comes_back(regist
     conflict = registry.call("PUT", "datastores/blob_data", token=registry.owner_token,
                              body={"containerName": "other", "accountName": "devstoreaccount1"})  # fmt: skip
     assert conflict.status_code == 409 and error_of(conflict)["Target"] == "name"
+
+
+def test_an_s3_bucket_is_registered_through_the_sdk_and_read_back_without_credentials(
+    registry: Registry, moto_s3: MotoS3
+) -> None:
+    bucket = moto_s3.create_bucket("e2e")
+    s3 = Datastore.register_s3(
+        registry.contributor, "s3_data", bucket, endpoint_url=moto_s3.endpoint_url,
+        access_key_id=TEST_KEY_ID, secret_access_key=TEST_SECRET,
+    )  # fmt: skip
+    assert isinstance(s3, AmazonS3Datastore) and s3.datastore_type == "AmazonS3"
+    assert (s3.name, s3.bucket_name, s3.endpoint_url, s3.region) == ("s3_data", bucket, moto_s3.endpoint_url, None)
+    assert not any(TEST_SECRET in str(v) or TEST_KEY_ID in str(v) for v in vars(s3).values())
+    found = Datastore(registry.reader, "S3_DATA")
+    assert isinstance(found, AmazonS3Datastore) and found.bucket_name == bucket and found.credential_type == "AccessKey"
+    assert isinstance(Datastore.get(registry.reader, "s3_data"), AmazonS3Datastore)
+    assert isinstance(registry.reader.datastores["s3_data"], AmazonS3Datastore)
+    for path in ("datastores", "datastores/s3_data"):
+        raw = registry.call("GET", path, token=registry.reader_token)
+        assert raw.status_code == 200 and TEST_SECRET not in raw.text and TEST_KEY_ID not in raw.text
+    # The same registration again is a no-op (200); another needs overwrite (409).
+    again = registry.call("PUT", "datastores/s3_data", token=registry.owner_token, body={
+        "datastoreType": "AmazonS3", "bucketName": bucket, "endpointUrl": moto_s3.endpoint_url,
+        "accessKeyId": TEST_KEY_ID, "secretAccessKey": TEST_SECRET,
+    })  # fmt: skip
+    assert again.status_code == 200 and again.json()["bucketName"] == bucket
+    with pytest.raises(UserErrorException, match="overwrite=True"):
+        Datastore.register_s3(registry.contributor, "s3_data", moto_s3.create_bucket("e2e"),
+                              endpoint_url=moto_s3.endpoint_url)  # fmt: skip
+    # A missing bucket is refused with a 400 naming bucketName, and nothing is stored.
+    missing = registry.call("PUT", "datastores/s3_missing", token=registry.owner_token, body={
+        "datastoreType": "AmazonS3", "bucketName": moto_s3.bucket_name("gone"), "endpointUrl": moto_s3.endpoint_url,
+        "accessKeyId": TEST_KEY_ID, "secretAccessKey": TEST_SECRET,
+    })  # fmt: skip
+    assert missing.status_code == 400 and error_of(missing)["Target"] == "bucketName"
+    assert TEST_SECRET not in missing.text and TEST_KEY_ID not in missing.text
+    assert registry.call("GET", "datastores/s3_missing", token=registry.owner_token).status_code == 404
+    with pytest.raises(UserErrorException, match="does not exist"):
+        Datastore.register_s3(registry.contributor, "s3_missing", moto_s3.bucket_name("gone"),
+                              endpoint_url=moto_s3.endpoint_url)  # fmt: skip
+    created = Datastore.register_s3(registry.contributor, "s3_created", moto_s3.bucket_name("new"),
+                                    endpoint_url=moto_s3.endpoint_url, create_if_not_exists=True)  # fmt: skip
+    assert moto_s3.bucket_exists(created.bucket_name) and created.credential_type == "None"
+    # SAS URLs are for blob datastores only.
+    sas = registry.call("POST", "datastores/s3_data/sas", token=registry.reader_token, body={"permission": "read"})
+    assert sas.status_code == 400 and error_of(sas)["Target"] == "name"
+    created.unregister()
+    assert registry.call("GET", "datastores/s3_created", token=registry.owner_token).status_code == 404
 
 
 def test_upload_and_download_go_straight_to_blob_and_refuse_traversal(registry: Registry, tmp_path: Path) -> None:

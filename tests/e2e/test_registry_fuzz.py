@@ -30,8 +30,8 @@ json_values = st.recursive(
 names = st.sampled_from(["fz-cluster", "fz_store", "fz_data", "local", "workspaceblobstore", ".", "..", "%2e%2e"]) | (
     st.text(max_size=24)
 )
-# Header values must be printable ASCII, or the client refuses to send them.
-header_text = st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=40)
+# Header values must be printable ASCII without leading spaces, or the client refuses to send them.
+header_text = st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=40).map(str.lstrip)
 etags = st.sampled_from(["*", "garbage", "W/\"datetime'2020-01-01T00%3A00%3A00Z'\"", '""', "W/"]) | header_text
 
 # Digits in other scripts ("²", "٣") pass str.isdigit() but not int(): the case that used to be a 500.
@@ -62,6 +62,22 @@ datastore_bodies = st.fixed_dictionaries(
         "createIfNotExists": json_values,
         "overwrite": json_values,
         "permission": st.sampled_from(["read", "write", "admin"]) | json_values,
+    },
+)
+s3_datastore_bodies = st.fixed_dictionaries(
+    {
+        "datastoreType": st.just("AmazonS3"),
+        # Always an endpoint that answers at once (refused, or invalid): without one the app would call AWS.
+        "endpointUrl": st.sampled_from(["http://127.0.0.1:1", "https://169.254.169.254", "https://10.0.0.1", "x", ""]),
+    },
+    optional={
+        "bucketName": st.sampled_from(["fz-bucket", "ab", "192.168.1.1", "Bad_Name"]) | json_values,
+        "region": st.sampled_from(["us-east-1", "auto", "EU-WEST-1"]) | json_values,
+        "accessKeyId": st.sampled_from(["AKIAFUZZFUZZFUZZ0000"]) | json_values,
+        "secretAccessKey": st.sampled_from(["fuzz/secret"]) | json_values,
+        "createIfNotExists": json_values,
+        "overwrite": json_values,
+        "containerName": json_values,
     },
 )
 dataset_bodies = st.fixed_dictionaries(
@@ -96,7 +112,7 @@ compute_bodies = st.fixed_dictionaries(
         "etag": etags | json_values,
     },
 )
-bodies = st.none() | datastore_bodies | dataset_bodies | compute_bodies | json_values
+bodies = st.none() | datastore_bodies | s3_datastore_bodies | dataset_bodies | compute_bodies | json_values
 
 
 @pytest.fixture(scope="module")
@@ -120,6 +136,13 @@ def test_fuzzed_registry_requests_never_get_a_5xx(pipelines_app: PipelinesApp, o
     # Cases that were 500s, always run first (explicit examples precede generated ones).
     @example(route=("PATCH", "computetargets/{}"), name="fz-cluster", body={"etag": "garbage"}, if_match=None)
     @example(route=("PATCH", "computetargets/{}"), name="fz-cluster", body={"maxNodes": 2}, if_match="garbage")
+    # An S3 registration reaches the bucket check (a refused connection) and must still be a 4xx.
+    @example(
+        route=("PUT", "datastores/{}"),
+        name="fz_store",
+        body={"datastoreType": "AmazonS3", "endpointUrl": "http://127.0.0.1:1", "bucketName": "fz-bucket"},
+        if_match=None,
+    )
     def check(route: tuple[str, str], name: str, body: Any, if_match: str | None) -> None:
         method, template = route
         headers = dict(owner) if if_match is None else {**owner, "If-Match": if_match}
