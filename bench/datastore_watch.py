@@ -13,21 +13,19 @@ Run with ``python -m bench.datastore_watch``; results go to ``bench/results/data
 
 from __future__ import annotations
 
-import json
 import random
-import statistics
 import time
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from azure.storage.blob import BlobServiceClient
 
 from amlpipe.pipeline.core import Pipeline, Schedule
+from bench.figures import lag_figures, save
 from bench.pipeline_steps import _step, stack
 
 UPLOADS = 20
-RESULTS = Path(__file__).resolve().parent / "results" / "datastore_watch.json"
+RESULTS = "datastore_watch"
 DEFAULT_CONTAINER = "azureml-blobstore"  # local.settings.json's AMLPIPE_DEFAULT_CONTAINER
 
 
@@ -58,19 +56,12 @@ def measure() -> dict[str, Any]:
                     )
                     lags.append((created - sent).total_seconds())
                     break
-    return {
-        "uploads": UPLOADS,
-        "fired": len(lags),
-        "p50_seconds": statistics.median(lags) if lags else None,
-        "max_seconds": max(lags) if lags else None,
-        "lags_seconds": sorted(lags),
-    }
+    return {"uploads": UPLOADS, "fired": len(lags), **lag_figures(lags)}
 
 
 def main() -> None:
     figures = measure()
-    RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(json.dumps(figures, indent=2))
+    save(RESULTS, figures)
     print(
         f"Datastore watch: {figures['fired']}/{figures['uploads']} uploads started a run; upload → run created "
         f"p50 {figures['p50_seconds']:.2f} s, max {figures['max_seconds']:.2f} s (target p50 ≤ 3 s)"

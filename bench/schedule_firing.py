@@ -10,19 +10,17 @@ Run with ``python -m bench.schedule_firing``; results go to ``bench/results/sche
 
 from __future__ import annotations
 
-import json
-import statistics
 import time
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 from amlpipe.pipeline.core import Pipeline, Schedule, ScheduleRecurrence
+from bench.figures import lag_figures, save
 from bench.pipeline_steps import _step, stack
 from shared.pipelines._storage import utcnow
 
 SCHEDULES = 20
-RESULTS = Path(__file__).resolve().parent / "results" / "schedule_firing.json"
+RESULTS = "schedule_firing"
 
 
 def measure() -> dict[str, Any]:
@@ -48,19 +46,12 @@ def measure() -> dict[str, Any]:
                     )
                     lags.append((created - due).total_seconds())
                     del pending[schedule_id]
-    return {
-        "schedules": SCHEDULES,
-        "fired": len(lags),
-        "p50_seconds": statistics.median(lags) if lags else None,
-        "max_seconds": max(lags) if lags else None,
-        "lags_seconds": sorted(lags),
-    }
+    return {"schedules": SCHEDULES, "fired": len(lags), **lag_figures(lags)}
 
 
 def main() -> None:
     figures = measure()
-    RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(json.dumps(figures, indent=2))
+    save(RESULTS, figures)
     print(
         f"Schedule firing: {figures['fired']}/{figures['schedules']} fired; due → run created "
         f"p50 {figures['p50_seconds']:.2f} s, max {figures['max_seconds']:.2f} s (target ≤ 2 s)"
