@@ -273,9 +273,18 @@ class PipelineDataStore:
             with open(folder / rel, "rb") as handle:
                 meta = container.get_blob_client(prefix + rel).upload_blob(handle, overwrite=True, metadata=writer)
             content[rel] = FileIdentity(sha256=digest, etag=plain_etag(meta.get("etag")), size=size)
-        marker = OutputMarker(attempt=attempt, files=tuple(files), content=content)
-        container.upload_blob(prefix + MARKER, marker.to_bytes(), overwrite=True, metadata=writer)
+        self.complete(run_id, data_name, OutputMarker(attempt=attempt, files=tuple(files), content=content))
         return files
+
+    def complete(self, run_id: str, data_name: str, marker: OutputMarker) -> None:
+        """Write the completion marker of PipelineData ``data_name`` of ``run_id``: call it only once
+        every file it lists is stored under :func:`output_prefix` (from then on consumers read them)."""
+        self._data.client().upload_blob(
+            output_prefix(run_id, data_name) + MARKER,
+            marker.to_bytes(),
+            overwrite=True,
+            metadata={WRITER_METADATA: run_id},
+        )
 
     def read_marker(self, run_id: str, data_name: str) -> OutputMarker | None:
         """The completion marker of PipelineData ``data_name`` of ``run_id``; None if it has none.

@@ -1,6 +1,7 @@
 """What a step reads: its inputs, listed on their datastores and downloaded into its work folder.
 
-Every input kind of the graph resolves to blobs on a datastore:
+Every input kind of the graph resolves to blobs on a datastore — objects of a blob container, or of
+an S3 bucket, read alike through :mod:`~shared.orchestration.objects`:
 
     DatasetInput            the registered dataset's paths (version None = the latest at execution)
     DataReferenceInput      datastore + path_on_datastore (a file, a folder, or the root when None)
@@ -10,7 +11,7 @@ Every input kind of the graph resolves to blobs on a datastore:
 A path is a blob (a file), a folder (every blob under ``path/``), or a glob: ``*`` and ``?`` match
 within a segment, ``**`` any number of segments. Listing comes first and yields :class:`BlobRef` s
 with their ETags; ``input_blobs`` stops there (content identity without downloading, for step
-reuse). Downloading then streams each blob into the input's folder (``readinto``), guarded by the
+reuse). Downloading then streams each blob into the input's folder (chunk by chunk), guarded by the
 listed ETag, so the step reads exactly the content that was listed: a blob changed in between is a
 412, which is transient (retried), and never a mix of old and new.
 
@@ -31,7 +32,7 @@ Errors. Whatever the user got wrong (a dataset, datastore, container or path tha
 unsafe name, a SAS-only datastore, denied access) raises :class:`InputError`: a ``BadRequestError``,
 so the worker records the step Failed without retrying, with a message naming the input, datastore
 and path. Storage faults (timeouts, 5xx, a blob changed during download) propagate as ``AzureError``
-and stay retryable.
+(botocore's errors for S3) and stay retryable.
 
 The pure path rules (globs, bases, safe relative names) are :mod:`shared.orchestration.datapaths`;
 the run context a step's ``Run.get_context()`` reads (each :class:`LocalInput` is an entry of it) is
@@ -51,8 +52,6 @@ from pathlib import Path, PurePosixPath
 from types import TracebackType
 from typing import Any, Literal
 
-from azure.core import MatchConditions
-from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from azure.storage.blob import BlobServiceClient, ContainerClient
 
 from shared.errors import BadRequestError, NotFoundError
@@ -69,6 +68,7 @@ from shared.graph.model import (
 from shared.graph.validate import path_problem
 from shared.orchestration.datapaths import common_base, glob_base, glob_pattern, is_glob, parent_of, unsafe_relative
 from shared.orchestration.files import output_prefix, plain_etag, resolve_output
+from shared.orchestration.objects import DatastoreError, ObjectStore, Problem, open_store
 from shared.orchestration.run_context import input_entry
 from shared.pipelines._storage import key
 from shared.registry import WorkspaceRegistry
@@ -121,8 +121,8 @@ class BlobRef:
 
     Attributes:
         datastore: the datastore's name as registered (``workspaceblobstore`` for the default).
-        container: the datastore's container.
-        name: the blob's name in the container.
+        container: the datastore's container, or an S3 datastore's bucket.
+        name: the blob's (object's) name in the container (bucket).
         etag: the blob's ETag when listed, quoted (``"0x8D..."``): the same ETag means the same content.
         size: its size in bytes.
         relative: where it lands under the input's local folder (a safe relative POSIX path).
@@ -183,12 +183,14 @@ class LocalInput:
 
 
 class DataAccess:
-    """Read access to the workspace's datasets and datastores' containers.
+    """Access to the workspace's datasets and to its datastores' containers and buckets.
 
     The default datastore (its container: ``registry.datastores.default_container``, the app setting
-    ``AMLPIPE_DEFAULT_CONTAINER``) is read through the app's own blob client (no SAS, so it works
-    with a managed identity too); a registered datastore through a read+list SAS of its container, minted
-    again when it nears expiry. Use one per execution (or per fingerprint) and close it.
+    ``AMLPIPE_DEFAULT_CONTAINER``) is reached through the app's own blob client (no SAS, so it works
+    with a managed identity too); a registered blob datastore through a SAS of its container (read+list,
+    plus write for a writable store), minted again when it nears expiry; an S3 datastore with its own
+    key pair. Each is an :class:`~shared.orchestration.objects.ObjectStore`. Use one per execution
+    (or per fingerprint) and close it.
 
     Args:
         registry: the workspace registry (datasets, datastores).
@@ -198,32 +200,34 @@ class DataAccess:
     def __init__(self, registry: WorkspaceRegistry, blobs: BlobServiceClient) -> None:
         self.registry = registry
         self._blobs = blobs
-        self._open: dict[str, tuple[str, ContainerClient, datetime | None]] = {}
+        self._open: dict[tuple[str, bool], tuple[ObjectStore, datetime | None]] = {}
 
-    def container(self, datastore: str, *, input_name: str) -> tuple[str, ContainerClient]:
-        """The datastore's name as registered and a client of its container.
+    def store(self, datastore: str, *, input_name: str, writable: bool = False) -> ObjectStore:
+        """The container or bucket of ``datastore`` (its ``datastore`` attribute: the name as registered).
 
         Raises:
-            InputError: no such datastore, or one amlpipe cannot read (registered with a SAS token).
+            InputError: no such datastore, or one amlpipe cannot use (a blob datastore registered
+                with a SAS token).
         """
-        found = self._open.get(datastore.lower())
-        if found is not None and (found[2] is None or found[2] - datetime.now(UTC) > _SAS_MARGIN):
-            return found[0], found[1]
-        if datastore.lower() == DEFAULT_DATASTORE:
-            client = self._blobs.get_container_client(self.registry.datastores.default_container)
-            self._open[datastore.lower()] = (DEFAULT_DATASTORE, client, None)
-            return DEFAULT_DATASTORE, client
+        slot = (datastore.lower(), writable)
+        found = self._open.get(slot)
+        if found is not None and (found[1] is None or found[1] - datetime.now(UTC) > _SAS_MARGIN):
+            return found[0]
         try:
-            access = self.registry.datastores.container_access(datastore, write=False)
+            opened = open_store(self.registry.datastores, self._blobs, datastore, writable=writable)
         except (NotFoundError, BadRequestError) as exc:
+            verb = "written" if writable else "read"
             raise InputError.of(
-                input_name, f"datastore {datastore!r} cannot be read: {exc.message}", datastore=datastore
+                input_name, f"datastore {datastore!r} cannot be {verb}: {exc.message}", datastore=datastore
             ) from exc
         if found is not None:
-            found[1].close()
-        client = ContainerClient.from_container_url(access.container_url, credential=access.sas_token or None)
-        self._open[datastore.lower()] = (access.datastore, client, access.expires_on)
-        return access.datastore, client
+            found[0].close()
+        self._open[slot] = opened
+        return opened[0]
+
+    def default_container(self) -> ContainerClient:
+        """The default datastore's container, through the app's own client (PipelineData markers)."""
+        return self._blobs.get_container_client(self.registry.datastores.default_container)
 
     def dataset(self, name: str, version: int | None, *, input_name: str) -> DatasetRecord:
         """Registered dataset ``name`` at ``version`` (the latest when None).
@@ -238,10 +242,9 @@ class DataAccess:
             raise InputError.of(input_name, f"dataset {name!r} ({shown}) is not available: {exc.message}") from exc
 
     def close(self) -> None:
-        """Close the SAS clients this opened (the app's own client stays open)."""
-        for _, client, expires in self._open.values():
-            if expires is not None:
-                client.close()
+        """Close the clients this opened (the app's own client stays open)."""
+        for store, _ in self._open.values():
+            store.close()
         self._open.clear()
 
     def __enter__(self) -> DataAccess:
@@ -335,13 +338,13 @@ def _list_places(
                 datastore=datastore,
                 path=path,
             )
-        store, container = access.container(datastore, input_name=input_name)
-        base, blobs, single = _locate(container, path, store=store, input_name=input_name)
+        store = access.store(datastore, input_name=input_name)
+        base, blobs, single = _locate(store, path, input_name=input_name)
         bases.append(base)
         for name, etag, size in blobs:
-            if (store.lower(), container.container_name, name) not in seen:
-                seen.add((store.lower(), container.container_name, name))
-                found.append((store, container.container_name, name, etag, size))
+            if (store.datastore.lower(), store.name, name) not in seen:
+                seen.add((store.datastore.lower(), store.name, name))
+                found.append((store.datastore, store.name, name, etag, size))
     single = single and len(places) == 1
     common = common_base(bases)
     refs = tuple(
@@ -352,89 +355,80 @@ def _list_places(
     return refs, single
 
 
-def _locate(
-    container: ContainerClient, path: str, *, store: str, input_name: str
-) -> tuple[str, list[tuple[str, str, int]], bool]:
-    """The base, the blobs (name, etag, size) and whether ``path`` named one blob."""
-    where = f"path {path!r} on datastore {store!r} (container {container.container_name!r})"
+def _locate(store: ObjectStore, path: str, *, input_name: str) -> tuple[str, list[tuple[str, str, int]], bool]:
+    """The base, the objects (name, etag, size) and whether ``path`` named one object."""
+    where = store.where(path)
     if is_glob(path):
         base = glob_base(path)
         try:
             pattern = glob_pattern(path)
         except re.error as exc:
             raise InputError.of(
-                input_name, f"{where} is not a valid glob ({exc}); check its [...] ranges.", datastore=store, path=path
+                input_name,
+                f"{where} is not a valid glob ({exc}); check its [...] ranges.",
+                datastore=store.datastore,
+                path=path,
             ) from exc
-        listed = _listed(container, base, where=where, store=store, input_name=input_name)
+        listed = _listed(store, base, where=where, input_name=input_name)
         blobs = [b for b in listed if pattern.fullmatch(b[0])]
         if not blobs:
-            raise InputError.of(input_name, f"no blob matches {where}.", datastore=store, path=path)
+            raise InputError.of(input_name, f"no blob matches {where}.", datastore=store.datastore, path=path)
         return base, blobs, False
     if path and not path.endswith("/"):
         try:
-            props = container.get_blob_client(path).get_blob_properties()
-        except ResourceNotFoundError:
-            pass  # not a blob: a folder, or nothing (listing tells, and names a missing container)
-        except HttpResponseError as exc:
-            _raise_denied(exc, where, input_name, store, path)
-            raise
-        else:
-            return parent_of(path), [(path, _etag(props.etag), int(props.size))], True
+            one = store.get(path)  # None: a folder, or nothing (listing tells, and names a missing container)
+        except DatastoreError as exc:
+            raise _unreadable(exc, store, where, input_name, path) from exc
+        if one is not None:
+            return parent_of(path), [(path, one.etag, one.size)], True
     prefix = f"{path.rstrip('/')}/" if path.strip("/") else ""
-    blobs = list(_listed(container, prefix, where=where, store=store, input_name=input_name))
+    blobs = list(_listed(store, prefix, where=where, input_name=input_name))
     if not blobs:
-        raise InputError.of(input_name, f"nothing found at {where}.", datastore=store, path=path)
+        raise InputError.of(input_name, f"nothing found at {where}.", datastore=store.datastore, path=path)
     return prefix, blobs, False
 
 
-def _listed(
-    container: ContainerClient, prefix: str, *, where: str, store: str, input_name: str
-) -> Iterator[tuple[str, str, int]]:
-    """The blobs (name, etag, size) under ``prefix``; folder placeholders (ending in ``/``) left out."""
+def _listed(store: ObjectStore, prefix: str, *, where: str, input_name: str) -> Iterator[tuple[str, str, int]]:
+    """The objects (name, etag, size) under ``prefix``; folder placeholders (ending in ``/``) left out."""
     try:
-        for blob in container.list_blobs(name_starts_with=prefix or None):
-            if not blob.name.endswith("/"):
-                yield blob.name, _etag(blob.etag), int(blob.size)
-    except ResourceNotFoundError as exc:
-        raise InputError.of(
-            input_name, f"cannot read {where}: the container does not exist.", datastore=store, path=prefix
-        ) from exc
-    except HttpResponseError as exc:
-        _raise_denied(exc, where, input_name, store, prefix)
-        raise
+        for found in store.list(prefix):
+            yield found.name, found.etag, found.size
+    except DatastoreError as exc:
+        raise _unreadable(exc, store, where, input_name, prefix) from exc
 
 
-def _etag(value: object) -> str:
-    """An ETag in its HTTP form, quoted (for ``if_match``): listings give it bare, properties quoted."""
-    return '"' + plain_etag(value) + '"'
-
-
-def _raise_denied(exc: HttpResponseError, where: str, input_name: str, store: str, path: str) -> None:
-    """Raise an InputError for an access denial (a wrong or expired credential will not heal by retrying)."""
-    if exc.status_code in (401, 403):
-        raise InputError.of(
+def _unreadable(exc: DatastoreError, objects: ObjectStore, where: str, input_name: str, path: str) -> InputError:
+    """The InputError of a datastore that cannot be read: no container or bucket, or access denied (a
+    wrong or expired credential will not heal by retrying)."""
+    store = objects.datastore
+    if exc.problem is Problem.MISSING_STORE:
+        return InputError.of(
+            input_name, f"cannot read {where}: the {objects.kind} does not exist.", datastore=store, path=path
+        )
+    if exc.problem is Problem.DENIED:
+        return InputError.of(
             input_name,
-            f"access to {where} was denied ({exc.status_code}); check the datastore's credential.",
+            f"access to {where} was denied ({exc.seen}); check the datastore's credential.",
             datastore=store,
             path=path,
-        ) from exc
+        )
+    return InputError.of(input_name, exc.message, datastore=store, path=path)
 
 
 def _list_pipeline_data(access: DataAccess, item: PipelineDataInput, run_id: str) -> tuple[BlobRef, ...]:
     """The files of a completed PipelineData: exactly those its completion marker lists, in the run
     that holds them (a reused producer's marker redirects to an earlier run's output)."""
-    store, container = access.container(DEFAULT_DATASTORE, input_name=item.name)
+    objects = access.store(DEFAULT_DATASTORE, input_name=item.name)
+    store = objects.datastore
     try:
         # AmlPipeError (not completed) stays a retryable fault of ours: the producer is recorded
         # Finished only after its marker is written, so the user did nothing wrong.
-        owner, marker = resolve_output(container, run_id, item.pipeline_data)
+        owner, marker = resolve_output(access.default_container(), run_id, item.pipeline_data)
     except BadRequestError as exc:
         raise InputError.of(item.name, exc.message, datastore=store) from exc
     prefix = output_prefix(owner, item.pipeline_data)
     where = f"PipelineData {item.pipeline_data!r} of run {owner} (datastore {store!r})"
-    listed = {
-        n: (etag, size) for n, etag, size in _listed(container, prefix, where=where, store=store, input_name=item.name)
-    }
+    listed = {n: (etag, size) for n, etag, size in _listed(objects, prefix, where=where, input_name=item.name)}
     refs = []
     for rel in marker.files:
         if prefix + rel not in listed:
@@ -453,7 +447,7 @@ def _list_pipeline_data(access: DataAccess, item: PipelineDataInput, run_id: str
                 path=prefix + rel,
             )
         relative = _relative(prefix + rel, prefix, store, item.name)
-        refs.append(BlobRef(store, container.container_name, prefix + rel, etag, size, relative))
+        refs.append(BlobRef(store, objects.name, prefix + rel, etag, size, relative))
     _check_layout(refs, item.name)
     return tuple(refs)
 
@@ -564,12 +558,14 @@ def download_input(listing: InputListing, folder: Path, *, access: DataAccess) -
                 path=ref.name,
             )
         target.parent.mkdir(parents=True, exist_ok=True)
-        _, container = access.container(ref.datastore, input_name=listing.name)
+        store = access.store(ref.datastore, input_name=listing.name)
         try:
-            downloader = container.download_blob(ref.name, etag=ref.etag, match_condition=MatchConditions.IfNotModified)
             with open(target, "xb") as handle:  # "x": never through an existing file or link
-                downloader.readinto(handle)
-        except ResourceNotFoundError as exc:
+                for chunk in store.read(ref.name, etag=ref.etag):
+                    handle.write(chunk)
+        except DatastoreError as exc:
+            if exc.problem is not Problem.MISSING_OBJECT:
+                raise _unreadable(exc, store, store.where(ref.name), listing.name, ref.name) from exc
             raise InputError.of(
                 listing.name,
                 f"blob {ref.name!r} on datastore {ref.datastore!r} was deleted while the"

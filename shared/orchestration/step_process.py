@@ -77,9 +77,18 @@ def check_runnable(definition: Step) -> None:
     elif definition.kind == "command":
         if not definition.command:
             raise StepFailed("A command step needs command, the command to run.")
+    elif definition.kind == "data_transfer":
+        spec = definition.data_transfer
+        destinations = len(definition.outputs) + (1 if spec is not None and spec.destination is not None else 0)
+        if len(definition.inputs) != 1 or destinations != 1:
+            raise StepFailed(
+                "A data_transfer step needs one input (its source) and one destination: data_transfer.destination"
+                " or one output."
+            )
     else:
         raise StepFailed(
-            f"Steps of kind {definition.kind!r} cannot run yet; python_script, command and estimator steps can."
+            f"Steps of kind {definition.kind!r} cannot run yet; python_script, command, estimator and"
+            " data_transfer steps can."
         )
 
 

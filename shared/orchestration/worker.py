@@ -16,7 +16,9 @@
    command (command: a string through ``/bin/sh -c``, a list as argv) with ``AML_PARAMETER_<name>``,
    ``AZUREML_DATAREFERENCE_<name>`` and ``AMLPIPE_RUN_CONTEXT`` set (argv and environment:
    :mod:`~shared.orchestration.step_process`), streaming its output into the
-   execution's log blob, killed at the timeout. Every ``AMLPIPE_HEARTBEAT_SECONDS``
+   execution's log blob, killed at the timeout. A ``data_transfer`` step runs no process: its copy
+   runs here, streamed between datastores (:mod:`~shared.orchestration.transfer`), and then commits
+   as in 5. Every ``AMLPIPE_HEARTBEAT_SECONDS``
    write ``HeartbeatAt`` on the step row, ETag-guarded; a lost write means someone else wrote the
    row: a cancel request (stop the process: SIGTERM, SIGKILL after a grace, record Canceled) or the
    watchdog moving the step on (stop the process, record nothing).
@@ -70,6 +72,7 @@ from shared.orchestration.queues import StepQueue
 from shared.orchestration.run_context import CONTEXT_ENV, write_run_context
 from shared.orchestration.settings import OrchestrationSettings, step_time_limit
 from shared.orchestration.step_process import StepFailed, check_runnable, step_argv, step_environment
+from shared.orchestration.transfer import TransferStopped, run_transfer
 from shared.pipelines._storage import key, utcnow
 from shared.pipelines.runs import PipelineRun, StaleEtagError, StepRun, StepStatus
 from shared.pipelines.stores import Stores
@@ -235,17 +238,75 @@ class StepWorker:
         finally:
             shutil.rmtree(work, ignore_errors=True)
 
-    def _inputs(self, run: PipelineRun, graph: PipelineGraph, definition: Step, work: Path) -> dict[str, LocalInput]:
-        """Every input of ``definition`` downloaded into ``work`` (see :mod:`~shared.orchestration.inputs`)."""
-        if not definition.inputs:
-            return {}
+    def _workspace(self) -> WorkspaceRegistry:
         if self._registry is None:
             from shared.registry import default_registry
 
             self._registry = default_registry()
+        return self._registry
+
+    def _inputs(self, run: PipelineRun, graph: PipelineGraph, definition: Step, work: Path) -> dict[str, LocalInput]:
+        """Every input of ``definition`` downloaded into ``work`` (see :mod:`~shared.orchestration.inputs`)."""
+        if not definition.inputs:
+            return {}
         datapaths = datapath_values(graph, run.data_paths)
-        with DataAccess(self._registry, self._blobs) as access:
+        with DataAccess(self._workspace(), self._blobs) as access:
             return materialise_inputs(definition, work, access=access, run_id=run.id, datapaths=datapaths)
+
+    def _transfer(
+        self, run: PipelineRun, step: StepRun, definition: Step, graph: PipelineGraph, pulse: Pulse, *, resume: bool
+    ) -> Outcome | None:
+        """Run a ``data_transfer`` step in this process (:mod:`~shared.orchestration.transfer`), then commit
+        as a script step does: its output's completion marker (written by the copy, last), the execution
+        marker, Finished. Heartbeats, cancel and the time limit stop the copy between chunks."""
+        timeout = self._timeout(definition)
+        deadline = time.monotonic() + timeout
+        timed_out = False
+
+        def check() -> None:
+            nonlocal timed_out
+            if not pulse.alive:
+                raise TransferStopped("The execution was stopped.")
+            if time.monotonic() > deadline:
+                timed_out = True
+                raise TransferStopped(f"The copy ran longer than {timeout:g} seconds.")
+
+        logblob = LogBlob(self._blobs, log_blob_name(run.id, step.name, step.attempt), resume=resume)
+        append = _best_effort(logblob, step)
+        datapaths = datapath_values(graph, run.data_paths)
+        try:
+            with DataAccess(self._workspace(), self._blobs) as access:
+                report = run_transfer(
+                    definition,
+                    access=access,
+                    blobs=self._blobs,
+                    data=self._files.data,
+                    run_id=run.id,
+                    attempt=step.attempt,
+                    datapaths=datapaths,
+                    check=check,
+                    say=lambda line: append(f"{line}\n".encode()),
+                )
+        except TransferStopped:
+            if not timed_out:
+                return _stopped(pulse)
+            append(f"Stopped: the copy ran longer than {timeout:g} seconds.\n".encode())
+            retry = definition.retry_settings is not None and definition.retry_settings.max_retries > 0
+            reason = f"The copy ran longer than {timeout:g} seconds and was stopped."
+            return Outcome(StepStatus.FAILED, reason, retryable=retry)
+        except (StepFailed, BadRequestError) as exc:
+            append(f"Failed: {exc.message}\n".encode())
+            raise
+        except Exception as exc:
+            append(f"Failed: a storage fault ({type(exc).__name__}); the copy may be tried again.\n".encode())
+            raise
+        if not pulse.alive:
+            return _stopped(pulse)
+        self._files.commit_execution(run.id, step.name, step.attempt)
+        drifted = _drifted_inputs(run, graph, definition, step, {definition.inputs[0].name: report.source_identity})
+        if drifted:
+            return Outcome(StepStatus.FINISHED, not_indexed=_not_indexed(drifted))
+        return Outcome(StepStatus.FINISHED)
 
     def _run_in(
         self,
@@ -259,6 +320,8 @@ class StepWorker:
         resume: bool,
     ) -> Outcome | None:
         check_runnable(definition)
+        if definition.kind == "data_transfer":
+            return self._transfer(run, step, definition, graph, pulse, resume=resume)
         began = time.perf_counter()
         src = work / "src"
         shutil.rmtree(work, ignore_errors=True)
@@ -270,7 +333,7 @@ class StepWorker:
             data[output.name] = work / "outputs" / key(output.name)
             data[output.name].mkdir(parents=True)
         local = self._inputs(run, graph, definition, work)
-        drifted = _drifted_inputs(run, graph, definition, step, local)
+        drifted = _drifted_inputs(run, graph, definition, step, {name: item.identity for name, item in local.items()})
         inputs = {name: item.path for name, item in local.items()}
         for item in definition.inputs:
             if isinstance(item, PipelineDataInput):
@@ -314,12 +377,7 @@ class StepWorker:
             return Outcome(StepStatus.FAILED, f"The script exited with code {result.returncode}{tail}", retryable=retry)
         outcome = self._commit(run, step, definition, data, journal, src, pulse)
         if outcome is not None and drifted:
-            names = ", ".join(repr(n) for n in drifted)
-            outcome = replace(
-                outcome,
-                not_indexed=f"Not indexed for reuse: input {names} changed between queueing and running, so what"
-                " it read is not what its fingerprint describes.",
-            )
+            outcome = replace(outcome, not_indexed=_not_indexed(drifted))
         log.info(
             "Execution %s:%s:%d: prepared in %.0f ms, ran %.0f ms, committed in %.0f ms.",
             run.id,
@@ -427,11 +485,20 @@ def _stopped(pulse: Pulse) -> Outcome | None:
     return Outcome(StepStatus.CANCELED) if pulse.beat.canceled else None
 
 
+def _not_indexed(drifted: list[str]) -> str:
+    names = ", ".join(repr(n) for n in drifted)
+    return (
+        f"Not indexed for reuse: input {names} changed between queueing and running, so what it read is not"
+        " what its fingerprint describes."
+    )
+
+
 def _drifted_inputs(
-    run: PipelineRun, graph: PipelineGraph, definition: Step, step: StepRun, local: Mapping[str, LocalInput]
+    run: PipelineRun, graph: PipelineGraph, definition: Step, step: StepRun, identities: Mapping[str, str | None]
 ) -> list[str]:
-    """The datastore inputs whose content, as downloaded, is not what the step's fingerprint recorded
-    when it was queued (a dataset version registered, a blob written, in between)."""
+    """The datastore inputs whose content, as read (``identities``: input name → its listing's identity),
+    is not what the step's fingerprint recorded when it was queued (a dataset version registered, a blob
+    written, in between)."""
     if step.reuse_key is None or step.reuse_parts is None:
         return []
     values = parameter_values(graph, run.parameters, run.data_paths)
@@ -440,7 +507,7 @@ def _drifted_inputs(
         if isinstance(item, PipelineDataInput):
             continue  # its marker fixed its content when its producer committed (and is checked on download)
         stored = step.reuse_parts.get(INPUT_PART_PREFIX + item.name)
-        if stored is None or stored != input_part(item, values, local[item.name].identity):
+        if stored is None or stored != input_part(item, values, identities.get(item.name)):
             drifted.append(item.name)
     return drifted
 

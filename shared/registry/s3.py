@@ -32,7 +32,16 @@ if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_s3.literals import BucketLocationConstraintType
 
-__all__ = ["CHECK", "TRANSFER", "BucketAccess", "Timeouts", "check_bucket", "s3_client"]
+__all__ = [
+    "CHECK",
+    "TRANSFER",
+    "BucketAccess",
+    "Timeouts",
+    "check_bucket",
+    "error_code",
+    "error_status",
+    "s3_client",
+]
 
 #: Error codes S3 services answer when the key pair is wrong or may not act on the bucket.
 _CREDENTIAL_CODES = frozenset(
@@ -130,7 +139,7 @@ def check_bucket(datastore: str, spec: S3DatastoreSpec) -> None:
         try:
             client.head_bucket(Bucket=spec.bucket_name)
         except ClientError as exc:
-            if not (spec.create_if_not_exists and _status(exc) == 404):
+            if not (spec.create_if_not_exists and error_status(exc) == 404):
                 raise
             _create_bucket(client, datastore, spec)
     except ClientError as exc:
@@ -153,15 +162,15 @@ def _create_bucket(client: S3Client, datastore: str, spec: S3DatastoreSpec) -> N
             client.create_bucket(Bucket=spec.bucket_name, CreateBucketConfiguration={"LocationConstraint": region})
         return
     except ClientError as exc:
-        if _code(exc) == "BucketAlreadyOwnedByYou":
+        if error_code(exc) == "BucketAlreadyOwnedByYou":
             return
-        if _code(exc) != "BucketAlreadyExists":
+        if error_code(exc) != "BucketAlreadyExists":
             raise
     # Taken: by a registration racing this one (then it answers to our key), or by someone else.
     try:
         client.head_bucket(Bucket=spec.bucket_name)
     except ClientError as exc:
-        if _status(exc) != 403:
+        if error_status(exc) != 403:
             raise
         raise BadRequestError(
             f"Bucket '{spec.bucket_name}' of datastore '{datastore}' already exists at {spec.where} and belongs"
@@ -170,18 +179,19 @@ def _create_bucket(client: S3Client, datastore: str, spec: S3DatastoreSpec) -> N
         ) from None
 
 
-def _status(exc: ClientError) -> int:
+def error_status(exc: ClientError) -> int:
+    """The HTTP status of an S3 error (0 when the response has none)."""
     return int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
 
 
-def _code(exc: ClientError) -> str:
+def error_code(exc: ClientError) -> str:
     """The error's code when it looks like one (a service could answer anything)."""
     code = str(exc.response.get("Error", {}).get("Code") or "")
     return code if _CODE.fullmatch(code) else ""
 
 
 def _refused(datastore: str, spec: S3DatastoreSpec, exc: ClientError) -> BadRequestError:
-    status, code = _status(exc), _code(exc)
+    status, code = error_status(exc), error_code(exc)
     bucket = f"bucket '{spec.bucket_name}' of datastore '{datastore}'"
     seen = f"HTTP {status}" if code in ("", str(status)) else f"{code}, HTTP {status}"
     if status == 404 or code == "NoSuchBucket":

@@ -37,8 +37,9 @@ from shared.pipelines.stores import Stores
 from shared.registry import DEFAULT_CONTAINER, DEFAULT_DATASTORE, WorkspaceRegistry
 from shared.registry.compute import ComputeTargetStore
 from shared.registry.datasets import parse_definition
-from shared.registry.datastores import parse_blob_spec
+from shared.registry.datastores import parse_blob_spec, parse_datastore_spec
 from shared.storage import StorageClients
+from tests.s3_support import TEST_KEY_ID, TEST_SECRET, MotoS3
 
 pytestmark = pytest.mark.integration
 
@@ -444,19 +445,56 @@ def test_a_pipeline_data_input_of_a_reused_producer_lists_the_earlier_run_s_file
     assert (ref.datastore, ref.name, ref.relative, ref.size) == (DEFAULT_DATASTORE, owned + "a.txt", "a.txt", 20)
 
 
-def test_data_transfer_steps_fail_with_a_clear_reason(harness: Harness) -> None:
-    ran = harness.run(
+def test_s3_data_references_and_datapaths_are_downloaded_like_blob_ones(harness: Harness, moto_s3: MotoS3) -> None:
+    u = harness.unique
+    bucket = moto_s3.create_bucket("inputs")
+    s3 = moto_s3.client()
+    try:
+        for key, body in {f"{u}/d/a.txt": b"A", f"{u}/d/sub/b.txt": b"B", f"{u}/one.csv": b"x,y"}.items():
+            s3.put_object(Bucket=bucket, Key=key, Body=body)
+    finally:
+        s3.close()
+    spec = parse_datastore_spec(
         {
-            "name": "copy",
-            "kind": "data_transfer",
-            "inputs": [
-                {"source": "data_reference", "name": "src", "datastore": DEFAULT_DATASTORE, "path_on_datastore": "a"}
-            ],
-            "data_transfer": {"destination": {"datastore": DEFAULT_DATASTORE, "path_on_datastore": "b"}},
+            "datastoreType": "AmazonS3",
+            "bucketName": bucket,
+            "endpointUrl": moto_s3.endpoint_url,
+            "accessKeyId": TEST_KEY_ID,
+            "secretAccessKey": TEST_SECRET,
         }
     )
-    assert ran.step.status is StepStatus.FAILED and not ran.step.retryable
-    assert "'data_transfer' cannot run yet" in (ran.step.reason or "")
+    harness.registry.datastores.register(f"s3{u}", spec)
+    ran = harness.run(
+        _script(
+            "s3",
+            [
+                {"source": "data_reference", "name": "folder", "datastore": f"s3{u}", "path_on_datastore": f"{u}/d"},
+                {"source": "datapath_parameter", "name": "file", "parameter": "p"},
+            ],
+            [{"kind": "input", "name": "file"}],
+        ),
+        parameters=[
+            {
+                "name": "p",
+                "type": "datapath",
+                "default_value": {"datastore": f"s3{u}", "path_on_datastore": f"{u}/one.csv"},
+            }
+        ],
+    )
+    report = _finished(ran)
+    assert report["trees"]["folder"] == {"a.txt": "A", "sub/b.txt": "B"}
+    assert report["trees"]["file"] == {"<file>": "x,y"}
+    assert report["argv"][0].endswith("one.csv")
+    missing = harness.run(
+        _script(
+            "s3-missing",
+            [{"source": "data_reference", "name": "gone", "datastore": f"s3{u}", "path_on_datastore": f"{u}/no"}],
+        )
+    )
+    assert missing.step.status is StepStatus.FAILED and not missing.step.retryable
+    assert missing.step.reason == (
+        f"Input 'gone': nothing found at path '{u}/no' on datastore 's3{u}' (bucket '{bucket}')."
+    )
 
 
 # -- step kinds ------------------------------------------------------------------------------------
