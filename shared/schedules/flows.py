@@ -23,7 +23,7 @@ from shared.pipelines.ids import new_id
 from shared.pipelines.published import PipelineStatus
 from shared.pipelines.runs import PipelineRun
 from shared.pipelines.stores import Stores
-from shared.registry.datastore_spec import AZURE_BLOB
+from shared.registry.datastore_spec import AMAZON_S3, AZURE_BLOB
 from shared.registry.datastores import DatastoreRecord
 from shared.schedules import bodies
 from shared.schedules.store import Schedule, ScheduleStatus
@@ -217,9 +217,9 @@ def _checked_datastore(schedule: Schedule, graph: PipelineGraph, datastores: Dat
             target=f"{where}.DataStoreName",
             code="UnknownDatastore",
         )
-    if record.datastore_type != AZURE_BLOB:
+    if record.datastore_type not in (AZURE_BLOB, AMAZON_S3):  # azureml: Blob only; S3 is ours (polled)
         raise BadRequestError(bodies.NOT_BLOB, target=f"{where}.DataStoreName")
-    if record.credential_type == "Sas":
+    if record.datastore_type == AZURE_BLOB and record.credential_type == "Sas":
         raise BadRequestError(
             f"Datastore {record.name!r} was registered with a SAS token; a watched datastore is listed with its "
             "account key (azureml's rule too). Register it with account_key to watch it.",

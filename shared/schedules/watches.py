@@ -49,7 +49,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from azure.core import MatchConditions
 from azure.core.exceptions import (
@@ -71,6 +71,8 @@ from shared.pipelines.ids import is_guid
 from shared.pipelines.runs import PipelineRun
 from shared.pipelines.stores import Stores
 from shared.registry import DEFAULT_DATASTORE, WorkspaceRegistry
+from shared.registry.datastore_spec import AMAZON_S3
+from shared.registry.s3 import BucketAccess, error_status
 from shared.schedules.firing import FIRED, FireMessage, FireStarter, schedule_queue_name
 from shared.schedules.store import DataStoreTrigger, Schedule, ScheduleStatus, ScheduleType
 
@@ -666,15 +668,17 @@ class Poller:
         started = self._clock()
         newest = schedule.poll_mark
         changes: list[BlobChange] = []
-        with self._datastores.open_container(trigger.datastore_name) as container:
-            for blob in _listing(container, trigger):
-                if blob.last_modified is not None and (newest is None or blob.last_modified > newest):
-                    newest = blob.last_modified
-                if not watches(trigger, str(blob.name)) or _is_folder(blob.metadata):
+        with self._datastores.open_listing(trigger) as listing:
+            for found in listing.changes():
+                if found.last_modified is not None and (newest is None or found.last_modified > newest):
+                    newest = found.last_modified
+                if not watches(trigger, found.name) or _is_folder(found.metadata):
                     continue
-                if blob.last_modified is not None and blob.last_modified < floor:
+                if found.last_modified is not None and found.last_modified < floor:
                     continue
-                changes.append(BlobChange.from_properties(trigger.datastore_name, blob))
+                described = listing.describe(found)
+                if described is not None:
+                    changes.append(described)
         if newest is not None:
             newest = min(newest, started)
         changes.sort(key=lambda c: (c.last_modified or now, c.name))
@@ -699,10 +703,23 @@ class Poller:
 POLL_ERROR = "Polling datastore"
 
 
+class Listing(Protocol):
+    """What a poll reads of a datastore: its objects (name, ETag, time), and what a candidate needs
+    besides (its metadata: who wrote it)."""
+
+    def changes(self) -> Iterator[BlobChange]:
+        """Every object a poll of the trigger looks at (metadata may still be missing)."""
+        ...
+
+    def describe(self, change: BlobChange) -> BlobChange | None:
+        """``change`` with its metadata; None when the object is gone."""
+        ...
+
+
 class DatastoreAccess:
-    """Opens a datastore's container for listing: the default datastore's through the app's own
-    client (no SAS, so it works with a managed identity too), a registered one's through a read+list
-    SAS of its container (or no credential).
+    """Opens a datastore for a poll: the default datastore's container through the app's own client
+    (no SAS, so it works with a managed identity too), a registered blob datastore's through a
+    read+list SAS of its container (or no credential), an S3 datastore's bucket with its key pair.
 
     Args:
         registry: the workspace registry (``datastores``).
@@ -714,18 +731,86 @@ class DatastoreAccess:
         self._blobs = blobs
 
     @contextmanager
-    def open_container(self, name: str) -> Iterator[ContainerClient]:
-        """A client of datastore ``name``'s container, for the ``with`` block.
+    def open_listing(self, trigger: DataStoreTrigger) -> Iterator[Listing]:
+        """The listing of ``trigger``'s folder on its datastore, for the ``with`` block.
 
         Raises:
             NotFoundError: the datastore is not registered. BadRequestError: amlpipe cannot read it.
         """
+        name = trigger.datastore_name
         if name.lower() == DEFAULT_DATASTORE:
-            yield self._blobs.get_container_client(self._registry.datastores.default_container)
+            yield _BlobListing(self._blobs.get_container_client(self._registry.datastores.default_container), trigger)
             return
-        access = self._registry.datastores.container_access(name, write=False)
-        with ContainerClient.from_container_url(access.container_url, credential=access.sas_token or None) as client:
-            yield client
+        record = self._registry.datastores.get(name)
+        if record.datastore_type == AMAZON_S3:
+            with self._registry.datastores.bucket_access(name) as bucket:
+                yield _S3Listing(bucket, trigger)
+            return
+        sas = self._registry.datastores.container_access(name, write=False)
+        with ContainerClient.from_container_url(sas.container_url, credential=sas.sas_token or None) as client:
+            yield _BlobListing(client, trigger)
+
+
+class _BlobListing:
+    """A blob container's folder: the listing carries each blob's metadata already."""
+
+    def __init__(self, container: ContainerClient, trigger: DataStoreTrigger) -> None:
+        self._container = container
+        self._trigger = trigger
+
+    def changes(self) -> Iterator[BlobChange]:
+        for blob in _listing(self._container, self._trigger):
+            yield BlobChange.from_properties(self._trigger.datastore_name, blob)
+
+    def describe(self, change: BlobChange) -> BlobChange | None:
+        return change
+
+
+class _S3Listing:
+    """An S3 bucket's folder (``/`` as the delimiter unless recursive). S3 lists no metadata, so a
+    candidate's is read with one HEAD. Its ETag is the content's MD5 for a single-part upload, so the
+    same bytes put again are the same version (a duplicate), without a Content-MD5 of their own."""
+
+    def __init__(self, access: BucketAccess, trigger: DataStoreTrigger) -> None:
+        self._access = access
+        self._trigger = trigger
+
+    def changes(self) -> Iterator[BlobChange]:
+        folder = self._trigger.path_on_datastore or ""
+        arguments: dict[str, Any] = {"Bucket": self._access.bucket_name, "Prefix": f"{folder}/" if folder else ""}
+        if not self._trigger.recursive:
+            arguments["Delimiter"] = "/"
+        for page in self._access.client.get_paginator("list_objects_v2").paginate(**arguments):
+            for item in page.get("Contents", []):
+                yield self._change(item["Key"], item["ETag"], item["LastModified"], {})
+        if folder:
+            head = self._head(folder)
+            if head is not None:
+                yield head
+
+    def describe(self, change: BlobChange) -> BlobChange | None:
+        head = self._head(change.name)
+        return None if head is None or head.etag != change.etag else head
+
+    def _head(self, key: str) -> BlobChange | None:
+        from botocore.exceptions import ClientError  # boto3 is imported only where S3 is used
+
+        try:
+            found = self._access.client.head_object(Bucket=self._access.bucket_name, Key=key)
+        except ClientError as exc:
+            if error_status(exc) == 404:
+                return None
+            raise
+        return self._change(key, found["ETag"], found["LastModified"], found.get("Metadata") or {})
+
+    def _change(self, key: str, etag: str, modified: datetime, metadata: Mapping[str, str]) -> BlobChange:
+        return BlobChange(
+            datastore=self._trigger.datastore_name,
+            name=key,
+            etag=etag.strip('"'),
+            last_modified=modified,
+            metadata=dict(metadata),
+        )
 
 
 def _listing(container: ContainerClient, trigger: DataStoreTrigger) -> Iterator[BlobProperties]:

@@ -29,7 +29,7 @@ from shared.pipelines.published import PublishedPipeline
 from shared.pipelines.runs import PipelineRun
 from shared.pipelines.stores import Stores
 from shared.registry import DEFAULT_DATASTORE, WorkspaceRegistry
-from shared.registry.datastores import parse_blob_spec
+from shared.registry.datastores import parse_blob_spec, parse_datastore_spec
 from shared.schedules import flows
 from shared.schedules.firing import FIRES_TABLE, schedule_queue_name
 from shared.schedules.store import Schedule, ScheduleStatus
@@ -44,6 +44,7 @@ from shared.schedules.watches import (
 )
 from shared.storage import StorageClients, table_name
 from tests.integration.conftest import upload_snapshot
+from tests.s3_support import TEST_KEY_ID, TEST_SECRET, MotoS3
 
 pytestmark = pytest.mark.integration
 
@@ -514,3 +515,33 @@ def test_a_schedule_stored_without_watch_since_watches_from_its_last_change(
     stores.schedules.update_schedule(schedule.id, lambda s: replace(s, watch_since=None))  # as stored before it
     assert [o.result for o in watcher.handle(early)] == ["before"]  # not everything already there
     assert [o.result for o in watcher.handle(uploads.put("data/training/late.csv", b"2"))] == ["fired"]
+
+
+def test_the_poller_watches_an_s3_datastore_folder_once_per_object_version(
+    stores: Stores, clients: StorageClients, registry: WorkspaceRegistry, pipeline: PublishedPipeline,
+    moto_s3: MotoS3,
+) -> None:  # fmt: skip
+    bucket = moto_s3.create_bucket()
+    name = f"s3land{uuid.uuid4().hex[:8]}"
+    body = {
+        "datastoreType": "AmazonS3", "bucketName": bucket, "endpointUrl": moto_s3.endpoint_url,
+        "accessKeyId": TEST_KEY_ID, "secretAccessKey": TEST_SECRET,
+    }  # fmt: skip
+    registry.datastores.register(name, parse_datastore_spec(body))
+    schedule = _watch(stores, pipeline, registry, DataStoreName=name, PollingInterval=0)
+    s3 = moto_s3.client()
+    s3.put_object(Bucket=bucket, Key="data/training/day1.csv", Body=b"1,2\n")
+    s3.put_object(Bucket=bucket, Key="data/training/sub/ignored.csv", Body=b"x")
+    poller = _poller(stores, clients, registry, utcnow)
+    assert [o.result for o in poller.poll()] == ["fired"]
+    (run,) = _runs(stores, schedule)
+    assert run.data_paths["landed"] == {"datastore": name, "path_on_datastore": "data/training/day1.csv"}
+    s3.put_object(Bucket=bucket, Key="data/training/day1.csv", Body=b"1,2\n")  # the same bytes: the same ETag
+    assert {o.result for o in poller.poll()} <= {"duplicate"}
+    assert run.id is not None and len(_runs(stores, schedule)) == 1
+    # What the schedule's own run writes there (tagged as amlpipe tags it) does not fire it again.
+    s3.put_object(Bucket=bucket, Key="data/training/out.csv", Body=b"r", Metadata={WRITER_METADATA: run.id})
+    assert "own-write" in {o.result for o in poller.poll()}
+    s3.put_object(Bucket=bucket, Key="data/training/day2.csv", Body=b"3,4\n")
+    assert "fired" in {o.result for o in poller.poll()}
+    assert len(_runs(stores, schedule)) == 2

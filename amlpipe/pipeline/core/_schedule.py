@@ -427,7 +427,8 @@ def _datastore_name(datastore: Any) -> str:
     """The name of ``datastore`` (a Datastore object, or its name), after azureml's type check."""
     if isinstance(datastore, str):
         return datastore
-    if getattr(datastore, "datastore_type", "AzureBlob") != "AzureBlob":
+    # azureml watches Azure Blob datastores only; amlpipe polls S3 datastores too.
+    if getattr(datastore, "datastore_type", "AzureBlob") not in ("AzureBlob", "AmazonS3"):
         raise ValueError("Datastore must be of type AzureBlobDatastore")
     return str(datastore.name)
 
