@@ -4,7 +4,7 @@ A 200 MiB blob on a private Azurite is copied to a bucket on moto's S3 server (i
 HTTP), three times each way, alternating:
 
 * **amlpipe**: the executor's copy function (``shared.orchestration.transfer.copy_object``): ETag-guarded
-  2 MiB ranged reads, a multipart upload of 5 MiB parts, one part uploading while the next fills.
+  2 MiB ranged reads, a multipart upload of 5 MiB parts, two parts uploading while the next fills.
 * **baseline**: what a user would write with the two SDKs: ``download_blob()`` (a stream) handed to
   boto3's ``upload_fileobj`` with its default ``TransferConfig`` (8 MiB parts, 10 threads).
 

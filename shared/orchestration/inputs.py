@@ -94,8 +94,9 @@ InputType = Literal["File", "Tabular", "PipelineData", "DataReference", "DataPat
 
 #: Top-level names of the work folder that belong to the worker: no path_on_compute may reach into them.
 _RESERVED = frozenset({"src", "inputs", "outputs", ".amlpipe"})
-#: A SAS is minted again when it has less than this left (a long download outlives one).
-_SAS_MARGIN = timedelta(minutes=10)
+#: A SAS is minted again when it has less than this left (a long download or copy outlives one): an
+#: object's read then has at least this long (a SAS that expires during one is a retryable fault).
+_SAS_MARGIN = timedelta(minutes=30)
 
 
 @dataclass

@@ -32,7 +32,9 @@ The contract, for :class:`BlobObjects` and :class:`S3Objects` alike:
 
 Errors. What the user must fix raises :class:`DatastoreError` (a ``BadRequestError``, not retried)
 naming the datastore, its container or bucket, and the path: a container or bucket that does not
-exist, access refused (a wrong key pair or signature, a read-only credential writing, HTTP 401/403),
+exist, access refused (a wrong key pair or signature, a read-only credential writing, HTTP 401/403;
+but not ``AuthenticationFailed`` through a SAS amlpipe minted, which is that SAS expiring during a
+long read or write: a storage fault, whose retry mints a new one),
 an object that is not there when read (Blob storage answers a guarded read of a deleted blob with
 412 instead: a storage fault, whose retry lists again and then names the missing path). Anything
 else — timeouts, throttling, 5xx, a 412 from a change after listing — propagates as the SDK's own
@@ -178,6 +180,11 @@ def quoted_etag(value: object) -> str:
     return '"' + text.strip('"') + '"'
 
 
+def _written_etag(value: object) -> str | None:
+    """A write's ETag, quoted; None when the service gave none (``write``'s contract)."""
+    return quoted_etag(value) if value else None
+
+
 class _Where:
     datastore: str
     name: str
@@ -237,6 +244,8 @@ class BlobObjects(_Where):
             holds one chunk (not the SDK's default 32 MiB first request); default: ``container``,
             which must then be set up so.
         owned: whether :meth:`close` closes ``container`` (not the app's shared client).
+        minted_sas: ``container`` authenticates with a SAS amlpipe minted (from the registered
+            account key): its 403 ``AuthenticationFailed`` is the SAS expiring, retryable.
     """
 
     kind: StoreKind = "container"
@@ -248,8 +257,10 @@ class BlobObjects(_Where):
         *,
         reader: Callable[[], ContainerClient] | None = None,
         owned: bool = True,
+        minted_sas: bool = False,
     ) -> None:
         self.datastore = datastore
+        self._minted_sas = minted_sas
         self.container = container
         self.name = container.container_name
         self._make_reader = reader
@@ -345,7 +356,7 @@ class BlobObjects(_Where):
                 raise self._error(Problem.MISSING_STORE, name, writing=True) from exc
             self._raise_denied(exc, name, writing=True)
             raise
-        return quoted_etag(result.get("etag"))
+        return _written_etag(result.get("etag"))
 
     def close(self) -> None:
         if self._reader is not None and self._reader is not self.container:
@@ -354,7 +365,12 @@ class BlobObjects(_Where):
             self.container.close()
 
     def _raise_denied(self, exc: HttpResponseError, path: str, *, writing: bool = False) -> None:
-        # A wrong or expired credential, or a read-only one writing, will not heal by retrying.
+        # A wrong credential, or a read-only one writing (AuthorizationPermissionMismatch,
+        # AuthorizationFailure), will not heal by retrying. A SAS of ours that expired mid-object
+        # (AuthenticationFailed: "Signature not valid in the specified time frame") will: the retry
+        # mints a new one. (A rotated account key answers the same; its retries then run out.)
+        if exc.status_code == 403 and self._minted_sas and getattr(exc, "error_code", None) == "AuthenticationFailed":
+            return
         if exc.status_code in (401, 403):
             raise self._error(Problem.DENIED, path, str(exc.status_code), writing=writing) from exc
 
@@ -431,7 +447,7 @@ class S3Objects(_Where):
             if size is not None and size < part_size:
                 data = b"".join(source)  # less than one part: one request
                 put = self.access.client.put_object(Bucket=self.name, Key=name, Body=data, Metadata=dict(metadata))
-                return quoted_etag(put.get("ETag"))
+                return _written_etag(put.get("ETag"))
             return self._multipart(name, source, part_size, metadata)
         except ClientError as exc:
             if source.error is not None:
@@ -467,7 +483,7 @@ class S3Objects(_Where):
             if not parts:  # an empty source: S3 completes no upload without parts
                 client.abort_multipart_upload(Bucket=self.name, Key=name, UploadId=upload_id)
                 put = client.put_object(Bucket=self.name, Key=name, Body=b"", Metadata=dict(metadata))
-                return quoted_etag(put.get("ETag"))
+                return _written_etag(put.get("ETag"))
             done = client.complete_multipart_upload(
                 Bucket=self.name,
                 Key=name,
@@ -481,7 +497,7 @@ class S3Objects(_Where):
                 # lifecycle rule (AbortIncompleteMultipartUpload) removes what an abort could not
                 log.warning("Could not abort the multipart upload of %s.", self.where(name))
             raise
-        return quoted_etag(done.get("ETag"))
+        return _written_etag(done.get("ETag"))
 
     def close(self) -> None:
         self.access.close()
@@ -581,4 +597,4 @@ def open_store(
     client = ContainerClient.from_container_url(
         access.container_url, credential=access.sas_token or None, **BlobObjects.client_options()
     )
-    return BlobObjects(access.datastore, client), access.expires_on
+    return BlobObjects(access.datastore, client, minted_sas=bool(access.sas_token)), access.expires_on

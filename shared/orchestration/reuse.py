@@ -57,6 +57,7 @@ from shared.orchestration.inputs import DataAccess, datapath_values, list_input
 from shared.orchestration.state import execution_key
 from shared.pipelines._storage import LazyTable, as_datetime, inverted_key, key, utcnow
 from shared.pipelines.runs import PipelineRun, StepRun, StepStatus
+from shared.redaction import redact, redacted_traceback
 from shared.registry import WorkspaceRegistry
 from shared.storage import StorageClients, replace_if_unchanged
 
@@ -131,11 +132,20 @@ class DatastoreInputIdentity:
                     item, access=access, run_id=run.id, datapaths=datapath_values(graph, run.data_paths)
                 )
         except (AmlPipeError, AzureError) as exc:
-            log.info("Input %r of step %r of run %s cannot be identified: %s", item.name, step.name, run.id, exc)
+            # Redacted: a storage error may quote the URL it failed on, with its SAS.
+            log.info(
+                "Input %r of step %r of run %s cannot be identified: %s", item.name, step.name, run.id, redact(str(exc))
+            )
             return None
-        except Exception:  # noqa: BLE001 - an identity we cannot take only means "not reused"; the
+        except Exception as exc:  # noqa: BLE001 - an identity we cannot take only means "not reused"; the
             # worker then meets the same input and fails the step with a reason, never the orchestrator.
-            log.exception("Input %r of step %r of run %s cannot be identified.", item.name, step.name, run.id)
+            log.error(
+                "Input %r of step %r of run %s cannot be identified.\n%s",
+                item.name,
+                step.name,
+                run.id,
+                redacted_traceback(exc),
+            )
             return None
 
         return listing.identity()

@@ -64,7 +64,7 @@ from shared.orchestration.files import (
 )
 from shared.orchestration.inputs import DataAccess, InputListing, list_input
 from shared.orchestration.objects import DatastoreError, ObjectStore, open_store
-from shared.registry.datastores import DEFAULT_DATASTORE
+from shared.registry.datastores import AMAZON_S3, DEFAULT_DATASTORE, DatastoreRecord
 
 __all__ = [
     "Copied",
@@ -76,12 +76,14 @@ __all__ = [
     "copy_object",
     "plan_transfer",
     "run_transfer",
+    "store_identity",
 ]
 
 log = logging.getLogger("amlpipe.transfer")
 
-#: A destination's SAS is minted again when it has less than this left (a long copy outlives one).
-_SAS_MARGIN = timedelta(minutes=10)
+#: A destination's SAS is minted again when it has less than this left (a long copy outlives one): an
+#: object's copy then has at least this long (a SAS that expires during one is a retryable fault).
+_SAS_MARGIN = timedelta(minutes=30)
 #: Objects named one by one in the step's log; past this, only the count.
 _LOGGED_OBJECTS = 200
 #: Lines of copied objects appended to the log at once.
@@ -148,6 +150,7 @@ def plan_transfer(
     path: str,
     into_output: bool = False,
     where: str | None = None,
+    stores: Mapping[str, str] | None = None,
 ) -> TransferPlan:
     """Where each object of ``listing`` goes on ``datastore`` under ``path`` (pure).
 
@@ -159,9 +162,15 @@ def plan_transfer(
         into_output: the destination is a PipelineData output: always a folder, and amlpipe's own
             completion marker is never copied into it.
         where: how messages name the source (default: the input's name).
+        stores: each datastore's store identity (:func:`store_identity`) by lower-cased name: two
+            datastores naming one container or bucket are one store. Without it, or for a datastore
+            not in it, the datastore's name is its identity.
 
     Raises:
-        TransferError: the reference types do not fit what the source and destination are.
+        TransferError: the reference types do not fit what the source and destination are, or the
+            destination overlaps the source on the same store (a target that is a source object, a
+            destination folder inside the source folder or around it): each run would copy what the
+            run before wrote, and overwrite objects while they are read.
     """
     source = listing.blobs
     where = where or f"input {listing.name!r}"
@@ -199,19 +208,51 @@ def plan_transfer(
             target="destination_reference_type",
         )
     folder = f"{path.strip('/')}/" if path.strip("/") else ""
+    known = stores or {}
+
+    def identity(name: str) -> str:
+        return known.get(name.lower(), f"datastore {name.lower()}")
+
+    destination = identity(datastore)
+    names = {(identity(ref.datastore), ref.name) for ref in source}
     copies: list[Copy] = []
     for ref in source:
         relative = ref.relative.rsplit("/", 1)[-1] if is_file else ref.relative
         if into_output and relative == MARKER:
             continue  # amlpipe's own marker (a PipelineData folder copied whole): the new output gets its own
         target = path.strip("/") if kind == "file" else folder + relative
-        if ref.datastore.lower() == datastore.lower() and ref.name == target:
+        if (destination, target) in names:
             raise TransferError(
-                f"the source and the destination are the same object: {target!r} on datastore {datastore!r}.",
+                f"the destination overlaps the source: {ref.name!r} on datastore {ref.datastore!r} would be"
+                f" copied to {target!r} on datastore {datastore!r}, over a source object; choose a destination"
+                " outside the source.",
+                target="destination",
+            )
+        base = ref.name.removesuffix(ref.relative)
+        if (
+            not is_file
+            and identity(ref.datastore) == destination
+            and (folder.startswith(base) or base.startswith(folder))
+        ):
+            # The next run would list what this one wrote (a folder copied into itself grows each time),
+            # and overwrite objects it has listed while it reads them.
+            raise TransferError(
+                f"the destination overlaps the source: path {folder!r} on datastore {datastore!r} and the"
+                f" source folder {base!r} on datastore {ref.datastore!r} contain one another; choose a"
+                " destination outside the source.",
                 target="destination",
             )
         copies.append(Copy(ref.datastore, ref.name, ref.etag, ref.size, target, relative))
     return TransferPlan(datastore, path, is_file, tuple(copies))
+
+
+def store_identity(record: DatastoreRecord) -> str:
+    """What container or bucket datastore ``record`` names, whatever it is called: a blob container by
+    account and name (account names are unique per cloud), an S3 bucket by endpoint and name."""
+    if record.datastore_type == AMAZON_S3:
+        endpoint = (record.endpoint_url or "aws").rstrip("/").lower()
+        return f"bucket {endpoint} {record.bucket_name}"
+    return f"container {record.account_name.lower()} {record.container_name}"
 
 
 def copy_object(
@@ -231,11 +272,14 @@ def copy_object(
 
     ``check`` is called before each chunk; it raises (e.g. :class:`TransferStopped`) to abandon the
     copy, which then leaves ``target`` as it was. With ``digest`` False the sha256 is not computed
-    (``Copied.sha256`` is empty): only a PipelineData output's completion marker needs it.
+    (``Copied.sha256`` is empty): only a PipelineData output's completion marker needs it. With a
+    ``size`` (the listed one), the bytes read must add up to it, exactly.
 
     Raises:
         DatastoreError: the source object is gone, a container or bucket is missing, access refused.
         AzureError, botocore errors: storage faults, and a source changed after listing (412).
+        AmlPipeError: the bytes read did not add up to ``size`` (the object changed, or a response
+            was cut short): retryable, and ``target`` is left as it was.
     """
     hashed = hashlib.sha256() if digest else None
     count = 0
@@ -245,10 +289,16 @@ def copy_object(
         for chunk in source.read(name, etag=etag):
             if check is not None:
                 check()
+            count += len(chunk)
+            if size is not None and count > size:
+                # Raised before the chunk is handed on: a write of one request (an object smaller than
+                # a block or part) would otherwise store whatever arrived, under the listed size.
+                raise _size_mismatch(source, name, size, f"more than {size}")
             if hashed is not None:
                 hashed.update(chunk)
-            count += len(chunk)
             yield chunk
+        if size is not None and count != size:
+            raise _size_mismatch(source, name, size, str(count))
 
     written = destination.write(target, chunks(), size=size, metadata=metadata)
     return Copied(hashed.hexdigest() if hashed is not None else "", count, written)
@@ -296,7 +346,10 @@ def run_transfer(
     else:
         raise TransferError("A data_transfer step needs a destination or one output.", target="destination")
     where = _describe(item, datapaths)
-    plan = plan_transfer(listing, spec, datastore=datastore, path=path, into_output=output is not None, where=where)
+    stores = _identities(access, {datastore, *(ref.datastore for ref in listing.blobs)})
+    plan = plan_transfer(
+        listing, spec, datastore=datastore, path=path, into_output=output is not None, where=where, stores=stores
+    )
     total = sum(c.size for c in plan.copies)
     say(f"Copying {len(plan.copies)} object(s), {total} bytes, from {where} to {_dest(plan)}.")
     metadata = {WRITER_METADATA: run_id}
@@ -391,10 +444,27 @@ class _Destination:
             self._opened = None
 
 
+def _size_mismatch(source: ObjectStore, name: str, size: int, read: str) -> AmlPipeError:
+    return AmlPipeError(
+        f"Source: {source.where(name)} was listed with {size} bytes, but {read} were read (it changed,"
+        " or a response was cut short); the copy may be tried again."
+    )
+
+
 def _failed(exc: DatastoreError) -> TransferError:
     """A store's error as the step's reason: which end, then what (datastore, container or bucket, path)."""
     end = "Destination" if exc.writing else "Source"
     return TransferError(f"{end}: {exc.message}", target=exc.datastore)
+
+
+def _identities(access: DataAccess, datastores: set[str]) -> dict[str, str]:
+    """The store identity of each datastore that is registered (by lower-cased name)."""
+    found: dict[str, str] = {}
+    for name in {d.lower() for d in datastores}:
+        record = access.registry.datastores.find(name)
+        if record is not None:
+            found[name] = store_identity(record)
+    return found
 
 
 def _describe(item: StepInput, datapaths: Mapping[str, DataPathValue]) -> str:

@@ -76,6 +76,7 @@ from shared.orchestration.transfer import TransferStopped, run_transfer
 from shared.pipelines._storage import key, utcnow
 from shared.pipelines.runs import PipelineRun, StaleEtagError, StepRun, StepStatus
 from shared.pipelines.stores import Stores
+from shared.redaction import redacted_traceback
 from shared.registry import WorkspaceRegistry
 
 __all__ = ["DEFAULT_TIMEOUT_SECONDS", "Outcome", "StepWorker"]
@@ -230,7 +231,14 @@ class StepWorker:
             # would fail the same way.
             return Outcome(StepStatus.FAILED, exc.message)
         except Exception as exc:  # noqa: BLE001 - recorded on the step: failures cross as data
-            log.exception("Execution %s:%s:%d failed in the worker.", run.id, step.name, step.attempt)
+            # Redacted: a storage error may quote the URL it failed on, with its SAS.
+            log.error(
+                "Execution %s:%s:%d failed in the worker.\n%s",
+                run.id,
+                step.name,
+                step.attempt,
+                redacted_traceback(exc),
+            )
             # The detail (paths, account and container names) stays in the app's logs, not on the row
             # every Reader sees.
             reason = f"The worker failed ({type(exc).__name__}); the app's logs name execution {step.run_id}:"

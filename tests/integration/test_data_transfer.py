@@ -430,24 +430,37 @@ def test_a_large_copy_interrupted_part_way_leaves_nothing_at_its_target(
     world: World, source: str, destination: str
 ) -> None:
     u = world.unique
-    world.put(source, {f"big/{u}.bin": os.urandom(12 * MB)})
+    world.put(source, {f"big/{u}.bin": os.urandom(24 * MB)})
     src, _ = open_store(world.registry.datastores, world.clients.blobs, source)
     dst, _ = open_store(world.registry.datastores, world.clients.blobs, destination, writable=True)
     found = src.get(f"big/{u}.bin")
     assert found is not None
     chunks = 0
+    uploaded: list[int] = []
 
-    def check() -> None:  # a cancel arriving after two chunks (parts or blocks are on their way by then)
+    def parts() -> int:  # the parts S3 holds of the copy's multipart upload(s)
+        bucket = world.buckets[destination]
+        listed = world.s3.list_multipart_uploads(Bucket=bucket, Prefix=f"copied/{u}").get("Uploads", [])
+        return sum(
+            len(world.s3.list_parts(Bucket=bucket, Key=up["Key"], UploadId=up["UploadId"]).get("Parts", []))
+            for up in listed
+        )
+
+    def check() -> None:  # a cancel arriving after eight chunks: 16 MiB read, three parts handed out
         nonlocal chunks
         chunks += 1
-        if chunks == 3:
+        if chunks == 9:
+            if destination.startswith("s3"):  # parts are up (and more in flight) when the cancel comes
+                uploaded.append(wait_for(parts, timeout=10, what="a part of the multipart upload"))
             raise TransferStopped("stop")
 
     try:
         with pytest.raises(TransferStopped):
             copy_object(src, found.name, found.etag, dst, f"copied/{u}.bin", size=found.size, metadata={}, check=check)
+        assert chunks == 9
         assert dst.get(f"copied/{u}.bin") is None  # never half an object
         if destination.startswith("s3"):  # and the multipart upload was aborted, not left to bill
+            assert uploaded and uploaded[0] >= 1
             uploads = world.s3.list_multipart_uploads(Bucket=world.buckets[destination], Prefix=f"copied/{u}")
             assert uploads.get("Uploads", []) == []
         # A source changed after listing is refused part-way, never mixed (412: a retryable fault).

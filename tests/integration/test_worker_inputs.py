@@ -4,6 +4,7 @@ work folder, step kinds (command, estimator), the run-context file, and what is 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import uuid
 from collections.abc import Iterator, Mapping
@@ -623,3 +624,35 @@ def test_input_blobs_of_a_datapath_value_and_a_data_reference(harness: Harness) 
         by_reference = input_blobs(reference, access=access, run_id="x", datapaths={})
     assert [(r.name, r.relative) for r in by_param] == [(f"{u}/dp/one.txt", "one.txt")]
     assert [(r.name, r.relative, r.etag) for r in by_reference] == [(r.name, r.relative, r.etag) for r in by_param]
+
+
+def test_a_storage_fault_quoting_a_sas_url_logs_and_records_no_signature(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from azure.core.exceptions import ServiceRequestError
+
+    from shared.orchestration.objects import BlobObjects
+
+    store, container = harness.register_datastore()
+    harness.upload({"ref/x.csv": "one"}, container=container)
+    urls: list[str] = []
+
+    def unreachable(self: BlobObjects, prefix: str) -> Iterator[Any]:
+        # What azure-core raises when the account cannot be reached: urllib3's text, with the SAS URL.
+        urls.append(self.container.url)
+        raise ServiceRequestError(
+            f"<urllib3.connection.HTTPConnection object>: Failed to establish a new connection. Max retries"
+            f" exceeded with url: {self.container.url}&restype=container&comp=list&prefix={prefix}"
+        )
+        yield  # a generator, as the real one
+
+    monkeypatch.setattr(BlobObjects, "list", unreachable)
+    with caplog.at_level(logging.INFO):
+        ran = harness.run(
+            _script("sas", [{"source": "data_reference", "name": "f", "datastore": store, "path_on_datastore": "ref"}])
+        )
+    assert ran.step.status is StepStatus.FAILED and ran.step.retryable, ran.step.reason
+    signature = urls[0].split("sig=", 1)[1].split("&", 1)[0]  # the minted SAS reached the fault's text
+    assert signature and "ServiceRequestError" in caplog.text and "sig=REDACTED" in caplog.text
+    for recorded in (caplog.text, ran.step.reason or "", ran.log):
+        assert signature not in recorded and "sig=" + signature[:8] not in recorded

@@ -69,10 +69,55 @@ def test_reference_types_that_do_not_fit_the_source_fail_naming_it() -> None:
 
 
 def test_a_copy_onto_itself_and_an_unsafe_destination_are_refused() -> None:
-    with pytest.raises(TransferError, match="the same object: 'raw/a.csv' on datastore 'SRC'"):
-        plan_transfer(listing("a.csv"), DataTransferSpec(), datastore="SRC", path="raw")
+    with pytest.raises(
+        TransferError, match="'raw/a.csv' on datastore 'src' would be copied to 'raw/a.csv' on datastore 'SRC'"
+    ):
+        plan_transfer(listing("a.csv", single=True), DataTransferSpec(), datastore="SRC", path="raw/")
     with pytest.raises(TransferError, match="destination path '../up' on datastore 'd' is not allowed"):
         plan_transfer(listing("a.csv"), DataTransferSpec(), datastore="d", path="../up")
+
+
+def test_a_destination_overlapping_its_source_folder_on_the_same_store_is_refused() -> None:
+    source = listing("a.csv", "sub/b.csv", base="data/")
+    # Inside the source: the next run would list (and copy again) what this one wrote, and overwrite
+    # objects it had listed while reading them.
+    for inside in ("data/backup", "data/backup/", "data/sub/deeper"):
+        with pytest.raises(
+            TransferError, match=f"path '{inside.strip('/')}/' on datastore 'src' and the source folder 'data/'"
+        ):
+            plan_transfer(source, DataTransferSpec(), datastore="src", path=inside)
+    with pytest.raises(TransferError, match="'data/a.csv' on datastore 'src' would be copied to 'data/a.csv'"):
+        plan_transfer(source, DataTransferSpec(), datastore="src", path="data")
+    # Around the source: the source folder lies under the destination.
+    for around in ("", "./"):
+        with pytest.raises(TransferError, match="source folder 'data/' on datastore 'src' contain one another"):
+            plan_transfer(source, DataTransferSpec(), datastore="src", path=around)
+    # Beside it, or on another store, is fine; a name shared by a prefix is not an overlap.
+    assert targets(source, "database/") == ["database/a.csv", "database/sub/b.csv"]
+    assert targets(source, "backup") == ["backup/a.csv", "backup/sub/b.csv"]
+    plan = plan_transfer(source, DataTransferSpec(), datastore="other", path="data/backup")
+    assert [c.target for c in plan.copies] == ["data/backup/a.csv", "data/backup/sub/b.csv"]
+    # A file next to itself is no overlap; a whole store copied into itself is.
+    assert targets(listing("a.csv", single=True, base="data/"), "data/backup/") == ["data/backup/a.csv"]
+    with pytest.raises(TransferError, match="source folder '' on datastore 'src'"):
+        plan_transfer(listing("a.csv", base=""), DataTransferSpec(), datastore="src", path="copy")
+
+
+def test_two_datastores_naming_one_container_are_one_store() -> None:
+    source = listing("a.csv", base="data/")
+    same = {"src": "container acct data", "alias": "container acct data", "other": "container acct2 data"}
+    with pytest.raises(TransferError, match="datastore 'ALIAS' and the source folder 'data/' on datastore 'src'"):
+        plan_transfer(source, DataTransferSpec(), datastore="ALIAS", path="data/backup", stores=same)
+    with pytest.raises(TransferError, match="would be copied to 'data/a.csv' on datastore 'alias'"):
+        plan_transfer(
+            listing("a.csv", single=True, base="data/"),
+            DataTransferSpec(),
+            datastore="alias",
+            path="data/",
+            stores=same,
+        )
+    plan = plan_transfer(source, DataTransferSpec(), datastore="other", path="data/backup", stores=same)
+    assert [c.target for c in plan.copies] == ["data/backup/a.csv"]
 
 
 def test_into_a_pipeline_data_output_everything_is_a_folder_and_old_markers_stay_behind() -> None:
