@@ -18,12 +18,15 @@ from typing import Any
 
 import pytest
 import requests
+from azure.core.exceptions import ResourceNotFoundError
 from hypothesis import HealthCheck, settings
 
 from amlpipe.core.authentication import ServicePrincipalAuthentication
 from amlpipe.core.workspace import Workspace
-from amlpipe.host.testing import HostProcess
+from amlpipe.host.testing import HostProcess, wait_for
 from shared.auth.bootstrap import bootstrap
+from shared.orchestration.files import LOG_CONTAINER, log_blob_name
+from shared.storage import StorageClients
 from tests.conftest import ROOT
 
 #: Hypothesis settings of the e2e fuzzers: bounded, and derandomized so CI runs the same cases.
@@ -81,6 +84,28 @@ class RealApp:
         """A token of a new principal with ``role``."""
         body = self.create_principal(role)
         return self.token(body["id"], body["secret"])
+
+    def step_log(self, run_id: str, step: str, attempt: int = 1) -> str:
+        """What a step's execution printed (its std_log blob); "" before it has any."""
+        with StorageClients.from_settings(self.env) as clients:
+            blob = clients.blobs.get_blob_client(LOG_CONTAINER, log_blob_name(run_id, step, attempt))
+            try:
+                return blob.download_blob().readall().decode("utf-8")
+            except ResourceNotFoundError:
+                return ""
+
+    def wait_run_ended(self, run_id: str, *, timeout: float = 90) -> dict[str, Any]:
+        """The run's REST body once it is Finished, Failed or Canceled."""
+        token = self.token()
+
+        def terminal() -> dict[str, Any] | None:
+            response = requests.get(f"{self.url}/api/PipelineRuns/{run_id}", headers=self.headers(token), timeout=30)
+            assert response.status_code == 200, response.text
+            body: dict[str, Any] = response.json()
+            return body if body["Status"]["StatusCode"] in ("Finished", "Failed", "Canceled") else None
+
+        ended: dict[str, Any] = wait_for(terminal, timeout=timeout, interval=0.2, what=f"run {run_id} to end")
+        return ended
 
     def owner(self) -> Workspace:
         """The Owner's workspace, from the bootstrapped config."""

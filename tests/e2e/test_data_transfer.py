@@ -5,19 +5,14 @@ from __future__ import annotations
 
 import uuid
 from pathlib import Path
-from typing import Any
 
 import pytest
 import requests
-from azure.core.exceptions import ResourceNotFoundError
 
 from amlpipe.core import Datastore
 from amlpipe.core.workspace import Workspace
-from amlpipe.host.testing import wait_for
 from amlpipe.pipeline.core import Pipeline, PipelineData
 from amlpipe.pipeline.steps import DataTransferStep, PythonScriptStep
-from shared.orchestration.files import LOG_CONTAINER, log_blob_name
-from shared.storage import StorageClients
 from tests.e2e.conftest import PipelinesApp
 from tests.s3_support import TEST_KEY_ID, TEST_SECRET, MotoS3
 
@@ -31,27 +26,6 @@ os.makedirs(model, exist_ok=True)
 open(os.path.join(model, "model.txt"), "w").write("+".join(rows))
 print("train saw:", rows)
 """
-
-
-def _log(app: PipelinesApp, run_id: str, step: str) -> str:
-    with StorageClients.from_settings(app.env) as clients:
-        blob = clients.blobs.get_blob_client(LOG_CONTAINER, log_blob_name(run_id, step, 1))
-        try:
-            return blob.download_blob().readall().decode("utf-8")
-        except ResourceNotFoundError:
-            return ""
-
-
-def _ended(app: PipelinesApp, run_id: str) -> dict[str, Any]:
-    token = app.token()
-
-    def terminal() -> dict[str, Any] | None:
-        response = requests.get(f"{app.url}/api/PipelineRuns/{run_id}", headers=app.headers(token), timeout=30)
-        assert response.status_code == 200, response.text
-        body: dict[str, Any] = response.json()
-        return body if body["Status"]["StatusCode"] in ("Finished", "Failed", "Canceled") else None
-
-    return wait_for(terminal, timeout=90, interval=0.2, what=f"run {run_id} to end")
 
 
 def test_data_lands_from_s3_feeds_a_script_through_get_output_and_goes_back_to_s3(
@@ -99,10 +73,10 @@ def test_data_lands_from_s3_feeds_a_script_through_get_output_and_goes_back_to_s
     assert response.status_code == 200, response.text
     run_id = str(response.json()["Id"])
 
-    body = _ended(pipelines_app, run_id)
-    assert body["Status"]["StatusCode"] == "Finished", (body["Status"], _log(pipelines_app, run_id, "land"))
-    assert "train saw: ['1,2', '3,4']" in _log(pipelines_app, run_id, "train")
-    assert "Copied 2 object(s)" in _log(pipelines_app, run_id, "land")
+    body = pipelines_app.wait_run_ended(run_id)
+    assert body["Status"]["StatusCode"] == "Finished", (body["Status"], pipelines_app.step_log(run_id, "land"))
+    assert "train saw: ['1,2', '3,4']" in pipelines_app.step_log(run_id, "train")
+    assert "Copied 2 object(s)" in pipelines_app.step_log(run_id, "land")
     exported = s3.get_object(Bucket=bucket, Key=f"models/{u}/model.txt")
     assert exported["Body"].read() == b"1,2+3,4" and exported["Metadata"] == {"amlpipe_run_id": run_id}
     s3.close()

@@ -5,19 +5,14 @@ from __future__ import annotations
 
 import uuid
 from pathlib import Path
-from typing import Any
 
 import pytest
 import requests
-from azure.core.exceptions import ResourceNotFoundError
 
 from amlpipe.core import Dataset
 from amlpipe.core.workspace import Workspace
-from amlpipe.host.testing import wait_for
 from amlpipe.pipeline.core import Pipeline, PipelineData
 from amlpipe.pipeline.steps import CommandStep, PythonScriptStep
-from shared.orchestration.files import LOG_CONTAINER, log_blob_name
-from shared.storage import StorageClients
 from tests.e2e.conftest import PipelinesApp
 
 pytestmark = pytest.mark.integration
@@ -40,27 +35,6 @@ rows = [line for path in table["tabular"]["files"] for line in open(path).read()
 summary = open(os.path.join(sys.argv[1], "summary.txt")).read()
 print("train saw rows:", rows, "separator", table["tabular"]["options"]["separator"], "summary", summary)
 """
-
-
-def _log(app: PipelinesApp, run_id: str, step: str) -> str:
-    with StorageClients.from_settings(app.env) as clients:
-        blob = clients.blobs.get_blob_client(LOG_CONTAINER, log_blob_name(run_id, step, 1))
-        try:
-            return blob.download_blob().readall().decode("utf-8")
-        except ResourceNotFoundError:
-            return ""
-
-
-def _ended(app: PipelinesApp, run_id: str) -> dict[str, Any]:
-    token = app.token()
-
-    def terminal() -> dict[str, Any] | None:
-        response = requests.get(f"{app.url}/api/PipelineRuns/{run_id}", headers=app.headers(token), timeout=30)
-        assert response.status_code == 200, response.text
-        body: dict[str, Any] = response.json()
-        return body if body["Status"]["StatusCode"] in ("Finished", "Failed", "Canceled") else None
-
-    return wait_for(terminal, timeout=90, interval=0.2, what=f"run {run_id} to end")
 
 
 def test_a_pipeline_with_dataset_inputs_and_a_command_step_finishes_and_its_scripts_see_the_data(
@@ -104,10 +78,10 @@ def test_a_pipeline_with_dataset_inputs_and_a_command_step_finishes_and_its_scri
     assert response.status_code == 200, response.text
     run_id = str(response.json()["Id"])
 
-    body = _ended(pipelines_app, run_id)
-    assert body["Status"]["StatusCode"] == "Finished", (body["Status"], _log(pipelines_app, run_id, "prep"))
-    assert "prep saw: ['a.csv', 'b.csv', 'notes/readme.txt'] hello from the datastore" in _log(
-        pipelines_app, run_id, "prep"
+    body = pipelines_app.wait_run_ended(run_id)
+    assert body["Status"]["StatusCode"] == "Finished", (body["Status"], pipelines_app.step_log(run_id, "prep"))
+    assert "prep saw: ['a.csv', 'b.csv', 'notes/readme.txt'] hello from the datastore" in pipelines_app.step_log(
+        run_id, "prep"
     )
-    trained = _log(pipelines_app, run_id, "train")
+    trained = pipelines_app.step_log(run_id, "train")
     assert "train saw rows: ['1;2', '3;4'] separator ; summary a.csv,b.csv,notes/readme.txt" in trained

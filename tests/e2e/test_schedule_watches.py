@@ -27,7 +27,6 @@ from amlpipe.host.testing import wait_for
 from amlpipe.pipeline.core import Pipeline, PipelineParameter, PublishedPipeline, Schedule
 from amlpipe.pipeline.core._run import PipelineRun
 from amlpipe.pipeline.steps import PythonScriptStep
-from shared.orchestration.files import LOG_CONTAINER, log_blob_name
 from shared.schedules.firing import FIRES_TABLE
 from tests.e2e.conftest import RealApp, real_app
 
@@ -106,13 +105,6 @@ def _data_path(app: RealApp, run: PipelineRun) -> dict[str, str]:
     return value
 
 
-def _log(app: RealApp, run: PipelineRun) -> str:
-    """What the run's step printed (its std_log blob)."""
-    service = BlobServiceClient.from_connection_string(app.env["AzureWebJobsStorage"])
-    blob = service.get_blob_client(LOG_CONTAINER, log_blob_name(run.id, "consume", 1))
-    return blob.download_blob().readall().decode("utf-8")
-
-
 def _runs(ws: Workspace, schedule: Schedule) -> list[PipelineRun]:
     return Schedule.get(ws, schedule.id).get_pipeline_runs()
 
@@ -142,7 +134,7 @@ def test_an_upload_starts_one_run_with_the_blob_as_its_datapath_and_only_new_byt
     assert _data_path(app, run) == {
         "DataStoreName": "workspaceblobstore", "RelativePath": "data/training/day1.csv",
     }  # fmt: skip
-    assert "landed: a,b" in _log(app, run)
+    assert "landed: a,b" in app.step_log(run.id, "consume")
 
     blobs.put("data/training/day1.csv", b"a,b\n1,2\n")  # the same bytes again
     blobs.put("data/training/sub/ignored.csv", b"x")  # a sub-folder: azureml does not recurse
@@ -205,7 +197,9 @@ def test_a_burst_of_uploads_within_the_debounce_window_starts_one_run(
     assert window["Status"] == "Closed"
     assert _data_path(app, run)["RelativePath"] == folder
     assert run.wait_for_completion(show_output=False, timeout_seconds=60) == "Finished"
-    assert "landed: ['part-0.csv', 'part-1.csv', 'part-2.csv', 'part-3.csv', 'part-4.csv']" in (_log(app, run))
+    assert "landed: ['part-0.csv', 'part-1.csv', 'part-2.csv', 'part-3.csv', 'part-4.csv']" in (
+        app.step_log(run.id, "consume")
+    )
     assert len(_runs(ws, schedule)) == 1
     schedule.disable()
 
@@ -227,7 +221,7 @@ def test_an_upload_to_a_registered_datastore_is_found_by_the_poller(app: RealApp
         "DataStoreName": "landing", "RelativePath": "in/new.csv",
     }  # fmt: skip
     assert run.wait_for_completion(show_output=False, timeout_seconds=60) == "Finished"
-    assert "landed: polled,1" in _log(app, run)
+    assert "landed: polled,1" in app.step_log(run.id, "consume")
     polled = Schedule.get(ws, schedule.id)
     assert polled.next_due is not None and polled.last_run_id == run.id  # the next poll shows
     schedule.disable()
