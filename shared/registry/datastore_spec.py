@@ -65,7 +65,7 @@ _SECRET_ACCESS_KEY = re.compile(r"^[\x21-\x7e]{1,1024}$")
 
 def name_problem(name: object) -> str | None:
     """Why ``name`` cannot name a datastore (azureml's rules), or None."""
-    if not isinstance(name, str) or not NAME_PATTERN.match(name):
+    if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
         return (
             f"Datastore name {name!r} is invalid: use 1-255 letters, digits and underscores"
             " (names are case-insensitive)."
@@ -125,7 +125,7 @@ class S3DatastoreSpec:
 
 def is_loopback_url(url: str) -> bool:
     """Whether ``url`` is an http(s) URL on this machine (127.0.0.1, localhost or [::1])."""
-    match = _URL.match(url)
+    match = _URL.fullmatch(url)
     return match is not None and match["host"].lower() in LOOPBACK_HOSTS
 
 
@@ -137,7 +137,7 @@ def _is_storage_endpoint(endpoint: str) -> bool:
     """
     if endpoint.lower() in AZURE_STORAGE_SUFFIXES:
         return True
-    match = _URL.match(endpoint)
+    match = _URL.fullmatch(endpoint)
     if match is None:
         return False
     host = match["host"].lower()
@@ -147,7 +147,7 @@ def _is_storage_endpoint(endpoint: str) -> bool:
         return False
     for suffix in AZURE_STORAGE_SUFFIXES:
         tail = ".blob." + suffix
-        if host.endswith(tail) and all(_HOST_LABEL.match(label) for label in host[: -len(tail)].split(".")):
+        if host.endswith(tail) and all(_HOST_LABEL.fullmatch(label) for label in host[: -len(tail)].split(".")):
             return True
     return False
 
@@ -312,14 +312,14 @@ def parse_blob_spec(body: Mapping[str, Any]) -> BlobDatastoreSpec:
     if kind != AZURE_BLOB:
         raise BadRequestError(f"'datastoreType' must be '{AZURE_BLOB}'; got {kind!r}.", target="datastoreType")
     container = _str(body, "containerName", required=True) or ""
-    if not _CONTAINER.match(container):
+    if not _CONTAINER.fullmatch(container):
         raise BadRequestError(
             f"Container name {container!r} is invalid: use 3-63 lower-case letters, digits and single hyphens,"
             " starting and ending with a letter or digit.",
             target="containerName",
         )
     account = _str(body, "accountName", required=True) or ""
-    if not _ACCOUNT.match(account):
+    if not _ACCOUNT.fullmatch(account):
         raise BadRequestError(
             f"Account name {account!r} is invalid: use 3-24 lower-case letters and digits.", target="accountName"
         )

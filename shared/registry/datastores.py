@@ -261,7 +261,7 @@ class DatastoreStore:
 
     def find(self, name: str) -> DatastoreRecord | None:
         """Datastore ``name`` (case-insensitive), or None."""
-        if not isinstance(name, str) or not NAME_PATTERN.match(name):
+        if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
             return None
         if name.lower() == DEFAULT_DATASTORE:
             return self.default()
@@ -362,7 +362,7 @@ class DatastoreStore:
             raise BadRequestError(
                 f"The built-in datastore '{DEFAULT_DATASTORE}' cannot be unregistered.", target="name"
             )
-        if isinstance(name, str) and NAME_PATTERN.match(name):
+        if isinstance(name, str) and NAME_PATTERN.fullmatch(name):
             self._table.client().delete_entity(name.lower(), ROW)
 
     def container_access(self, name: str, *, write: bool) -> ContainerAccess:

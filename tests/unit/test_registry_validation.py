@@ -39,7 +39,7 @@ def test_valid_datastore_names(name: str) -> None:
     assert datastores.name_problem(name) is None
 
 
-@pytest.mark.parametrize("name", ["", "has-dash", "has space", "x" * 256, "dots.no", 3])
+@pytest.mark.parametrize("name", ["", "has-dash", "has space", "x" * 256, "dots.no", 3, "name\n"])
 def test_invalid_datastore_names_say_the_rule(name: Any) -> None:
     assert "letters, digits and underscores" in (datastores.name_problem(name) or "")
 
@@ -100,6 +100,9 @@ BLOB = {"containerName": "training", "accountName": "myaccount", "accountKey": "
     [
         ({"containerName": "Upper"}, "containerName"),
         ({"containerName": "a--b"}, "containerName"),
+        ({"containerName": "data\n"}, "containerName"),  # "$" would let a trailing newline through
+        ({"accountName": "account\n"}, "accountName"),
+        ({"endpoint": "http://127.0.0.1:10000/devstoreaccount1\n"}, "endpoint"),
         ({"accountName": "no_underscore"}, "accountName"),
         ({"accountKey": "not base64!"}, "accountKey"),
         ({"sasToken": "sv=1"}, "sasToken"),
