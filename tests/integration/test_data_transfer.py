@@ -16,13 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 from azure.core.exceptions import ResourceModifiedError
 from botocore.exceptions import ClientError
 
 import shared.orchestration.transfer as transfer_module
 from amlpipe.host.testing import wait_for
-from shared.graph.snapshot import build_snapshot
 from shared.orchestration.files import LOG_CONTAINER, MARKER, WRITER_METADATA, log_blob_name, output_prefix
 from shared.orchestration.heartbeat import Pulse
 from shared.orchestration.messages import RunMessage
@@ -40,6 +38,7 @@ from shared.registry import DEFAULT_CONTAINER, DEFAULT_DATASTORE, WorkspaceRegis
 from shared.registry.compute import ComputeTargetStore
 from shared.registry.datastores import parse_datastore_spec
 from shared.storage import StorageClients
+from tests.integration.conftest import upload_snapshot
 from tests.s3_support import TEST_KEY_ID, TEST_SECRET, MotoS3
 
 pytestmark = pytest.mark.integration
@@ -141,18 +140,7 @@ class World:
     # -- runs
 
     def _snapshot(self, files: dict[str, str]) -> dict[str, Any]:
-        folder = self.root / f"src-{uuid.uuid4().hex[:8]}"
-        folder.mkdir(parents=True)
-        for name, text in files.items():
-            (folder / name).write_text(text)
-        snap = build_snapshot(folder)
-        ticket = self.stores.snapshots.begin_upload(snap.sha256)
-        if not ticket.exists:
-            assert ticket.upload_url is not None
-            put = requests.put(ticket.upload_url, data=snap.data, headers={"x-ms-blob-type": "BlockBlob"}, timeout=30)
-            assert put.status_code == 201
-            self.stores.snapshots.commit(snap.sha256, ticket.staging_id)
-        return {"sha256": snap.sha256, "size_bytes": snap.size_bytes}
+        return upload_snapshot(self.stores, files, self.root / f"src-{uuid.uuid4().hex[:8]}")
 
     def run(self, steps: list[dict[str, Any]]) -> tuple[PipelineRun, dict[str, StepRun]]:
         # Submitted without the registry: the worker, not submit-time validation, meets what is wrong.

@@ -12,11 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 from azure.core.exceptions import ResourceNotFoundError
 
 from shared.graph.model import PipelineDataInput
-from shared.graph.snapshot import build_snapshot
 from shared.orchestration.files import (
     LOG_CONTAINER,
     MARKER,
@@ -39,6 +37,7 @@ from shared.pipelines.stores import Stores
 from shared.registry import DEFAULT_CONTAINER, DEFAULT_DATASTORE, WorkspaceRegistry
 from shared.registry.compute import ComputeTargetStore
 from shared.storage import StorageClients, table_name
+from tests.integration.conftest import upload_snapshot
 
 pytestmark = pytest.mark.integration
 
@@ -85,18 +84,7 @@ class Pipe:
         )
 
     def snapshot(self, files: Mapping[str, str]) -> dict[str, Any]:
-        folder = self.root / f"src-{uuid.uuid4().hex[:8]}"
-        folder.mkdir(parents=True)
-        for name, text in files.items():
-            (folder / name).write_text(text)
-        snap = build_snapshot(folder)
-        ticket = self.stores.snapshots.begin_upload(snap.sha256)
-        if not ticket.exists:
-            assert ticket.upload_url is not None
-            put = requests.put(ticket.upload_url, data=snap.data, headers={"x-ms-blob-type": "BlockBlob"}, timeout=30)
-            assert put.status_code == 201
-            self.stores.snapshots.commit(snap.sha256, ticket.staging_id)
-        return {"sha256": snap.sha256, "size_bytes": snap.size_bytes}
+        return upload_snapshot(self.stores, files, self.root / f"src-{uuid.uuid4().hex[:8]}")
 
     def submit(self, graph: dict[str, Any], **body: Any) -> str:
         request = {"ExperimentName": "reuse-it", "Graph": graph, **body}
