@@ -3,6 +3,7 @@
 /api/datastores[/{name}]            GET, PUT (register a blob container or, with "datastoreType":
                                     "AmazonS3", an S3 bucket), DELETE (unregister)
 /api/datastores/{name}/sas          POST {"permission": "read"|"write"}: a short-lived container SAS (blob only)
+/api/datastores/{name}/presign      POST: presigned GET URLs of a listing page, or PUT URLs for names (S3 only)
 /api/datasets[/{name}]              GET (?version=N|latest), DELETE (every version)
 /api/datasets/{name}/versions       GET, POST (register a version)
 /api/computetargets[/{name}]        GET, PUT (create), PATCH (update, If-Match), DELETE
@@ -23,6 +24,7 @@ from shared.registry import default_registry
 from shared.registry.compute import parse_compute_spec
 from shared.registry.datasets import parse_definition, parse_metadata
 from shared.registry.datastores import parse_datastore_spec
+from shared.registry.presign import parse_presign_request, presign
 
 bp = func.Blueprint()
 
@@ -42,6 +44,10 @@ OPENAPI_ROUTES: tuple[Route, ...] = (
           "Contributor", status=204, tag="registry"),
     Route("POST", "/api/datastores/{name}/sas", "A one-hour container SAS of a blob datastore: permission read"
           " (Reader) or write (Contributor).", "Reader", request=_OBJ, response=_OBJ, tag="registry"),
+    Route("POST", "/api/datastores/{name}/presign", "One-hour presigned URLs of an S3 datastore: permission read"
+          " (Reader) lists a page of objects under prefix with a GET URL each; permission write (Contributor) signs"
+          " a PUT URL per name (If-None-Match unless overwrite).", "Reader", request=_OBJ, response=_OBJ,
+          tag="registry"),
     Route("GET", "/api/datasets", "The latest version of every dataset.", "Reader", response=_OBJ, tag="registry"),
     Route("GET", "/api/datasets/{name}", "A dataset version.", "Reader", response=_OBJ, tag="registry",
           query=(("version", "'latest' (default) or a number from 1"),)),
@@ -122,6 +128,17 @@ def datastore_sas(req: func.HttpRequest, caller: Principal) -> func.HttpResponse
         caller.require(Role.CONTRIBUTOR)
     access = default_registry().datastores.container_access(req.route_params["name"], write=permission == "write")
     return edge.json_response(access.to_json(), headers=dict(_NO_STORE))
+
+
+@bp.route(route="datastores/{name}/presign", methods=["POST"], auth_level=_ANON)
+@edge.api(Role.READER)
+def datastore_presign(req: func.HttpRequest, caller: Principal) -> func.HttpResponse:
+    """Presigned object URLs of an S3 datastore valid for an hour: read (a listing page), or (Contributor) write."""
+    request = parse_presign_request(edge.read_json_object(req))
+    if request.permission == "write":
+        caller.require(Role.CONTRIBUTOR)
+    answer = presign(default_registry().datastores, req.route_params["name"], request)
+    return edge.json_response(answer, headers=dict(_NO_STORE))
 
 
 # --- datasets -----------------------------------------------------------------------------------

@@ -6,16 +6,21 @@
     blob.download("local_copy", prefix="data/training")
     s3 = Datastore.register_s3(ws, "s3_data", "my-bucket", region="eu-west-1",
                                access_key_id=key_id, secret_access_key=secret)
+    s3.upload(src_dir="data", target_path="raw/")          # the same calls on a bucket
 
 Credentials go to the service once, at registration; they are never read back. Uploads and downloads
-move the bytes straight to and from Blob storage with a SAS the service grants for an hour (read for
-Readers, read and write for Contributors). ``register_s3`` is our addition to azureml's names: the
-service checks the bucket with the given credentials before it stores anything.
+move the bytes straight to and from storage: Blob storage with a container SAS the service grants for
+an hour, an S3 bucket with per-object URLs it signs for an hour (read for Readers, read and write for
+Contributors). ``register_s3`` is our addition to azureml's names: the service checks the bucket with
+the given credentials before it stores anything.
 """
 
 from __future__ import annotations
 
 import os
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -23,7 +28,7 @@ from azure.storage.blob import ContainerClient
 
 from amlpipe._client import api_path
 from amlpipe.core.compute import _require_service
-from amlpipe.data import _transfer
+from amlpipe.data import _s3, _transfer
 from amlpipe.data.data_reference import DataReference
 from amlpipe.exceptions import ServiceException, UserErrorException
 
@@ -234,28 +239,12 @@ def _register(workspace: Any, name: str, body: dict[str, Any]) -> Datastore:
     return Datastore._from_json(workspace, answer)
 
 
-class AzureBlobDatastore(Datastore):
-    """A blob container datastore (azureml.data.azure_storage_datastore.AzureBlobDatastore)."""
+class _FileDatastore(Datastore, ABC):
+    """What every kind of datastore does with files: upload, download, and references to its paths."""
 
-    def _load(self, body: dict[str, Any]) -> None:
-        super()._load(body)
-        self.container_name: str = body.get("containerName", "")
-        self.account_name: str = body.get("accountName", "")
-        self.protocol: str = body.get("protocol", "https")
-        self.endpoint: str = body.get("endpoint", "")
-        # azureml exposes these; the service never returns a credential.
-        self.account_key: str | None = None
-        self.sas_token: str | None = None
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(name={self.name!r}, container_name={self.container_name!r})"
-
-    def _container(self, *, write: bool) -> ContainerClient:
-        access = _require_service(self.workspace).post(
-            api_path("datastores", self.name, "sas"), {"permission": "write" if write else "read"}
-        )
-        url = access["containerUrl"] + (f"?{access['sasToken']}" if access["sasToken"] else "")
-        return ContainerClient.from_container_url(url)
+    @abstractmethod
+    def _files(self, *, write: bool, overwrite: bool = False) -> AbstractContextManager[_transfer.Files]:
+        """The datastore's files, for reading or (``write``) writing; each kind moves bytes its own way."""
 
     def upload(
         self,
@@ -264,9 +253,9 @@ class AzureBlobDatastore(Datastore):
         overwrite: bool = False,
         show_progress: bool = True,
     ) -> DataReference:
-        """Upload every file under ``src_dir`` to ``target_path`` (existing blobs kept unless ``overwrite``).
+        """Upload every file under ``src_dir`` to ``target_path`` (existing files kept unless ``overwrite``).
 
-        Inside a pipeline step each blob gets the metadata ``amlpipe_run_id=<pipeline run id>``, so the
+        Inside a pipeline step each file gets the metadata ``amlpipe_run_id=<pipeline run id>``, so the
         run's own writes do not trigger a schedule that watches this datastore.
 
         Returns:
@@ -280,8 +269,7 @@ class AzureBlobDatastore(Datastore):
         if not source.is_dir():
             raise UserErrorException(f"src_dir '{src_dir}' is not a directory.")
         files = [(f, _join(prefix, "/".join(f.relative_to(source).parts))) for f in _transfer.walk(source)]
-        with self._container(write=True) as container:
-            _transfer.upload(container, files, overwrite=overwrite, show_progress=show_progress)
+        self._upload(files, overwrite=overwrite, show_progress=show_progress)
         return self.path(prefix or None)
 
     def upload_files(
@@ -294,16 +282,19 @@ class AzureBlobDatastore(Datastore):
     ) -> DataReference:
         """Upload ``files``, named relative to ``relative_root`` (default: their common folder), under ``target_path``.
 
-        Inside a pipeline step each blob is tagged with the run, as :meth:`upload` does.
+        Inside a pipeline step each file is tagged with the run, as :meth:`upload` does.
 
         Raises:
             UserErrorException: a file is missing or outside ``relative_root``, or ``target_path`` is unsafe.
         """
         prefix = _transfer.blob_prefix(target_path, "target_path")
         pairs = [(path, _join(prefix, name)) for path, name in _transfer.relative_names(files, relative_root)]
-        with self._container(write=True) as container:
-            _transfer.upload(container, pairs, overwrite=overwrite, show_progress=show_progress)
+        self._upload(pairs, overwrite=overwrite, show_progress=show_progress)
         return self.path(prefix or None)
+
+    def _upload(self, files: list[tuple[Path, str]], *, overwrite: bool, show_progress: bool) -> None:
+        with self._files(write=True, overwrite=overwrite) as target:
+            _transfer.upload(target, files, show_progress=show_progress)
 
     def download(
         self,
@@ -312,19 +303,18 @@ class AzureBlobDatastore(Datastore):
         overwrite: bool = False,
         show_progress: bool = True,
     ) -> int:
-        """Download the blobs under ``prefix`` into ``target_path``, keeping their paths.
+        """Download the files under ``prefix`` into ``target_path``, keeping their paths.
 
         Returns:
             How many files were downloaded (existing files are kept unless ``overwrite``).
 
         Raises:
-            UserErrorException: ``prefix`` is unsafe, or a blob name would land outside ``target_path``.
+            UserErrorException: ``prefix`` is unsafe, or a name would land outside ``target_path``.
         """
         clean = _transfer.blob_prefix(prefix, "prefix")
-        with self._container(write=False) as container:
-            return _transfer.download(
-                container, Path(target_path), clean, overwrite=overwrite, show_progress=show_progress
-            )
+        with self._files(write=False) as source:
+            root = Path(target_path)
+            return _transfer.download(source, root, clean, overwrite=overwrite, show_progress=show_progress)
 
     def path(self, path: str | None = None, data_reference_name: str | None = None) -> DataReference:
         """A ``DataReference`` to ``path`` on this datastore (its root when None)."""
@@ -339,8 +329,42 @@ class AzureBlobDatastore(Datastore):
         return self.path().as_download(path_on_compute=path_on_compute)
 
 
-class AmazonS3Datastore(Datastore):
+class AzureBlobDatastore(_FileDatastore):
+    """A blob container datastore (azureml.data.azure_storage_datastore.AzureBlobDatastore).
+
+    ``upload``/``download`` move the bytes straight to and from Blob storage with a container SAS the
+    service grants for an hour.
+    """
+
+    def _load(self, body: dict[str, Any]) -> None:
+        super()._load(body)
+        self.container_name: str = body.get("containerName", "")
+        self.account_name: str = body.get("accountName", "")
+        self.protocol: str = body.get("protocol", "https")
+        self.endpoint: str = body.get("endpoint", "")
+        # azureml exposes these; the service never returns a credential.
+        self.account_key: str | None = None
+        self.sas_token: str | None = None
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r}, container_name={self.container_name!r})"
+
+    @contextmanager
+    def _files(self, *, write: bool, overwrite: bool = False) -> Iterator[_transfer.Files]:
+        access = _require_service(self.workspace).post(
+            api_path("datastores", self.name, "sas"), {"permission": "write" if write else "read"}
+        )
+        url = access["containerUrl"] + (f"?{access['sasToken']}" if access["sasToken"] else "")
+        with ContainerClient.from_container_url(url) as container:
+            yield _transfer.BlobFiles(container, overwrite=overwrite)
+
+
+class AmazonS3Datastore(_FileDatastore):
     """An S3 bucket datastore (AWS or an S3-compatible service); registered with ``Datastore.register_s3``.
+
+    ``upload``/``download`` move the bytes straight to and from the bucket with URLs the service signs
+    for an hour, one per object (the key pair never leaves the service). One uploaded file holds at
+    most 5 GiB; ``overwrite=False`` keeps existing objects with a conditional PUT (``If-None-Match``).
 
     Attributes:
         bucket_name: the bucket.
@@ -355,12 +379,22 @@ class AmazonS3Datastore(Datastore):
         self.endpoint_url: str | None = body.get("endpointUrl")
         self.region: str | None = body.get("region")
 
-    def path(self, path: str | None = None, data_reference_name: str | None = None) -> DataReference:
-        """A ``DataReference`` to ``path`` in this bucket (its root when None)."""
-        return DataReference(datastore=self, data_reference_name=data_reference_name, path_on_datastore=path)
-
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, bucket_name={self.bucket_name!r})"
+
+    @contextmanager
+    def _files(self, *, write: bool, overwrite: bool = False) -> Iterator[_s3.S3Files]:
+        files = _s3.S3Files(_require_service(self.workspace), self.name, overwrite=overwrite)
+        try:
+            yield files
+        finally:
+            files.close()
+
+    def _upload(self, files: list[tuple[Path, str]], *, overwrite: bool, show_progress: bool) -> None:
+        _s3.check_sizes(files)  # before anything is signed or sent
+        with self._files(write=True, overwrite=overwrite) as target:
+            target.prepare([name for _, name in files], _transfer.writer_metadata())  # one request per 1000
+            _transfer.upload(target, files, show_progress=show_progress)
 
 
 _TYPES: dict[str, type[Datastore]] = {"AzureBlob": AzureBlobDatastore, "AmazonS3": AmazonS3Datastore}

@@ -1,6 +1,9 @@
-"""Moving files between a folder and a blob container through a short-lived SAS URL.
+"""Moving files between a folder and a datastore: a blob container through a short-lived SAS URL, an
+S3 bucket through presigned URLs (``amlpipe.data._s3``).
 
-The bytes go straight between this machine and Blob storage; the service only hands out the SAS.
+The bytes go straight between this machine and the storage service; the service only hands out the
+SAS or the signed URLs.
+
 Every path is checked first: a ``target_path`` or ``prefix`` may not be absolute or contain ``..``,
 and a download never writes outside its folder, whatever the blob names are.
 
@@ -16,6 +19,7 @@ import posixpath
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import BinaryIO, Protocol
 
 from azure.core.exceptions import ResourceExistsError
 from azure.storage.blob import ContainerClient
@@ -71,16 +75,50 @@ def local_destination(root: Path, blob_name: str) -> Path:
     return destination
 
 
-def upload(
-    container: ContainerClient,
-    files: Sequence[tuple[Path, str]],
-    *,
-    overwrite: bool,
-    show_progress: bool,
-) -> int:
-    """Upload ``(local file, blob name)`` pairs; existing blobs are kept unless ``overwrite``.
+class Files(Protocol):
+    """Where files go to or come from: a blob container through its SAS, an S3 bucket through presigned URLs."""
 
-    Inside a pipeline step each blob is tagged with the step's pipeline run (see :func:`writer_metadata`).
+    def put(self, local: Path, name: str, metadata: Mapping[str, str] | None) -> bool:
+        """Store ``local`` as ``name``; False when it exists and is kept (no overwrite)."""
+        ...
+
+    def names(self, prefix: str) -> list[str]:
+        """Every name starting with ``prefix`` (all for ``""``)."""
+        ...
+
+    def fetch(self, name: str, out: BinaryIO) -> None:
+        """Write the bytes of ``name`` to ``out``."""
+        ...
+
+
+class BlobFiles:
+    """A blob container (through the SAS URL the service granted) as :class:`Files`."""
+
+    def __init__(self, container: ContainerClient, *, overwrite: bool = False) -> None:
+        self._container = container
+        self._overwrite = overwrite
+
+    def put(self, local: Path, name: str, metadata: Mapping[str, str] | None) -> bool:
+        with open(local, "rb") as data:
+            try:
+                self._container.upload_blob(
+                    name, data, overwrite=self._overwrite, metadata=dict(metadata) if metadata else None
+                )
+            except ResourceExistsError:
+                return False
+        return True
+
+    def names(self, prefix: str) -> list[str]:
+        return [b.name for b in self._container.list_blobs(name_starts_with=prefix or None)]
+
+    def fetch(self, name: str, out: BinaryIO) -> None:
+        self._container.download_blob(name).readinto(out)
+
+
+def upload(target: Files, files: Sequence[tuple[Path, str]], *, show_progress: bool) -> int:
+    """Upload ``(local file, name)`` pairs to ``target`` (which keeps or overwrites existing ones).
+
+    Inside a pipeline step each file is tagged with the step's pipeline run (see :func:`writer_metadata`).
 
     Returns:
         How many files were uploaded (skipped ones do not count).
@@ -91,13 +129,10 @@ def upload(
 
     def one(item: tuple[Path, str]) -> bool:
         local, name = item
-        with open(local, "rb") as data:
-            try:
-                container.upload_blob(name, data, overwrite=overwrite, metadata=metadata)
-            except ResourceExistsError:
-                if show_progress:
-                    print(f"Target already exists. Skipping upload for {name}")
-                return False
+        if not target.put(local, name, metadata):
+            if show_progress:
+                print(f"Target already exists. Skipping upload for {name}")
+            return False
         if show_progress:
             print(f"Uploading {local}")
         return True
@@ -109,8 +144,8 @@ def upload(
     return done
 
 
-def download(container: ContainerClient, root: Path, prefix: str, *, overwrite: bool, show_progress: bool) -> int:
-    """Download every blob under ``prefix`` to ``root/<blob name>``; existing files are kept unless ``overwrite``.
+def download(source: Files, root: Path, prefix: str, *, overwrite: bool, show_progress: bool) -> int:
+    """Download every file under ``prefix`` to ``root/<name>``; existing files are kept unless ``overwrite``.
 
     All names are checked before the first byte is written, so a hostile name means nothing is written.
 
@@ -119,9 +154,9 @@ def download(container: ContainerClient, root: Path, prefix: str, *, overwrite: 
     """
     root.mkdir(parents=True, exist_ok=True)
     root = root.resolve()
-    names = [b.name for b in container.list_blobs(name_starts_with=prefix or None)]
+    names = source.names(prefix)
     if prefix:
-        # "data" must not match "database/x": keep the blob itself and what is under the folder.
+        # "data" must not match "database/x": keep the file itself and what is under the folder.
         names = [n for n in names if n == prefix or n.startswith(prefix.rstrip("/") + "/")]
     planned = [(name, local_destination(root, name)) for name in names if not name.endswith("/")]
     todo = [(n, p) for n, p in planned if overwrite or not p.exists()]
@@ -133,7 +168,7 @@ def download(container: ContainerClient, root: Path, prefix: str, *, overwrite: 
         destination.parent.mkdir(parents=True, exist_ok=True)
         partial = destination.with_name(destination.name + ".amlpipe-partial")
         with open(partial, "wb") as out:
-            container.download_blob(name).readinto(out)
+            source.fetch(name, out)
         os.replace(partial, destination)  # a reader never sees half a file
 
     with ThreadPoolExecutor(max_workers=MAX_WORKERS) as pool:

@@ -17,6 +17,7 @@ from amlpipe.core import ComputeTarget, Dataset, Datastore, Workspace
 from amlpipe.core.authentication import ServicePrincipalAuthentication
 from amlpipe.core.compute import AmlCompute, ComputeTargetException
 from amlpipe.core.datastore import AmazonS3Datastore
+from amlpipe.data import _s3
 from amlpipe.data.data_reference import DataReference
 from amlpipe.exceptions import ServiceException, UserErrorException
 from amlpipe.host.testing import HostProcess
@@ -205,6 +206,149 @@ def test_an_upload_inside_a_pipeline_step_names_its_run_in_the_blobs_metadata(
         assert container.get_blob_client("writer/outside/a.csv").get_blob_properties().metadata == {}
         inside = container.get_blob_client("writer/inside/a.csv").get_blob_properties().metadata
         assert inside == {"amlpipe_run_id": run_id}
+
+
+def s3_datastore(registry: Registry, moto_s3: MotoS3, name: str) -> tuple[AmazonS3Datastore, str]:
+    """A new bucket registered as ``name`` (with a key pair), and the bucket's name."""
+    bucket = moto_s3.create_bucket("sdk")
+    datastore = Datastore.register_s3(
+        registry.contributor, name, bucket, endpoint_url=moto_s3.endpoint_url,
+        access_key_id=TEST_KEY_ID, secret_access_key=TEST_SECRET,
+    )  # fmt: skip
+    return datastore, bucket
+
+
+def bucket_objects(moto_s3: MotoS3, bucket: str) -> dict[str, bytes]:
+    client = moto_s3.client()
+    try:
+        keys = [o["Key"] for o in client.list_objects_v2(Bucket=bucket).get("Contents", [])]
+        return {key: client.get_object(Bucket=bucket, Key=key)["Body"].read() for key in keys}
+    finally:
+        client.close()
+
+
+def test_upload_and_download_go_straight_to_s3_with_urls_the_service_signs(
+    registry: Registry, moto_s3: MotoS3, tmp_path: Path
+) -> None:
+    datastore, bucket = s3_datastore(registry, moto_s3, "s3_files")
+    source = tmp_path / "src"
+    (source / "sub").mkdir(parents=True)
+    (source / "a.csv").write_text("x,y\n1,2\n")
+    (source / "sub" / "b.csv").write_text("x,y\n3,4\n")
+    reference = datastore.upload(str(source), target_path="data/round", show_progress=False)
+    assert isinstance(reference, DataReference) and reference.path_on_datastore == "data/round"
+    datastore.upload_files([str(source / "a.csv")], target_path="database", show_progress=False)
+    assert bucket_objects(moto_s3, bucket) == {
+        "data/round/a.csv": b"x,y\n1,2\n", "data/round/sub/b.csv": b"x,y\n3,4\n", "database/a.csv": b"x,y\n1,2\n",
+    }  # fmt: skip
+    # A Reader downloads; "data" is the folder data/, never database/.
+    reader_view = Datastore.get(registry.reader, "s3_files")
+    assert isinstance(reader_view, AmazonS3Datastore)
+    out = tmp_path / "out"
+    assert reader_view.download(str(out), prefix="data", show_progress=False) == 2
+    assert (out / "data" / "round" / "sub" / "b.csv").read_text() == "x,y\n3,4\n"
+    assert not (out / "database").exists()
+    assert reader_view.download(str(out), prefix="data", show_progress=False) == 0  # already there
+    # overwrite=False keeps what is in the bucket (a conditional PUT); overwrite=True replaces it.
+    (source / "a.csv").write_text("changed\n")
+    datastore.upload(str(source), target_path="data/round", show_progress=False)
+    assert bucket_objects(moto_s3, bucket)["data/round/a.csv"] == b"x,y\n1,2\n"
+    datastore.upload(str(source), target_path="data/round", overwrite=True, show_progress=False)
+    assert bucket_objects(moto_s3, bucket)["data/round/a.csv"] == b"changed\n"
+    assert reader_view.download(str(out), prefix="data/round/a.csv", overwrite=True, show_progress=False) == 1
+    assert (out / "data" / "round" / "a.csv").read_text() == "changed\n"
+    # Paths are checked before anything is signed; a Reader may not write.
+    with pytest.raises(UserErrorException, match="target_path"):
+        datastore.upload(str(source), target_path="../escape", show_progress=False)
+    with pytest.raises(UserErrorException, match="prefix"):
+        reader_view.download(str(out), prefix="../../etc", show_progress=False)
+    with pytest.raises(ServiceException) as caught:
+        reader_view.upload(str(source), target_path="nope", show_progress=False)
+    assert caught.value.status_code == 403
+    assert "nope/a.csv" not in bucket_objects(moto_s3, bucket)
+
+
+def test_s3_uploads_are_signed_and_listings_paged_in_batches(
+    registry: Registry, moto_s3: MotoS3, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    datastore, bucket = s3_datastore(registry, moto_s3, "s3_batches")
+    for index in range(5):
+        (tmp_path / "src" / f"f{index}.txt").parent.mkdir(exist_ok=True)
+        (tmp_path / "src" / f"f{index}.txt").write_text(str(index))
+    monkeypatch.setattr(_s3, "BATCH", 2)  # 5 names: three signing requests
+    monkeypatch.setattr(_s3, "PAGE", 2)  # 5 objects: three listing pages
+    run_id = str(uuid.uuid4())
+    monkeypatch.setenv("AZUREML_PIPELINE_RUN_ID", run_id)  # inside a step: the run is the writer
+    datastore.upload(str(tmp_path / "src"), target_path="many", show_progress=False)
+    assert len(bucket_objects(moto_s3, bucket)) == 5
+    client = moto_s3.client()
+    try:
+        assert client.head_object(Bucket=bucket, Key="many/f3.txt")["Metadata"] == {"amlpipe_run_id": run_id}
+    finally:
+        client.close()
+    assert datastore.download(str(tmp_path / "out"), prefix="many", show_progress=False) == 5
+    assert sorted(p.name for p in (tmp_path / "out" / "many").iterdir()) == [f"f{i}.txt" for i in range(5)]
+    # Over REST: a page at a time with its continuation token; the secret never appears.
+    first = registry.call("POST", "datastores/s3_batches/presign", token=registry.reader_token,
+                          body={"permission": "read", "prefix": "many/", "pageSize": 3})  # fmt: skip
+    assert first.status_code == 200 and first.headers["Cache-Control"] == "no-store"
+    page = first.json()
+    assert [o["name"] for o in page["objects"]] == ["many/f0.txt", "many/f1.txt", "many/f2.txt"]
+    assert page["bucketName"] == bucket and page["continuationToken"] and TEST_SECRET not in first.text
+    second = registry.call("POST", "datastores/s3_batches/presign", token=registry.reader_token, body={
+        "permission": "read", "prefix": "many/", "pageSize": 3, "continuationToken": page["continuationToken"],
+    }).json()  # fmt: skip
+    assert [o["name"] for o in second["objects"]] == ["many/f3.txt", "many/f4.txt"]
+    assert second["continuationToken"] is None
+    assert requests.get(second["objects"][0]["url"], timeout=10).content == b"3"
+
+
+@pytest.fixture(scope="module")
+def s3_checks(registry: Registry, moto_s3: MotoS3) -> AmazonS3Datastore:
+    return s3_datastore(registry, moto_s3, "s3_checks")[0]
+
+
+@pytest.mark.parametrize(
+    ("body", "target"),
+    [
+        ({"permission": "delete"}, "permission"),
+        ({"permission": "read", "names": ["a"]}, "names"),
+        ({"permission": "read", "prefix": "../etc"}, "prefix"),
+        ({"permission": "read", "pageSize": 0}, "pageSize"),
+        ({"permission": "write", "names": []}, "names"),
+        ({"permission": "write", "names": ["a/../../b"]}, "names[0]"),
+        ({"permission": "write", "names": ["ok.txt", "folder/"]}, "names[1]"),
+        ({"permission": "write", "names": ["a", "a"]}, "names"),
+        ({"permission": "write", "names": ["a"], "runId": "not-a-run"}, "runId"),
+        ({"permission": "write", "names": ["a"], "overwrite": "yes"}, "overwrite"),
+    ],
+)
+def test_a_bad_presign_request_is_a_400_naming_the_field_and_signs_nothing(
+    registry: Registry, s3_checks: AmazonS3Datastore, body: dict[str, Any], target: str
+) -> None:
+    response = registry.call("POST", "datastores/s3_checks/presign", token=registry.owner_token, body=body)
+    assert response.status_code == 400, response.text
+    assert error_of(response)["Target"] == target and "url" not in response.text
+
+
+def test_presigning_needs_an_s3_datastore_whose_bucket_answers(registry: Registry, moto_s3: MotoS3) -> None:
+    read = {"permission": "read"}
+    blob = registry.call("POST", "datastores/workspaceblobstore/presign", token=registry.reader_token, body=read)
+    assert blob.status_code == 400 and "AzureBlob" in error_of(blob)["Message"]
+    unknown = registry.call("POST", "datastores/no_such_store/presign", token=registry.reader_token, body=read)
+    assert unknown.status_code == 404
+    _, bucket = s3_datastore(registry, moto_s3, "s3_gone")
+    client = moto_s3.client()
+    try:
+        client.delete_bucket(Bucket=bucket)
+    finally:
+        client.close()
+    gone = registry.call("POST", "datastores/s3_gone/presign", token=registry.reader_token, body=read)
+    assert gone.status_code == 400 and error_of(gone)["Target"] == "name"
+    assert f"bucket '{bucket}' of datastore 's3_gone' does not exist" in error_of(gone)["Message"]
+    write = registry.call("POST", "datastores/s3_gone/presign", token=registry.reader_token,
+                          body={"permission": "write", "names": ["a.txt"]})  # fmt: skip
+    assert write.status_code == 403 and error_of(write)["Code"] == "Forbidden"
 
 
 # --- datasets -----------------------------------------------------------------------------------

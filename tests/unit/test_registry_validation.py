@@ -258,9 +258,10 @@ def test_uploads_inside_a_pipeline_step_are_tagged_with_its_run_and_outside_are_
     (tmp_path / "a.csv").write_text("1")
     container = RecordingContainer()
     monkeypatch.delenv("AZUREML_PIPELINE_RUN_ID", raising=False)
-    _transfer.upload(container, [(tmp_path / "a.csv", "outside.csv")], overwrite=True, show_progress=False)  # type: ignore[arg-type]
+    files = _transfer.BlobFiles(container, overwrite=True)  # type: ignore[arg-type]
+    _transfer.upload(files, [(tmp_path / "a.csv", "outside.csv")], show_progress=False)
     monkeypatch.setenv("AZUREML_PIPELINE_RUN_ID", "1b7e7a4c-0000-4000-8000-000000000001")
-    _transfer.upload(container, [(tmp_path / "a.csv", "inside.csv")], overwrite=True, show_progress=False)  # type: ignore[arg-type]
+    _transfer.upload(files, [(tmp_path / "a.csv", "inside.csv")], show_progress=False)
     assert container.uploads == {
         "outside.csv": None,
         "inside.csv": {"amlpipe_run_id": "1b7e7a4c-0000-4000-8000-000000000001"},

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 from botocore import UNSIGNED
 from botocore.awsrequest import AWSPreparedRequest, AWSResponse
 from botocore.exceptions import (
@@ -19,6 +21,8 @@ from botocore.exceptions import (
 )
 
 from amlpipe.core.datastore import AmazonS3Datastore, AzureBlobDatastore, Datastore
+from amlpipe.data import _s3
+from amlpipe.exceptions import ServiceException, UserErrorException
 from shared.errors import BadRequestError
 from shared.registry import s3
 from shared.registry.datastore_spec import (
@@ -29,6 +33,7 @@ from shared.registry.datastore_spec import (
     parse_s3_spec,
 )
 from shared.registry.datastores import DatastoreRecord
+from shared.registry.presign import PresignRequest, parse_presign_request
 
 KEY_ID = "AKIAUNITTESTKEY00001"
 SECRET = "unit/test+secret/abcdefghijklmnopqrstu"
@@ -352,3 +357,83 @@ def test_the_sdk_datastore_module_exports_the_s3_type() -> None:
     import amlpipe.core.datastore as module
 
     assert module.__all__ == ["AmazonS3Datastore", "AzureBlobDatastore", "Datastore"]
+
+
+# --- presigned URLs: the request rules, the SDK's size check and its messages -----------------------
+
+
+def test_a_presign_read_request_defaults_to_the_whole_bucket_one_full_page_at_a_time() -> None:
+    assert parse_presign_request({}) == PresignRequest("read", prefix="", page_size=1000)
+    request = parse_presign_request({"prefix": "./data//train/", "pageSize": 10, "continuationToken": "abc"})
+    assert (request.prefix, request.page_size, request.continuation_token) == ("data/train/", 10, "abc")
+
+
+def test_a_presign_write_request_keeps_its_names_and_the_writer_run() -> None:
+    run_id = "1b7e7a4c-0000-4000-8000-000000000001"
+    request = parse_presign_request({"permission": "write", "names": ["a.csv", "d/b.csv"], "runId": run_id})
+    assert (request.names, request.overwrite, request.run_id) == (("a.csv", "d/b.csv"), False, run_id)
+
+
+@pytest.mark.parametrize(
+    ("body", "target"),
+    [
+        ({"permission": "list"}, "permission"),
+        ({"prefix": "/etc"}, "prefix"),
+        ({"prefix": "a\\b"}, "prefix"),
+        ({"prefix": 7}, "prefix"),
+        ({"pageSize": 1001}, "pageSize"),
+        ({"pageSize": True}, "pageSize"),
+        ({"continuationToken": ""}, "continuationToken"),
+        ({"continuationToken": "a\nb"}, "continuationToken"),
+        ({"overwrite": True}, "overwrite"),  # a write field on a read
+        ({"permission": "write"}, "names"),
+        ({"permission": "write", "names": ["x"] * 1001}, "names"),
+        ({"permission": "write", "names": [""]}, "names[0]"),
+        ({"permission": "write", "names": ["a", "./b"]}, "names[1]"),
+        ({"permission": "write", "names": ["a//b"]}, "names[0]"),
+        ({"permission": "write", "names": ["é" * 600]}, "names[0]"),
+        ({"permission": "write", "names": ["a"], "runId": "1B7E7A4C-0000-4000-8000-00000000000"}, "runId"),
+        ({"permission": "write", "names": ["a"], "prefix": "x"}, "prefix"),
+    ],
+)
+def test_a_bad_presign_request_names_its_field(body: dict[str, Any], target: str) -> None:
+    with pytest.raises(BadRequestError) as caught:
+        parse_presign_request(body)
+    assert caught.value.target == target
+
+
+def test_files_over_five_gib_are_refused_before_anything_is_uploaded(tmp_path: Path) -> None:
+    small, large = tmp_path / "small.bin", tmp_path / "large.bin"
+    small.write_bytes(b"x")
+    with open(large, "wb") as handle:  # sparse: no 5 GiB written
+        handle.truncate(_s3.MAX_SINGLE_PUT + 1)
+    _s3.check_sizes([(small, "small.bin")])
+    with pytest.raises(UserErrorException, match="larger than 5 GiB"):
+        _s3.check_sizes([(small, "small.bin"), (large, "large.bin")])
+
+
+def s3_answer(status: int, body: bytes) -> requests.Response:
+    response = requests.Response()
+    response.status_code, response._content = status, body
+    response.url = "http://127.0.0.1:9/bucket/a.csv?X-Amz-Signature=deadbeef"
+    return response
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "kind", "expected"),
+    [
+        (403, b"<Error><Code>AccessDenied</Code><Message>Request has expired</Message></Error>",
+         UserErrorException, "refused to download 'a.csv' on datastore 's3_data' (AccessDenied, HTTP 403)"),
+        (404, b"<Error><Code>NoSuchKey</Code></Error>", UserErrorException, "(NoSuchKey, HTTP 404)"),
+        (503, b"<Error><Code>SlowDown</Code></Error>", ServiceException, "(SlowDown, HTTP 503)"),
+        (500, b"<html>oops", ServiceException, "the S3 service failed (HTTP 500)"),
+        (403, b"<Error><Code>Access Denied<script></Code></Error>", UserErrorException, "(HTTP 403)"),
+    ],
+)  # fmt: skip
+def test_an_s3_refusal_names_datastore_object_and_code_but_never_the_signed_url(
+    status: int, body: bytes, kind: type[Exception], expected: str
+) -> None:
+    files = _s3.S3Files(None, "s3_data")  # type: ignore[arg-type]  # no request is made
+    error = files._refused("download", "a.csv", s3_answer(status, body))
+    assert type(error) is kind and expected in str(error)
+    assert "Signature" not in str(error) and "127.0.0.1" not in str(error)
