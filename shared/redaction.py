@@ -20,14 +20,14 @@ __all__ = ["redact", "redacted_traceback"]
 #: credential (the access key id) and session token. ``=`` may be percent-encoded (a URL quoted in a URL).
 _SECRET = re.compile(
     r"(?i)(?:(?<![\w-])|(?<=%26)|(?<=%3F))"  # a parameter's start, plain or percent-encoded
-    r"(sig|X-Amz-Signature|X-Amz-Credential|X-Amz-Security-Token)(=|%3D)"
+    r"(sig|Signature|X-Amz-Signature|X-Amz-Credential|X-Amz-Security-Token)(=|%3D)"
     r"(?:(?!%26)[^&\s'\"<>),;])*"  # its value, up to the next parameter
 )
 
 
 def redact(text: str) -> str:
-    """``text`` with the value of every ``sig=``, ``X-Amz-Signature=``, ``X-Amz-Credential=`` and
-    ``X-Amz-Security-Token=`` replaced by ``REDACTED``."""
+    """``text`` with the value of every ``sig=``, ``Signature=`` (SigV2), ``X-Amz-Signature=``,
+    ``X-Amz-Credential=`` and ``X-Amz-Security-Token=`` replaced by ``REDACTED``."""
     return _SECRET.sub(lambda m: f"{m.group(1)}{m.group(2)}REDACTED", text)
 
 

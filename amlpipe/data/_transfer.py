@@ -167,8 +167,12 @@ def download(source: Files, root: Path, prefix: str, *, overwrite: bool, show_pr
         name, destination = item
         destination.parent.mkdir(parents=True, exist_ok=True)
         partial = destination.with_name(destination.name + ".amlpipe-partial")
-        with open(partial, "wb") as out:
-            source.fetch(name, out)
+        try:
+            with open(partial, "wb") as out:
+                source.fetch(name, out)
+        except BaseException:
+            partial.unlink(missing_ok=True)  # a failed download leaves nothing behind
+            raise
         os.replace(partial, destination)  # a reader never sees half a file
 
     with ThreadPoolExecutor(max_workers=MAX_WORKERS) as pool:

@@ -153,17 +153,23 @@ def _sign(access: s3.BucketAccess, operation: str, params: dict[str, Any], secon
 
 
 def _list(access: s3.BucketAccess, request: PresignRequest) -> tuple[list[dict[str, Any]], str | None]:
-    from botocore.exceptions import ClientError
+    from botocore.exceptions import BotoCoreError, ClientError
 
     options: dict[str, Any] = {"Bucket": access.bucket_name, "MaxKeys": request.page_size}
     if request.prefix:
         options["Prefix"] = request.prefix
     if request.continuation_token is not None:
         options["ContinuationToken"] = request.continuation_token
+    where = f"bucket '{access.bucket_name}' of datastore '{access.datastore}'"
     try:
         page = access.client.list_objects_v2(**options)
     except ClientError as exc:
-        raise _refused(access, exc, request) from None
+        raise _refused(where, exc, request) from None
+    except BotoCoreError as exc:  # connection, timeout: the endpoint the datastore names
+        raise BadRequestError(
+            f"Could not list the {where} ({type(exc).__name__}): check that its endpoint is reachable from the app.",
+            target="name",
+        ) from None
     folder = request.prefix.rstrip("/") + "/"
     found = [
         {"name": item["Key"], "size": item.get("Size", 0), "etag": item.get("ETag")}
@@ -171,14 +177,24 @@ def _list(access: s3.BucketAccess, request: PresignRequest) -> tuple[list[dict[s
         if not item["Key"].endswith("/")
         and (not request.prefix or item["Key"] == request.prefix or item["Key"].startswith(folder))
     ]
-    token = page.get("NextContinuationToken") if page.get("IsTruncated") else None
+    if not page.get("IsTruncated"):
+        return found, None
+    token = page.get("NextContinuationToken")
+    if not token or token == request.continuation_token:
+        # A listing that says there is more but gives no new way to it would end a download early
+        # (or loop): the service does not implement ListObjectsV2 as S3 does.
+        raise BadRequestError(
+            f"The S3 service of the {where} answered a truncated listing without a new continuation token;"
+            " it does not list as S3 does.",
+            target="name",
+        )
     return found, token
 
 
-def _refused(access: s3.BucketAccess, exc: ClientError, request: PresignRequest) -> Exception:
+def _refused(where: str, exc: ClientError, request: PresignRequest) -> BadRequestError:
+    """What the user can act on, from the error's code and status only (never the service's text)."""
     status, code = s3.error_status(exc), s3.error_code(exc)
     seen = f"HTTP {status}" if code in ("", str(status)) else f"{code}, HTTP {status}"
-    where = f"bucket '{access.bucket_name}' of datastore '{access.datastore}'"
     if code == "NoSuchBucket" or status == 404:
         return BadRequestError(f"The {where} does not exist ({seen}).", target="name")
     if status in (401, 403):
@@ -187,12 +203,21 @@ def _refused(access: s3.BucketAccess, exc: ClientError, request: PresignRequest)
             " pair that may list and read the bucket.",
             target="name",
         )
+    if status == 301 or code in ("PermanentRedirect", "AuthorizationHeaderMalformed"):
+        return BadRequestError(
+            f"The {where} is in another region than the datastore's ({seen}): register it again with its region.",
+            target="name",
+        )
     if request.continuation_token is not None and status == 400:
         return BadRequestError(
             f"continuationToken was refused by the {where} ({seen}): give the token the previous page returned.",
             target="continuationToken",
         )
-    return exc  # throttling, 5xx: the service's fault, logged, answered 500
+    if status >= 500 or code in ("SlowDown", "Throttling", "RequestTimeout"):
+        return BadRequestError(
+            f"The S3 service failed to list the {where} ({seen}) after retries; try again later.", target="name"
+        )
+    return BadRequestError(f"The S3 service refused to list the {where} ({seen}).", target="name")
 
 
 def _prefix(value: object) -> str:

@@ -107,8 +107,13 @@ def s3_client(spec: S3DatastoreSpec, *, timeouts: Timeouts = TRANSFER) -> S3Clie
         "ignore_configured_endpoint_urls": True,
         "user_agent_appid": "amlpipe",
     }
-    if spec.access_key_id is None:
-        options["signature_version"] = UNSIGNED
+    # SigV4 always: botocore would presign SigV2 URLs wherever a region still allows it, which AWS
+    # refuses for buckets created since 2020, and S3-compatible services refuse altogether.
+    options["signature_version"] = UNSIGNED if spec.access_key_id is None else "s3v4"
+    if spec.endpoint_url is None and "." not in spec.bucket_name:
+        # AWS: the bucket's regional host (a presigned URL on the global host is redirected for a new
+        # bucket, and the redirect breaks its signature). Dotted names stay path-style (TLS wildcard).
+        options["s3"] = {"addressing_style": "virtual"}
     if spec.endpoint_url is not None:
         # S3-compatible services: path-style addressing (no DNS name per bucket, and it works on IP and
         # loopback endpoints), and checksums only where the S3 API requires them (many such services

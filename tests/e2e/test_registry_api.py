@@ -238,8 +238,12 @@ def test_upload_and_download_go_straight_to_s3_with_urls_the_service_signs(
     reference = datastore.upload(str(source), target_path="data/round", show_progress=False)
     assert isinstance(reference, DataReference) and reference.path_on_datastore == "data/round"
     datastore.upload_files([str(source / "a.csv")], target_path="database", show_progress=False)
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "_SUCCESS").write_bytes(b"")
+    datastore.upload(str(tmp_path / "empty"), target_path="database", show_progress=False)
     assert bucket_objects(moto_s3, bucket) == {
         "data/round/a.csv": b"x,y\n1,2\n", "data/round/sub/b.csv": b"x,y\n3,4\n", "database/a.csv": b"x,y\n1,2\n",
+        "database/_SUCCESS": b"",
     }  # fmt: skip
     # A Reader downloads; "data" is the folder data/, never database/.
     reader_view = Datastore.get(registry.reader, "s3_files")

@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
@@ -24,7 +25,8 @@ from amlpipe.core.datastore import AmazonS3Datastore, AzureBlobDatastore, Datast
 from amlpipe.data import _s3
 from amlpipe.exceptions import ServiceException, UserErrorException
 from shared.errors import BadRequestError
-from shared.registry import s3
+from shared.redaction import redact
+from shared.registry import presign, s3
 from shared.registry.datastore_spec import (
     BlobDatastoreSpec,
     S3DatastoreSpec,
@@ -437,3 +439,35 @@ def test_an_s3_refusal_names_datastore_object_and_code_but_never_the_signed_url(
     error = files._refused("download", "a.csv", s3_answer(status, body))
     assert type(error) is kind and expected in str(error)
     assert "Signature" not in str(error) and "127.0.0.1" not in str(error)
+
+
+@pytest.mark.parametrize(
+    ("region", "endpoint", "bucket", "host"),
+    [
+        (None, None, "my-bucket", "https://my-bucket.s3.amazonaws.com/"),
+        ("eu-west-1", None, "my-bucket", "https://my-bucket.s3.eu-west-1.amazonaws.com/"),
+        ("eu-central-1", None, "my-bucket", "https://my-bucket.s3.eu-central-1.amazonaws.com/"),
+        ("us-east-1", None, "my.bucket", "https://s3.amazonaws.com/my.bucket/"),
+        (None, "https://s3.example.com", "my-bucket", "https://s3.example.com/my-bucket/"),
+        ("auto", "https://acct.r2.cloudflarestorage.com", "my-bucket", "https://acct.r2.cloudflarestorage.com/my-bucket/"),
+    ],
+)  # fmt: skip
+def test_presigned_urls_are_sigv4_on_the_buckets_own_host_with_the_condition_and_writer_signed(
+    region: str | None, endpoint: str | None, bucket: str, host: str
+) -> None:
+    spec = S3DatastoreSpec(bucket, endpoint_url=endpoint, region=region, access_key_id=KEY_ID, secret_access_key=SECRET)
+    with s3.BucketAccess("s3_data", bucket, s3.s3_client(spec)) as access:
+        url = presign._sign(
+            access, "put_object", {"Key": "a b/c.csv", "IfNoneMatch": "*", "Metadata": {"amlpipe_run_id": "r"}}, 3600
+        )
+        read = presign._sign(access, "get_object", {"Key": "a b/c.csv"}, 3600)
+    query = parse_qs(urlsplit(url).query)
+    assert url.startswith(host + "a%20b/c.csv?") and read.startswith(host)
+    assert query["X-Amz-Algorithm"] == ["AWS4-HMAC-SHA256"] and "Signature" not in query  # never SigV2
+    assert query["X-Amz-SignedHeaders"] == ["host;if-none-match;x-amz-meta-amlpipe_run_id"]
+    assert not any("checksum" in name.lower() for name in query) and SECRET not in url
+
+
+def test_a_sigv2_signature_is_redacted_too() -> None:
+    text = "GET https://b.s3.amazonaws.com/k?AWSAccessKeyId=AKIA&Expires=1&Signature=abc%2Bdef failed"
+    assert redact(text) == "GET https://b.s3.amazonaws.com/k?AWSAccessKeyId=AKIA&Expires=1&Signature=REDACTED failed"
