@@ -5,14 +5,16 @@ target such as ``steps[2].inputs[0]``). ``validate_graph`` turns them into the l
 azureml's ``Pipeline.validate()`` returns; ``check_graph`` raises :class:`GraphValidationError`.
 
 Checks that need the workspace (compute targets, datasets, datastores) run only when a
-:class:`Registry` is given; the script-in-snapshot check runs only for steps whose manifest is known.
+:class:`Registry` is given; whether a PipelineData's datastore can be written, only when it also
+answers :class:`DatastoreWrites`. The script-in-snapshot check runs only for steps whose manifest is
+known.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Collection, Iterator, Mapping
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from shared.errors import ErrorDetail, GraphValidationError
 from shared.graph.model import (
@@ -64,6 +66,17 @@ class Registry(Protocol):
 
     def has_datastore(self, name: str) -> bool:
         """Whether a datastore called ``name`` exists."""
+        ...
+
+
+@runtime_checkable
+class DatastoreWrites(Protocol):
+    """What a :class:`Registry` may also answer: whether the engine can write to a datastore (where a
+    PipelineData names it). A registry without it leaves that to the step (which then fails)."""
+
+    def datastore_write_problem(self, name: str) -> str | None:
+        """Why the engine cannot write to existing datastore ``name``, as a predicate of "datastore 'x'
+        ..." (``was registered with a SAS token; ...``), or None when it can."""
         ...
 
 
@@ -491,7 +504,7 @@ def _check_io(
             )
         names.setdefault(output.name, "output")
         if output.datastore is not None:
-            yield from _check_datastore(output.datastore, f"{where}.datastore", registry)
+            yield from _check_output_datastore(step, output.name, output.datastore, f"{where}.datastore", registry)
         if output.output_path_on_compute is not None:
             yield from _check_path(output.output_path_on_compute, f"{where}.output_path_on_compute")
 
@@ -550,6 +563,22 @@ def _check_datastore(name: str, where: str, registry: Registry | None) -> Iterat
         yield ErrorDetail(
             "UnknownDatastore",
             f"datastore {name!r} is not registered in the workspace; register it or name an existing datastore",
+            where,
+        )
+
+
+def _check_output_datastore(
+    step: Step, data_name: str, name: str, where: str, registry: Registry | None
+) -> Iterator[ErrorDetail]:
+    unknown = list(_check_datastore(name, where, registry))
+    yield from unknown
+    if unknown or not isinstance(registry, DatastoreWrites):
+        return
+    problem = registry.datastore_write_problem(name)
+    if problem is not None:
+        yield ErrorDetail(
+            "DatastoreNotWritable",
+            f"PipelineData {data_name!r} of step {step.name!r} cannot be written: datastore {name!r} {problem}",
             where,
         )
 

@@ -9,9 +9,16 @@ Blob layout (``<default>`` is the default datastore's container: the app setting
                                                                  written last: attempt and file list
     amlpipe-logs/<run id>/<step>/<attempt>/std_log.txt           stdout + stderr, appended while it runs
 
-Every blob written on the default datastore for a run (files, markers, redirects) carries the blob
+A PipelineData declared on another datastore (``PipelineData("x", datastore=s3)``: a registered blob
+container or S3 bucket) has its files there, at the same relative names
+(``dataset/<run id>/<data name>/<file>``, :func:`output_prefix`), written through
+:mod:`~shared.orchestration.objects` (streamed, atomic per object). Its completion marker stays in the
+default container all the same: engine state lives in the app's own storage, where no one else
+writes, and it names the datastore that holds the files.
+
+Every object written for a run (files, markers, redirects), on whichever datastore, carries the
 metadata ``amlpipe_run_id=<run id>`` (:data:`WRITER_METADATA`), so a datastore-watch schedule can
-tell blobs its own runs wrote from new data, and a run's outputs never trigger its schedule again.
+tell objects its own runs wrote from new data, and a run's outputs never trigger its schedule again.
 
 A reader requires the completion marker and downloads exactly the files it lists, so a consumer never
 sees a half-uploaded output, nor files left by an earlier attempt that died part-way.
@@ -22,13 +29,19 @@ name the exact data it read, and a reuse can check that the files are still the 
 
     {"attempt": 1, "files": ["a.csv"], "content": {"a.csv": {"sha256": "…", "etag": "…", "size": 12}}}
 
+An output on another datastore than the default has ``"datastore": "<its name>"`` too (a registered
+datastore's name; absent for the default datastore, as in every marker written before outputs could
+live elsewhere). The identities are those of the bytes written there: the same bytes have the same
+:attr:`OutputMarker.identity` on any datastore.
+
 A step reused from an earlier run owns no files: its marker is a *redirect* to the earlier run's
-output of the same name, carrying a copy of that output's ``files`` and ``content``::
+output of the same name, carrying a copy of that output's ``files``, ``content`` and ``datastore``::
 
     {"attempt": 0, "files": [...], "content": {...}, "source": {"run_id": "<earlier run>", "data_name": "<name>"}}
 
 Readers follow one redirect, never two, and only to ``dataset/<a GUID run id>/<the same data name>/``
-(built with :func:`output_prefix`, never taken from the marker as a path).
+(built with :func:`output_prefix`, never taken from the marker as a path), on the datastore the
+earlier run's own marker names.
 """
 
 from __future__ import annotations
@@ -38,36 +51,50 @@ import json
 import os
 import shutil
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path, PurePosixPath, PureWindowsPath
+from types import TracebackType
 from typing import Any
 
 from azure.core import MatchConditions
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from azure.storage.blob import BlobServiceClient, ContainerClient
 
-from shared.errors import AmlPipeError, BadRequestError
+from shared.errors import AmlPipeError, BadRequestError, NotFoundError
 from shared.graph.snapshot import extract_snapshot
+from shared.orchestration.objects import CHUNK, DatastoreError, ObjectStore, open_store
 from shared.pipelines._storage import LazyContainer, key
 from shared.pipelines.ids import is_guid
 from shared.pipelines.snapshots import CONTAINER as SNAPSHOT_CONTAINER
-from shared.registry.datastores import default_container
+from shared.registry.datastores import (
+    DEFAULT_DATASTORE,
+    DatastoreStore,
+    default_container,
+    name_problem,
+    write_problem,
+)
 
 __all__ = [
     "LOG_CONTAINER",
     "MARKER",
+    "SAS_MARGIN",
     "WRITER_METADATA",
     "FileIdentity",
     "LogBlob",
+    "OutputError",
     "OutputMarker",
     "OutputSource",
     "PipelineDataStore",
     "StepFiles",
+    "WritableStore",
     "log_blob_name",
+    "output_datastore",
     "output_prefix",
     "plain_etag",
     "read_marker",
+    "require_writable",
     "resolve_output",
 ]
 
@@ -77,11 +104,101 @@ MARKER = ".amlpipe-complete.json"
 #: ``amlpipe.data._transfer.WRITER_METADATA`` is the same; a unit test checks it).
 WRITER_METADATA = "amlpipe_run_id"
 _BLOCK = 4 * 1024 * 1024
+#: A registered blob datastore is written through a SAS minted for an hour; it is minted again when
+#: less than this is left, so each object read or written has at least this long.
+SAS_MARGIN = timedelta(minutes=30)
 
 
 def output_prefix(run_id: str, data_name: str) -> str:
-    """The blob prefix of PipelineData ``data_name`` of run ``run_id`` on the default datastore."""
+    """The prefix of PipelineData ``data_name`` of run ``run_id`` on its datastore (the default
+    datastore's container, or the registered datastore its PipelineData names)."""
     return f"dataset/{run_id}/{key(data_name)}/"
+
+
+def output_datastore(name: str | None) -> str | None:
+    """The datastore a completion marker names for PipelineData declared on datastore ``name``: None
+    for the default datastore (no name, or ``workspaceblobstore`` in any case), else ``name``."""
+    return None if name is None or name.lower() == DEFAULT_DATASTORE else name
+
+
+def require_writable(datastores: DatastoreStore, datastore: str) -> None:
+    """Check that the engine may write to ``datastore``, as far as its registration tells.
+
+    Raises:
+        NotFoundError: no such datastore.
+        BadRequestError: amlpipe cannot write it (:func:`shared.registry.datastores.write_problem`).
+    """
+    if datastore.lower() == DEFAULT_DATASTORE:
+        return
+    record = datastores.get(datastore)
+    problem = write_problem(record)
+    if problem is not None:
+        raise BadRequestError(f"Datastore {record.name!r} {problem}.", target=record.name)
+
+
+@dataclass
+class OutputError(BadRequestError):
+    """A PipelineData output cannot be written where its PipelineData says (not retried); the message
+    names the output and the datastore."""
+
+    code: str = "OutputNotWritable"
+    output_name: str | None = None
+    datastore: str | None = None
+
+    @classmethod
+    def of(cls, output_name: str, problem: str, *, datastore: str) -> OutputError:
+        """``Output '<name>': <problem>``, with the output as the error's target."""
+        return cls(
+            f"Output {output_name!r}: {problem}", target=output_name, output_name=output_name, datastore=datastore
+        )
+
+
+class WritableStore:
+    """A datastore's container or bucket opened for writing (:func:`~shared.orchestration.objects.open_store`),
+    opened again when the SAS it writes through (a registered blob datastore) has less than
+    :data:`SAS_MARGIN` left, so each object written has at least that long. Close it when done.
+
+    Args:
+        datastores: the workspace's datastores.
+        blobs: the app's blob service client (the default datastore's account).
+        datastore: the datastore's name.
+    """
+
+    def __init__(self, datastores: DatastoreStore, blobs: BlobServiceClient, datastore: str) -> None:
+        self._datastores = datastores
+        self._blobs = blobs
+        self.datastore = datastore
+        self._opened: tuple[ObjectStore, datetime | None] | None = None
+
+    def store(self) -> ObjectStore:
+        """The container or bucket, opened now or still valid for :data:`SAS_MARGIN`.
+
+        Raises:
+            NotFoundError: no such datastore.
+            BadRequestError: amlpipe cannot write it (:func:`shared.registry.datastores.write_problem`).
+        """
+        if self._opened is not None:
+            store, expires = self._opened
+            if expires is None or expires - datetime.now(UTC) > SAS_MARGIN:
+                return store
+            store.close()
+            self._opened = None
+        require_writable(self._datastores, self.datastore)
+        self._opened = open_store(self._datastores, self._blobs, self.datastore, writable=True)
+        return self._opened[0]
+
+    def close(self) -> None:
+        if self._opened is not None:
+            self._opened[0].close()
+            self._opened = None
+
+    def __enter__(self) -> WritableStore:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
 
 
 def execution_marker_name(run_id: str, step: str, attempt: int) -> str:
@@ -118,19 +235,28 @@ class LogBlob:
 
 
 class StepFiles:
-    """Snapshots (cached by sha under ``root``) and PipelineData on the default datastore.
+    """Snapshots (cached by sha under ``root``), PipelineData (:class:`PipelineDataStore`) and logs.
 
     Args:
         blobs: the app's blob service client.
         root: where snapshots are cached.
         settings: app settings, for the default datastore's container (default: the environment).
+        datastores: the workspace's datastores, for PipelineData on a registered datastore (see
+            :class:`PipelineDataStore`).
     """
 
-    def __init__(self, blobs: BlobServiceClient, root: Path, *, settings: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        blobs: BlobServiceClient,
+        root: Path,
+        *,
+        settings: Mapping[str, str] | None = None,
+        datastores: Callable[[], DatastoreStore] | None = None,
+    ) -> None:
         self.blobs = blobs
         self._root = root
         self._snapshots = LazyContainer(blobs, SNAPSHOT_CONTAINER)
-        self.data = PipelineDataStore(blobs, settings=settings)
+        self.data = PipelineDataStore(blobs, settings=settings, datastores=datastores)
         self._logs = LazyContainer(blobs, LOG_CONTAINER)
 
     def materialise_snapshot(self, sha256: str, dest: Path) -> None:
@@ -152,9 +278,12 @@ class StepFiles:
                 shutil.rmtree(staging, ignore_errors=True)  # gone after the rename; a leftover otherwise
         shutil.copytree(cached, dest, dirs_exist_ok=True)
 
-    def upload_output(self, run_id: str, data_name: str, folder: Path, *, attempt: int) -> list[str]:
-        """Upload ``folder`` as PipelineData ``data_name``, then its completion marker; the files."""
-        return self.data.upload(run_id, data_name, folder, attempt=attempt)
+    def upload_output(
+        self, run_id: str, data_name: str, folder: Path, *, attempt: int, datastore: str | None = None
+    ) -> list[str]:
+        """Upload ``folder`` as PipelineData ``data_name`` (on ``datastore``, None for the default), then
+        its completion marker; the files. See :meth:`PipelineDataStore.upload`."""
+        return self.data.upload(run_id, data_name, folder, attempt=attempt, datastore=datastore)
 
     def commit_execution(self, run_id: str, step: str, attempt: int) -> None:
         """Mark execution ``run_id:step:attempt`` committed: outputs, artifacts and models are all stored."""
@@ -195,12 +324,15 @@ class OutputMarker:
         files: the relative paths of its files, sorted.
         content: each file's identity; None for a marker written before identities were recorded.
         source: for a reused output, the earlier run's output it stands for; None otherwise.
+        datastore: the registered datastore holding its files (for a redirect: the source's); None for
+            the default datastore.
     """
 
     attempt: int
     files: tuple[str, ...]
     content: Mapping[str, FileIdentity] | None = None
     source: OutputSource | None = None
+    datastore: str | None = None
 
     @property
     def identity(self) -> str | None:
@@ -218,6 +350,8 @@ class OutputMarker:
             body["content"] = {name: self.content[name].to_json() for name in self.files}
         if self.source is not None:
             body["source"] = {"run_id": self.source.run_id, "data_name": self.source.data_name}
+        if self.datastore is not None:
+            body["datastore"] = self.datastore
         return json.dumps(body, separators=(",", ":")).encode("utf-8")
 
     @classmethod
@@ -225,8 +359,9 @@ class OutputMarker:
         """The marker of PipelineData ``data_name`` of run ``run_id``, checked strictly.
 
         Raises:
-            BadRequestError: it is malformed, lists an unsafe path, or redirects anywhere but to the
-                same data name of another run (deterministic: not retried).
+            BadRequestError: it is malformed (a ``datastore`` that is no valid datastore name too), lists
+                an unsafe path, or redirects anywhere but to the same data name of another run
+                (deterministic: not retried).
         """
         try:
             body = json.loads(raw)
@@ -241,31 +376,80 @@ class OutputMarker:
             files=files,
             content=_marker_content(body.get("content"), files, data_name),
             source=_marker_source(body.get("source"), run_id, data_name),
+            datastore=_marker_datastore(body.get("datastore"), data_name),
         )
 
 
 class PipelineDataStore:
-    """PipelineData outputs on the default datastore: upload, completion markers, reuse redirects.
+    """PipelineData outputs: upload (to the default datastore, or the registered one a PipelineData
+    names), completion markers and reuse redirects (always in the default datastore's container).
 
-    Every blob it writes carries ``WRITER_METADATA``: the run it was written for.
+    Every object it writes carries ``WRITER_METADATA``: the run it was written for.
 
     Args:
         blobs: the app's blob service client (the default datastore's account).
         settings: app settings (default: the environment): the container is ``AMLPIPE_DEFAULT_CONTAINER``'s.
+        datastores: gives the workspace's datastores when an output on a registered datastore is first
+            written or checked (default: ``default_registry().datastores``).
 
     Raises:
         AmlPipeError: ``AMLPIPE_DEFAULT_CONTAINER`` is not a valid container name.
     """
 
-    def __init__(self, blobs: BlobServiceClient, *, settings: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        blobs: BlobServiceClient,
+        *,
+        settings: Mapping[str, str] | None = None,
+        datastores: Callable[[], DatastoreStore] | None = None,
+    ) -> None:
         self.container_name = default_container(settings)
+        self._blobs = blobs
         self._data = LazyContainer(blobs, self.container_name)
+        self._datastores = datastores
 
-    def upload(self, run_id: str, data_name: str, folder: Path, *, attempt: int) -> list[str]:
-        """Upload ``folder`` as PipelineData ``data_name``, then its completion marker; the files."""
+    def upload(
+        self, run_id: str, data_name: str, folder: Path, *, attempt: int, datastore: str | None = None
+    ) -> list[str]:
+        """Upload ``folder`` as PipelineData ``data_name`` on ``datastore`` (None or
+        ``workspaceblobstore``: the default), then its completion marker; the files.
+
+        Writes overwrite, and the marker comes last: a retried or redelivered execution may upload the
+        same output again, and one that fails part-way leaves no marker (no consumer sees a partial
+        output; readers take exactly the files the marker lists).
+
+        Raises:
+            OutputError: the datastore cannot be written as registered (unregistered, a SAS token, no
+                container or bucket, refused credentials): not retried.
+            AzureError, botocore errors: storage faults (retryable).
+        """
+        files = _regular_files(folder)
+        target = output_datastore(datastore)
+        if target is None:
+            content = self._upload_default(run_id, data_name, folder, files)
+        else:
+            content = self._upload_to(target, run_id, data_name, folder, files)
+        marker = OutputMarker(attempt=attempt, files=tuple(files), content=content, datastore=target)
+        self.complete(run_id, data_name, marker)
+        return files
+
+    def check_output(self, data_name: str, datastore: str | None) -> None:
+        """Check, before a step runs, that its PipelineData ``data_name`` can be written to ``datastore``
+        (None: the default) as far as the datastore's registration tells.
+
+        Raises:
+            OutputError: it cannot (not retried).
+        """
+        target = output_datastore(datastore)
+        if target is not None:
+            try:
+                require_writable(self._registry(), target)
+            except (NotFoundError, BadRequestError) as exc:
+                raise _unwritable(data_name, target, exc) from exc
+
+    def _upload_default(self, run_id: str, data_name: str, folder: Path, files: list[str]) -> dict[str, FileIdentity]:
         container = self._data.client()
         prefix = output_prefix(run_id, data_name)
-        files = _regular_files(folder)
         writer = {WRITER_METADATA: run_id}
         content: dict[str, FileIdentity] = {}
         for rel in files:
@@ -273,12 +457,39 @@ class PipelineDataStore:
             with open(folder / rel, "rb") as handle:
                 meta = container.get_blob_client(prefix + rel).upload_blob(handle, overwrite=True, metadata=writer)
             content[rel] = FileIdentity(sha256=digest, etag=plain_etag(meta.get("etag")), size=size)
-        self.complete(run_id, data_name, OutputMarker(attempt=attempt, files=tuple(files), content=content))
-        return files
+        return content
+
+    def _upload_to(
+        self, datastore: str, run_id: str, data_name: str, folder: Path, files: list[str]
+    ) -> dict[str, FileIdentity]:
+        """Stream each file to ``datastore`` under :func:`output_prefix`: the identities of what was written."""
+        prefix = output_prefix(run_id, data_name)
+        writer = {WRITER_METADATA: run_id}
+        content: dict[str, FileIdentity] = {}
+        with WritableStore(self._registry(), self._blobs, datastore) as opened:
+
+            def store() -> ObjectStore:
+                try:
+                    return opened.store()
+                except (NotFoundError, BadRequestError) as exc:
+                    raise _unwritable(data_name, datastore, exc) from exc
+
+            try:
+                first = store()
+                # A missing container or bucket, or refused credentials, fail before anything is written.
+                if not first.exists(path=prefix, writing=True):
+                    problem = f"cannot write {first.where(prefix)}: the {first.kind} does not exist."
+                    raise OutputError.of(data_name, problem, datastore=datastore)
+                for rel in files:
+                    content[rel] = _write_file(store(), prefix + rel, folder / rel, writer)
+            except DatastoreError as exc:
+                raise OutputError.of(data_name, exc.message, datastore=datastore) from exc
+        return content
 
     def complete(self, run_id: str, data_name: str, marker: OutputMarker) -> None:
         """Write the completion marker of PipelineData ``data_name`` of ``run_id``: call it only once
-        every file it lists is stored under :func:`output_prefix` (from then on consumers read them)."""
+        every file it lists is stored under :func:`output_prefix` on ``marker.datastore`` (from then
+        on consumers read them)."""
         self._data.client().upload_blob(
             output_prefix(run_id, data_name) + MARKER,
             marker.to_bytes(),
@@ -300,20 +511,47 @@ class PipelineDataStore:
 
     def intact(self, run_id: str, data_name: str, marker: OutputMarker) -> bool:
         """Whether every file ``marker`` (a marker of ``run_id``'s own output) lists is still there,
-        unmodified: one listing of the prefix, ETags compared. A redirect, or a marker without
-        identities, is never intact: only an output with known content can be reused."""
+        unmodified, on the datastore it names: one listing of the prefix, ETags compared. A redirect,
+        or a marker without identities, is never intact: only an output with known content can be
+        reused. Neither is an output on a datastore that can no longer be read as registered
+        (unregistered, a SAS token, its container or bucket gone, its credential refused).
+
+        Raises:
+            AzureError, botocore errors: storage faults (the answer is unknown).
+        """
         if marker.source is not None or marker.content is None:
             return False
         prefix = output_prefix(run_id, data_name)
-        found = {
-            blob.name[len(prefix) :]: plain_etag(blob.etag)
-            for blob in self._data.client().list_blobs(name_starts_with=prefix)
-        }
+        if marker.datastore is None:
+            found = {
+                blob.name[len(prefix) :]: plain_etag(blob.etag)
+                for blob in self._data.client().list_blobs(name_starts_with=prefix)
+            }
+        else:
+            listed = self._listing(marker.datastore, prefix)
+            if listed is None:
+                return False
+            found = listed
         return all(found.get(rel) == marker.content[rel].etag for rel in marker.files)
+
+    def _listing(self, datastore: str, prefix: str) -> dict[str, str] | None:
+        """Name under ``prefix`` → plain ETag of every object of ``datastore`` there; None when the
+        datastore cannot be read as registered."""
+        try:
+            store, _ = open_store(self._registry(), self._blobs, datastore)
+        except (NotFoundError, BadRequestError):
+            return None
+        try:
+            return {found.name[len(prefix) :]: plain_etag(found.etag) for found in store.list(prefix)}
+        except DatastoreError:
+            return None
+        finally:
+            store.close()
 
     def write_redirect(self, run_id: str, data_name: str, source_run_id: str, source: OutputMarker) -> None:
         """Make PipelineData ``data_name`` of ``run_id`` stand for the same output of ``source_run_id``
-        (whose marker is ``source``). Idempotent: the redirect depends only on its arguments.
+        (whose marker is ``source``), on the datastore that holds it. Idempotent: the redirect depends
+        only on its arguments.
 
         Raises:
             BadRequestError: ``source`` is itself a redirect, or the source is this run.
@@ -325,6 +563,7 @@ class PipelineDataStore:
             files=source.files,
             content=source.content,
             source=OutputSource(run_id=source_run_id, data_name=data_name),
+            datastore=source.datastore,
         )
         self._data.client().upload_blob(
             output_prefix(run_id, data_name) + MARKER,
@@ -332,6 +571,13 @@ class PipelineDataStore:
             overwrite=True,
             metadata={WRITER_METADATA: run_id},
         )
+
+    def _registry(self) -> DatastoreStore:
+        if self._datastores is None:
+            from shared.registry import default_registry
+
+            return default_registry().datastores
+        return self._datastores()
 
 
 def read_marker(container: ContainerClient, run_id: str, data_name: str) -> OutputMarker | None:
@@ -350,11 +596,11 @@ def read_marker(container: ContainerClient, run_id: str, data_name: str) -> Outp
 
 
 def resolve_output(container: ContainerClient, run_id: str, data_name: str) -> tuple[str, OutputMarker]:
-    """The run whose blobs hold PipelineData ``data_name`` of ``run_id``, and that run's own marker.
+    """The run whose objects hold PipelineData ``data_name`` of ``run_id``, and that run's own marker.
 
     A reused step's output is a redirect to an earlier run's: every reader of PipelineData goes
-    through here, so it reads the earlier run's files (``output_prefix(owner, data_name)``), exactly
-    those the returned marker lists.
+    through here, so it reads the earlier run's files (``output_prefix(owner, data_name)`` on the
+    returned marker's ``datastore``, the default datastore when None), exactly those it lists.
 
     Raises:
         AmlPipeError: the output was not completed (yet: retryable).
@@ -379,6 +625,28 @@ def resolve_output(container: ContainerClient, run_id: str, data_name: str) -> t
     if found.source is not None:
         raise BadRequestError(f"PipelineData {data_name!r} of run {run_id} redirects to a redirect.", target=data_name)
     return source.run_id, found
+
+
+def _unwritable(data_name: str, datastore: str, exc: AmlPipeError) -> OutputError:
+    return OutputError.of(data_name, f"datastore {datastore!r} cannot be written: {exc.message}", datastore=datastore)
+
+
+def _write_file(store: ObjectStore, name: str, path: Path, metadata: Mapping[str, str]) -> FileIdentity:
+    """Stream file ``path`` into object ``name`` of ``store`` (a few chunks in memory, never the file),
+    hashing the bytes on their way: the identity of what was written."""
+    digest = hashlib.sha256()
+    count = 0
+
+    def chunks() -> Iterator[bytes]:
+        nonlocal count
+        with open(path, "rb") as handle:
+            while chunk := handle.read(CHUNK):
+                digest.update(chunk)
+                count += len(chunk)
+                yield chunk
+
+    written = store.write(name, chunks(), size=path.stat().st_size, metadata=metadata)
+    return FileIdentity(sha256=digest.hexdigest(), etag=plain_etag(written), size=count)
 
 
 def _sha256_of(path: Path) -> tuple[str, int]:
@@ -425,6 +693,16 @@ def _marker_content(raw: object, files: tuple[str, ...], data_name: str) -> dict
             raise _malformed(data_name)
         content[name] = FileIdentity(sha256=sha, etag=etag, size=size)
     return content
+
+
+def _marker_datastore(raw: object, data_name: str) -> str | None:
+    """A marker's ``datastore``: absent (the default datastore), or a datastore name by the registry's
+    rules (the default's own name means the default). It is only ever looked up in the registry."""
+    if raw is None:
+        return None
+    if not isinstance(raw, str) or name_problem(raw) is not None:
+        raise _malformed(data_name)
+    return output_datastore(raw)
 
 
 def _marker_source(raw: object, run_id: str, data_name: str) -> OutputSource | None:

@@ -6,7 +6,8 @@ an S3 bucket, read alike through :mod:`~shared.orchestration.objects`:
     DatasetInput            the registered dataset's paths (version None = the latest at execution)
     DataReferenceInput      datastore + path_on_datastore (a file, a folder, or the root when None)
     DataPathParameterInput  the run's value of a ``datapath`` parameter (assigned, else the default)
-    PipelineDataInput       the files a producer's completion marker lists (a reuse redirect followed)
+    PipelineDataInput       the files a producer's completion marker lists (a reuse redirect followed),
+                            on the datastore the marker names (the default datastore when none)
 
 A path is a blob (a file), a folder (every blob under ``path/``), or a glob: ``*`` and ``?`` match
 within a segment, ``**`` any number of segments. Listing comes first and yields :class:`BlobRef` s
@@ -47,7 +48,7 @@ import os
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from types import TracebackType
 from typing import Any, Literal
@@ -67,7 +68,7 @@ from shared.graph.model import (
 )
 from shared.graph.validate import path_problem
 from shared.orchestration.datapaths import common_base, glob_base, glob_pattern, is_glob, parent_of, unsafe_relative
-from shared.orchestration.files import output_prefix, plain_etag, resolve_output
+from shared.orchestration.files import SAS_MARGIN, output_prefix, plain_etag, resolve_output
 from shared.orchestration.objects import DatastoreError, ObjectStore, Problem, open_store
 from shared.orchestration.run_context import input_entry
 from shared.pipelines._storage import key
@@ -94,9 +95,6 @@ InputType = Literal["File", "Tabular", "PipelineData", "DataReference", "DataPat
 
 #: Top-level names of the work folder that belong to the worker: no path_on_compute may reach into them.
 _RESERVED = frozenset({"src", "inputs", "outputs", ".amlpipe"})
-#: A SAS is minted again when it has less than this left (a long download or copy outlives one): an
-#: object's read then has at least this long (a SAS that expires during one is a retryable fault).
-_SAS_MARGIN = timedelta(minutes=30)
 
 
 @dataclass
@@ -212,7 +210,7 @@ class DataAccess:
         """
         slot = (datastore.lower(), writable)
         found = self._open.get(slot)
-        if found is not None and (found[1] is None or found[1] - datetime.now(UTC) > _SAS_MARGIN):
+        if found is not None and (found[1] is None or found[1] - datetime.now(UTC) > SAS_MARGIN):
             return found[0]
         try:
             opened = open_store(self.registry.datastores, self._blobs, datastore, writable=writable)
@@ -418,15 +416,16 @@ def _unreadable(exc: DatastoreError, objects: ObjectStore, where: str, input_nam
 
 def _list_pipeline_data(access: DataAccess, item: PipelineDataInput, run_id: str) -> tuple[BlobRef, ...]:
     """The files of a completed PipelineData: exactly those its completion marker lists, in the run
-    that holds them (a reused producer's marker redirects to an earlier run's output)."""
-    objects = access.store(DEFAULT_DATASTORE, input_name=item.name)
-    store = objects.datastore
+    that holds them (a reused producer's marker redirects to an earlier run's output), on the
+    datastore that marker names. Markers are always in the default datastore's container."""
     try:
         # AmlPipeError (not completed) stays a retryable fault of ours: the producer is recorded
         # Finished only after its marker is written, so the user did nothing wrong.
         owner, marker = resolve_output(access.default_container(), run_id, item.pipeline_data)
     except BadRequestError as exc:
-        raise InputError.of(item.name, exc.message, datastore=store) from exc
+        raise InputError.of(item.name, exc.message, datastore=DEFAULT_DATASTORE) from exc
+    objects = access.store(marker.datastore or DEFAULT_DATASTORE, input_name=item.name)
+    store = objects.datastore
     prefix = output_prefix(owner, item.pipeline_data)
     where = f"PipelineData {item.pipeline_data!r} of run {owner} (datastore {store!r})"
     listed = {n: (etag, size) for n, etag, size in _listed(objects, prefix, where=where, input_name=item.name)}

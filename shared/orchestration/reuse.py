@@ -18,8 +18,11 @@ Table ``amlpipereuse`` (plus ``AMLPIPE_TABLE_PREFIX``):
 
 Index rows are created, never replaced (a duplicate report creates nothing new); lineage rows are
 replaced ETag-guarded and only by a later execution. Candidates are tried newest first; one whose
-outputs are gone or were modified is removed from the index. Only Finished executions are indexed:
-a Failed or Canceled one never is, a reused step is not (the execution it reused already is).
+outputs are gone or were modified, or are not on the datastore the step's PipelineData names now
+(outputs were written to the default datastore before they could live elsewhere), is removed from
+the index. An output on a registered datastore is checked there (its files' ETags). Only Finished
+executions are indexed: a Failed or Canceled one never is, a reused step is not (the execution it
+reused already is).
 
 Inputs count by content. A PipelineData input's identity is its completion marker's (files and
 their sha256). A dataset, data reference or datapath input's identity comes from an
@@ -51,7 +54,7 @@ from shared.graph.model import (
     PipelineGraph,
     Step,
 )
-from shared.orchestration.files import OutputMarker, PipelineDataStore
+from shared.orchestration.files import OutputMarker, PipelineDataStore, output_datastore
 from shared.orchestration.fingerprint import Fingerprint, explain_miss, fingerprint, parameter_values
 from shared.orchestration.inputs import DataAccess, datapath_values, list_input
 from shared.orchestration.state import execution_key
@@ -268,6 +271,18 @@ class ReuseIndex:
         log.info("Lineage of step %r in %r kept changing; left as it is.", step, experiment)
 
 
+def _same_datastore(first: str | None, second: str | None) -> bool:
+    """Whether two datastore names (None: the default) name one datastore (names are case-insensitive)."""
+    return (first or "").lower() == (second or "").lower()
+
+
+def _storage_fault(exc: Exception) -> bool:
+    """Whether ``exc`` is a storage fault (Azure's, or botocore's for an S3 datastore): retryable."""
+    from botocore.exceptions import BotoCoreError, ClientError  # imported when needed: cold starts
+
+    return isinstance(exc, AzureError | BotoCoreError | ClientError)
+
+
 def _lineage_from(e: Any) -> Lineage | None:
     try:
         parts = json.loads(e.get("Parts") or "")
@@ -328,9 +343,12 @@ class Reuser:
         registry: WorkspaceRegistry | None = None,
     ) -> Reuser:
         """A reuser on ``clients``' tables and blobs; inputs identified by :class:`DatastoreInputIdentity`
-        (on ``registry``, default the app's) unless ``input_identity`` is given."""
+        (on ``registry``, default the app's) unless ``input_identity`` is given; outputs on registered
+        datastores checked through ``registry``'s datastores (default the app's)."""
         identity = input_identity or DatastoreInputIdentity(clients.blobs, registry)
-        return cls(ReuseIndex(clients.tables), PipelineDataStore(clients.blobs), input_identity=identity)
+        datastores = None if registry is None else (lambda: registry.datastores)
+        data = PipelineDataStore(clients.blobs, datastores=datastores)
+        return cls(ReuseIndex(clients.tables), data, input_identity=identity)
 
     def decide(self, run: PipelineRun, graph: PipelineGraph, step: Step, rows: Mapping[str, StepRun]) -> ReuseDecision:
         """Whether ``step`` of ``run`` (ready: its upstream steps Finished) can reuse an earlier execution.
@@ -376,7 +394,17 @@ class Reuser:
         for candidate in self._index.candidates(found.key):
             if candidate.run_id == run.id:
                 continue
-            sources = self._intact_outputs(candidate, step)
+            try:
+                sources = self._intact_outputs(candidate, step)
+            except Exception as exc:
+                if not _storage_fault(exc):
+                    raise
+                # Unknown, not gone: the candidate stays indexed, and this step runs.
+                log.warning("Checking the outputs of %s failed: %s", candidate.execution, redact(str(exc)))
+                return ReuseDecision(
+                    f"Not reused: the outputs of run {candidate.run_id} could not be checked ({type(exc).__name__}).",
+                    found,
+                )
             if sources is None:
                 log.info("Dropping %s from the reuse index: its outputs are gone or changed.", candidate.execution)
                 self._index.discard(candidate)
@@ -397,13 +425,17 @@ class Reuser:
         return ReuseDecision(explain_miss(step.name, found.stored_parts(), last.parts, last.run_id), found)
 
     def _intact_outputs(self, candidate: Candidate, step: Step) -> dict[str, OutputMarker] | None:
+        """The candidate's output markers if every output is intact on the datastore ``step`` names for
+        it; None otherwise (the candidate can never be reused)."""
         sources: dict[str, OutputMarker] = {}
         for output in step.outputs:
             try:
                 marker = self._data.read_marker(candidate.run_id, output.name)
             except BadRequestError:
                 return None
-            if marker is None or not self._data.intact(candidate.run_id, output.name, marker):
+            if marker is None or not _same_datastore(marker.datastore, output_datastore(output.datastore)):
+                return None
+            if not self._data.intact(candidate.run_id, output.name, marker):
                 return None
             sources[output.name] = marker
         return sources

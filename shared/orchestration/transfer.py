@@ -3,7 +3,8 @@
 A ``data_transfer`` step runs no script. Its single input is the source (a data reference, a
 datapath parameter, a dataset or an upstream PipelineData); its destination is
 ``data_transfer.destination`` (a datastore and path) or its single PipelineData output, on the
-default datastore. Either end may be a blob container or an S3 bucket
+datastore that PipelineData names (the default datastore when none; its completion marker is in the
+default container either way). Either end may be a blob container or an S3 bucket
 (:mod:`~shared.orchestration.objects`)::
 
     plan = plan_transfer(listing, spec, datastore="s3_data", path="backup/")   # pure: what goes where
@@ -38,7 +39,6 @@ import logging
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 
 from azure.storage.blob import BlobServiceClient
 
@@ -59,11 +59,13 @@ from shared.orchestration.files import (
     FileIdentity,
     OutputMarker,
     PipelineDataStore,
+    WritableStore,
+    output_datastore,
     output_prefix,
     plain_etag,
 )
 from shared.orchestration.inputs import DataAccess, InputListing, list_input
-from shared.orchestration.objects import DatastoreError, ObjectStore, open_store
+from shared.orchestration.objects import DatastoreError, ObjectStore
 from shared.registry.datastores import AMAZON_S3, DEFAULT_DATASTORE, DatastoreRecord
 
 __all__ = [
@@ -81,9 +83,6 @@ __all__ = [
 
 log = logging.getLogger("amlpipe.transfer")
 
-#: A destination's SAS is minted again when it has less than this left (a long copy outlives one): an
-#: object's copy then has at least this long (a SAS that expires during one is a retryable fault).
-_SAS_MARGIN = timedelta(minutes=30)
 #: Objects named one by one in the step's log; past this, only the count.
 _LOGGED_OBJECTS = 200
 #: Lines of copied objects appended to the log at once.
@@ -339,8 +338,9 @@ def run_transfer(
     listing = list_input(item, access=access, run_id=run_id, datapaths=datapaths)
     spec = definition.data_transfer or DataTransferSpec()
     output = definition.outputs[0].name if definition.outputs else None
+    on = output_datastore(definition.outputs[0].datastore) if definition.outputs else None
     if output is not None:
-        datastore, path = DEFAULT_DATASTORE, output_prefix(run_id, output)
+        datastore, path = on or DEFAULT_DATASTORE, output_prefix(run_id, output)
     elif spec.destination is not None:
         datastore, path = spec.destination.datastore, spec.destination.path_on_datastore or ""
     else:
@@ -387,7 +387,7 @@ def run_transfer(
     if output is not None:
         check()  # the marker makes the output visible: only while the execution is still this one's
         files = tuple(sorted(content))
-        data.complete(run_id, output, OutputMarker(attempt=attempt, files=files, content=content))
+        data.complete(run_id, output, OutputMarker(attempt=attempt, files=files, content=content, datastore=on))
     seconds = time.perf_counter() - began
     say(f"Copied {len(plan.copies)} object(s), {total} bytes, in {seconds:.1f} s.")
     return TransferReport(len(plan.copies), total, seconds, listing.identity())
@@ -397,26 +397,17 @@ class _Destination:
     """The destination's container or bucket, opened writable, its SAS minted again near expiry."""
 
     def __init__(self, access: DataAccess, blobs: BlobServiceClient, datastore: str, path: str) -> None:
-        self._access = access
-        self._blobs = blobs
+        self._writable = WritableStore(access.registry.datastores, blobs, datastore)
         self._datastore = datastore
         self._path = path
-        self._opened: tuple[ObjectStore, datetime | None] | None = None
 
     def store(self) -> ObjectStore:
-        if self._opened is not None:
-            store, expires = self._opened
-            if expires is None or expires - datetime.now(UTC) > _SAS_MARGIN:
-                return store
-            store.close()
-            self._opened = None
         try:
-            self._opened = open_store(self._access.registry.datastores, self._blobs, self._datastore, writable=True)
+            return self._writable.store()
         except (NotFoundError, BadRequestError) as exc:
             raise TransferError(
                 f"Destination: datastore {self._datastore!r} cannot be written: {exc.message}", target="destination"
             ) from exc
-        return self._opened[0]
 
     def __enter__(self) -> _Destination:
         try:
@@ -439,9 +430,7 @@ class _Destination:
         self.close()
 
     def close(self) -> None:
-        if self._opened is not None:
-            self._opened[0].close()
-            self._opened = None
+        self._writable.close()
 
 
 def _size_mismatch(source: ObjectStore, name: str, size: int, read: str) -> AmlPipeError:

@@ -22,9 +22,12 @@
    write ``HeartbeatAt`` on the step row, ETag-guarded; a lost write means someone else wrote the
    row: a cancel request (stop the process: SIGTERM, SIGKILL after a grace, record Canceled) or the
    watchdog moving the step on (stop the process, record nothing).
-5. Exit 0: upload the outputs (completion marker last), then Running → Finished; otherwise
-   Running → Failed with the last lines of stderr. Both guarded; a lost write is re-read and retried
-   while the row is still this execution's and Running.
+5. Exit 0: upload the outputs, each to the datastore its PipelineData names (completion marker last,
+   in the default container), then Running → Finished; otherwise Running → Failed with the last
+   lines of stderr. Both guarded; a lost write is re-read and retried while the row is still this
+   execution's and Running. An output that cannot be written where its PipelineData says fails the
+   step without retry: a datastore that is not registered, or registered with a SAS token, before
+   the script runs; a bucket or container that is gone, or a credential refused, when written.
 6. Return the report for the orchestrator (``amlpipe-runs``), which the trigger sends.
 7. Crash recovery. A worker killed mid-step leaves the step Running and its message in the queue,
    which the host delivers again once the message lease expires. If the row's heartbeat is older
@@ -130,7 +133,7 @@ class StepWorker:
         self._stores = stores
         self._registry = registry
         self._root = root or Path(tempfile.gettempdir()) / "amlpipe-worker"
-        self._files = StepFiles(blobs, self._root)
+        self._files = StepFiles(blobs, self._root, datastores=lambda: self._workspace().datastores)
         self._blobs = blobs
         self._steps = steps
         self._settings = settings or OrchestrationSettings.from_env()
@@ -330,6 +333,8 @@ class StepWorker:
         check_runnable(definition)
         if definition.kind == "data_transfer":
             return self._transfer(run, step, definition, graph, pulse, resume=resume)
+        for output in definition.outputs:  # a datastore that can never be written fails before the script runs
+            self._files.data.check_output(output.name, output.datastore)
         began = time.perf_counter()
         src = work / "src"
         shutil.rmtree(work, ignore_errors=True)
@@ -417,7 +422,9 @@ class StepWorker:
         for output in definition.outputs:
             if not pulse.alive:
                 return _stopped(pulse)
-            self._files.upload_output(run.id, output.name, data[output.name], attempt=step.attempt)
+            self._files.upload_output(
+                run.id, output.name, data[output.name], attempt=step.attempt, datastore=output.datastore
+            )
         if not pulse.alive:
             return _stopped(pulse)
         committed = journal.commit(src)

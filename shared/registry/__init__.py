@@ -27,6 +27,7 @@ from shared.registry.datastores import (
     DatastoreRecord,
     DatastoreStore,
     default_container,
+    write_problem,
 )
 
 __all__ = [
@@ -46,7 +47,7 @@ __all__ = [
 
 
 class WorkspaceRegistry:
-    """The three stores of one storage account; implements ``shared.graph.validate.Registry``.
+    """The three stores of one storage account; implements ``shared.graph.validate.Registry`` and ``DatastoreWrites``.
 
     Args:
         tables: the account's table service client (the caller owns it).
@@ -72,6 +73,11 @@ class WorkspaceRegistry:
     def has_datastore(self, name: str) -> bool:
         """Whether ``name`` is ``workspaceblobstore`` or a registered datastore (case-insensitive)."""
         return self.datastores.exists(name)
+
+    def datastore_write_problem(self, name: str) -> str | None:
+        """Why the engine cannot write PipelineData to datastore ``name`` (``shared.graph.validate.DatastoreWrites``),
+        or None when it can."""
+        return write_problem(self.datastores.find(name))
 
 
 _default: dict[str, WorkspaceRegistry] = {}

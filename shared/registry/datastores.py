@@ -216,6 +216,31 @@ def _record(entity: Any, etag: str | None = None) -> DatastoreRecord:
     )
 
 
+def write_problem(record: DatastoreRecord | None) -> str | None:
+    """Why the engine cannot write to datastore ``record`` (None: not registered), as a predicate of
+    "datastore 'x' ..." (``was registered with a SAS token; ...``), or None when its registration
+    allows it (its credential is tried when it is written).
+
+    A blob datastore registered with a SAS token cannot be written (amlpipe writes to registered
+    containers through SAS tokens it mints from the account key, and never uses or hands out the
+    registered token), nor one registered without a credential (anonymous access to a blob container is
+    read-only). An S3 datastore may always be: even without a key pair, a bucket's policy may allow
+    anonymous writes.
+    """
+    if record is None:
+        return "is not registered in the workspace"
+    if record.is_default or record.datastore_type != AZURE_BLOB:
+        return None
+    if record.credential_type == "Sas":
+        return "was registered with a SAS token; amlpipe writes only to blob datastores registered with account_key"
+    if record.credential_type == "None":
+        return (
+            "was registered without a credential (anonymous access to a blob container is read-only);"
+            " amlpipe writes only to blob datastores registered with account_key"
+        )
+    return None
+
+
 class DatastoreStore:
     """Register, read, list and unregister datastores; mint SAS URLs for blob datastores and hand out
     clients of S3 datastores' buckets.

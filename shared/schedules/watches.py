@@ -103,8 +103,9 @@ WINDOW_CAP = 10
 POLL_OVERLAP = timedelta(seconds=5)
 #: A debounce window still open this long after its quiet period is closed by the poller's timer.
 OVERDUE_AFTER = timedelta(minutes=1)
-#: On the default datastore, PipelineData outputs live under this prefix: a watch of the whole
-#: container (recursive, no folder) does not fire for them. Watching a folder under it explicitly does.
+#: PipelineData outputs live under ``dataset/<run id>/`` on whichever datastore their PipelineData
+#: names: a watch of the whole datastore (recursive, no folder) does not fire for them. Watching a
+#: folder under it explicitly does; the user's own ``dataset/<anything but a run id>/`` is seen.
 INTERNAL_PREFIX = "dataset/"
 
 UNCHANGED = "Unchanged"
@@ -159,8 +160,8 @@ def watches(trigger: DataStoreTrigger, name: str) -> bool:
 
     The watched folder is ``path_on_datastore`` (the root when None). A blob directly in it matches;
     one in a sub-folder only when ``recursive``. ``path_on_datastore`` naming the blob itself matches.
-    amlpipe's own files never match: completion markers, and PipelineData outputs (``dataset/``) on
-    the default datastore unless a folder under ``dataset/`` is watched explicitly.
+    amlpipe's own files never match: completion markers, and PipelineData outputs
+    (``dataset/<run id>/...``, on any datastore) unless a folder under ``dataset/`` is watched explicitly.
     """
     if not name or name.endswith("/") or name.rsplit("/", 1)[-1] == MARKER:
         return False
@@ -175,7 +176,13 @@ def watches(trigger: DataStoreTrigger, name: str) -> bool:
         return True
     if not trigger.recursive:
         return False
-    return bool(folder) or not trigger.on_default_datastore or not name.startswith(INTERNAL_PREFIX)
+    return bool(folder) or not _pipeline_data(name)
+
+
+def _pipeline_data(name: str) -> bool:
+    """Whether blob ``name`` is a PipelineData output's file: ``dataset/<run id>/<data name>/...``."""
+    parts = name.split("/", 2)
+    return len(parts) == 3 and f"{parts[0]}/" == INTERNAL_PREFIX and is_guid(parts[1])
 
 
 @dataclass(frozen=True)

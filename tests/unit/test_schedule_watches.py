@@ -19,6 +19,7 @@ from shared.schedules.watches import WindowMessage, parse_schedule_message, watc
 
 NOW = datetime(2026, 11, 26, 12, 0, 0, 654000, tzinfo=UTC)
 ID = "22222222-2222-4222-8222-222222222222"
+RUN = "1b7e7a4c-0000-4000-8000-000000000001"  # a pipeline run id
 
 
 @pytest.mark.parametrize(
@@ -35,8 +36,9 @@ ID = "22222222-2222-4222-8222-222222222222"
         (None, False, "a.csv", True),
         (None, False, "data/a.csv", False),
         (None, True, "data/a.csv", True),
-        (None, True, "dataset/1b2c/out/a.csv", False),  # PipelineData outputs on the default datastore
-        ("dataset/1b2c", True, "dataset/1b2c/out/a.csv", True),  # ...unless watched explicitly
+        (None, True, f"dataset/{RUN}/out/a.csv", False),  # PipelineData outputs (dataset/<run id>/)
+        (f"dataset/{RUN}", True, f"dataset/{RUN}/out/a.csv", True),  # ...unless watched explicitly
+        (None, True, "dataset/2026/a.csv", True),  # the user's own dataset/ folder
     ],
 )
 def test_a_trigger_watches_its_folder_and_sub_folders_only_when_recursive(
@@ -46,10 +48,11 @@ def test_a_trigger_watches_its_folder_and_sub_folders_only_when_recursive(
     assert watches(trigger, name) is expected
 
 
-def test_a_root_watch_of_a_registered_datastore_sees_its_dataset_folder() -> None:
-    # Only the default datastore holds PipelineData outputs; elsewhere dataset/ is the user's.
+def test_a_root_watch_of_a_registered_datastore_skips_pipeline_data_outputs_written_there() -> None:
+    # A PipelineData may name any datastore: its files land under dataset/<run id>/ there too.
     trigger = DataStoreTrigger("landing", recursive=True)
-    assert not trigger.on_default_datastore and watches(trigger, "dataset/2026/a.csv")
+    assert not trigger.on_default_datastore and not watches(trigger, f"dataset/{RUN}/model/m.pkl")
+    assert watches(trigger, "dataset/2026/a.csv")
     assert DataStoreTrigger("WorkspaceBlobStore").on_default_datastore
 
 
