@@ -21,6 +21,7 @@ to every cold start.
 from __future__ import annotations
 
 import re
+import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
@@ -28,6 +29,7 @@ from shared.errors import BadRequestError
 from shared.registry.datastore_spec import DEFAULT_S3_REGION, S3DatastoreSpec
 
 if TYPE_CHECKING:
+    import boto3.session
     from botocore.exceptions import BotoCoreError, ClientError
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_s3.literals import BucketLocationConstraintType
@@ -93,8 +95,17 @@ class BucketAccess:
         self.close()
 
 
+_SESSION_LOCK = threading.Lock()
+_session: boto3.session.Session | None = None
+
+
 def s3_client(spec: S3DatastoreSpec, *, timeouts: Timeouts = TRANSFER) -> S3Client:
-    """A boto3 S3 client for ``spec``'s endpoint, region and key pair (unsigned requests without one)."""
+    """A boto3 S3 client for ``spec``'s endpoint, region and key pair (unsigned requests without one).
+
+    Clients come from one process-wide boto3 session (its loaded service model makes a client ~3 ms
+    instead of ~130 ms); the key pair is the client's own, so clients of different datastores never
+    share credentials.
+    """
     import boto3.session
     from botocore import UNSIGNED
     from botocore.config import Config
@@ -121,12 +132,18 @@ def s3_client(spec: S3DatastoreSpec, *, timeouts: Timeouts = TRANSFER) -> S3Clie
         options["s3"] = {"addressing_style": "path"}
         options["request_checksum_calculation"] = "when_required"
         options["response_checksum_validation"] = "when_required"
-    session = boto3.session.Session(
-        aws_access_key_id=spec.access_key_id,
-        aws_secret_access_key=spec.secret_access_key,
-        region_name=spec.signing_region,
-    )
-    return session.client("s3", endpoint_url=spec.endpoint_url, config=Config(**options))
+    with _SESSION_LOCK:  # a boto3 session is not thread-safe; one shared session loads S3's model once
+        global _session
+        if _session is None:
+            _session = boto3.session.Session()
+        return _session.client(
+            "s3",
+            endpoint_url=spec.endpoint_url,
+            region_name=spec.signing_region,
+            aws_access_key_id=spec.access_key_id,
+            aws_secret_access_key=spec.secret_access_key,
+            config=Config(**options),
+        )
 
 
 def check_bucket(datastore: str, spec: S3DatastoreSpec) -> None:

@@ -305,6 +305,22 @@ def test_a_client_without_a_key_pair_sends_unsigned_requests_not_the_apps_identi
     assert request.url == "https://my-bucket.s3.amazonaws.com/"  # AWS, us-east-1: not the app's endpoint or region
 
 
+def test_clients_of_two_datastores_from_the_shared_session_each_sign_with_their_own_key(ambient_aws: None) -> None:
+    other_key = "AKIAOTHERDATASTORE01"
+    first = s3.s3_client(S3DatastoreSpec("bucket-one", "https://s3.example.com", None, KEY_ID, SECRET))
+    second = s3.s3_client(S3DatastoreSpec("bucket-two", "https://s3.example.com", None, other_key, "other-secret"))
+    anonymous = s3.s3_client(S3DatastoreSpec("bucket-three", "https://s3.example.com"))
+    assert (
+        f"Credential={KEY_ID}/"
+        in sent(first, lambda c: c.head_bucket(Bucket="bucket-one")).headers["Authorization"].decode()
+    )
+    assert (
+        f"Credential={other_key}/"
+        in sent(second, lambda c: c.head_bucket(Bucket="bucket-two")).headers["Authorization"].decode()
+    )
+    assert "Authorization" not in sent(anonymous, lambda c: c.head_bucket(Bucket="bucket-three")).headers
+
+
 def test_clients_have_bounded_timeouts_and_standard_retries() -> None:
     spec = S3DatastoreSpec("my-bucket", None, "eu-west-1", KEY_ID, SECRET)
     for timeouts in (s3.CHECK, s3.TRANSFER):
