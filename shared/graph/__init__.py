@@ -9,7 +9,7 @@ from shared.graph.model import (
     graph_json_schema,
     parse_graph,
 )
-from shared.graph.validate import Registry, check_graph, find_problems, validate_graph
+from shared.graph.validate import Registry, check_graph, check_output_datastores, find_problems, validate_graph
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -17,6 +17,7 @@ __all__ = [
     "Registry",
     "Step",
     "check_graph",
+    "check_output_datastores",
     "find_problems",
     "graph_json_schema",
     "parse_graph",

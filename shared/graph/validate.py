@@ -142,6 +142,31 @@ def check_graph(
         )
 
 
+def check_output_datastores(graph: PipelineGraph, registry: Registry) -> None:
+    """Raise when a PipelineData of ``graph`` names a datastore that is gone or that the engine cannot
+    write *now*: run at every submission of a stored graph (a published pipeline, an endpoint, a
+    schedule's fire), whose datastores may have been unregistered or re-registered since it was checked.
+
+    Raises:
+        GraphValidationError: one :class:`ErrorDetail` per such output, targeted at its ``datastore``.
+    """
+    problems = [
+        problem
+        for i, step in enumerate(graph.steps)
+        for j, output in enumerate(step.outputs)
+        if output.datastore is not None
+        for problem in _check_output_datastore(
+            step, output.name, output.datastore, f"steps[{i}].outputs[{j}].datastore", registry
+        )
+    ]
+    if problems:
+        raise GraphValidationError(
+            f"The pipeline cannot run: {len(problems)} output(s) cannot be stored. First: {problems[0].message}",
+            target="graph",
+            details=problems,
+        )
+
+
 def find_problems(
     graph: PipelineGraph,
     registry: Registry | None = None,

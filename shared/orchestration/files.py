@@ -64,7 +64,7 @@ from azure.storage.blob import BlobServiceClient, ContainerClient
 
 from shared.errors import AmlPipeError, BadRequestError, NotFoundError
 from shared.graph.snapshot import extract_snapshot
-from shared.orchestration.objects import CHUNK, DatastoreError, ObjectStore, open_store
+from shared.orchestration.objects import CHUNK, DatastoreError, ObjectStore, Problem, open_store
 from shared.pipelines._storage import LazyContainer, key
 from shared.pipelines.ids import is_guid
 from shared.pipelines.snapshots import CONTAINER as SNAPSHOT_CONTAINER
@@ -84,6 +84,8 @@ __all__ = [
     "FileIdentity",
     "LogBlob",
     "OutputError",
+    "OutputStopped",
+    "OutputUncheckable",
     "OutputMarker",
     "OutputSource",
     "PipelineDataStore",
@@ -151,6 +153,18 @@ class OutputError(BadRequestError):
         return cls(
             f"Output {output_name!r}: {problem}", target=output_name, output_name=output_name, datastore=datastore
         )
+
+
+class OutputStopped(Exception):
+    """An upload stopped because its execution lost its claim (taken over, canceled): nothing more written."""
+
+    def __init__(self, data_name: str) -> None:
+        super().__init__(f"The upload of PipelineData {data_name!r} stopped: the execution is no longer this one's.")
+
+
+class OutputUncheckable(AmlPipeError):
+    """Whether an output's files are still there cannot be told now (its datastore's registration or
+    credential refuses reading): not the same as gone."""
 
 
 class WritableStore:
@@ -279,11 +293,18 @@ class StepFiles:
         shutil.copytree(cached, dest, dirs_exist_ok=True)
 
     def upload_output(
-        self, run_id: str, data_name: str, folder: Path, *, attempt: int, datastore: str | None = None
+        self,
+        run_id: str,
+        data_name: str,
+        folder: Path,
+        *,
+        attempt: int,
+        datastore: str | None = None,
+        alive: Callable[[], bool] = lambda: True,
     ) -> list[str]:
         """Upload ``folder`` as PipelineData ``data_name`` (on ``datastore``, None for the default), then
         its completion marker; the files. See :meth:`PipelineDataStore.upload`."""
-        return self.data.upload(run_id, data_name, folder, attempt=attempt, datastore=datastore)
+        return self.data.upload(run_id, data_name, folder, attempt=attempt, datastore=datastore, alive=alive)
 
     def commit_execution(self, run_id: str, step: str, attempt: int) -> None:
         """Mark execution ``run_id:step:attempt`` committed: outputs, artifacts and models are all stored."""
@@ -409,16 +430,26 @@ class PipelineDataStore:
         self._datastores = datastores
 
     def upload(
-        self, run_id: str, data_name: str, folder: Path, *, attempt: int, datastore: str | None = None
+        self,
+        run_id: str,
+        data_name: str,
+        folder: Path,
+        *,
+        attempt: int,
+        datastore: str | None = None,
+        alive: Callable[[], bool] = lambda: True,
     ) -> list[str]:
         """Upload ``folder`` as PipelineData ``data_name`` on ``datastore`` (None or
         ``workspaceblobstore``: the default), then its completion marker; the files.
 
         Writes overwrite, and the marker comes last: a retried or redelivered execution may upload the
         same output again, and one that fails part-way leaves no marker (no consumer sees a partial
-        output; readers take exactly the files the marker lists).
+        output; readers take exactly the files the marker lists). ``alive`` is asked before each file
+        and before the marker: an execution that lost its claim meanwhile (taken over, canceled) stops
+        there, so it never publishes over its successor's marker.
 
         Raises:
+            OutputStopped: ``alive()`` turned False: nothing more was written.
             OutputError: the datastore cannot be written as registered (unregistered, a SAS token, no
                 container or bucket, refused credentials): not retried.
             AzureError, botocore errors: storage faults (retryable).
@@ -426,33 +457,50 @@ class PipelineDataStore:
         files = _regular_files(folder)
         target = output_datastore(datastore)
         if target is None:
-            content = self._upload_default(run_id, data_name, folder, files)
+            content = self._upload_default(run_id, data_name, folder, files, alive)
         else:
-            content = self._upload_to(target, run_id, data_name, folder, files)
+            content = self._upload_to(target, run_id, data_name, folder, files, alive)
+        if not alive():
+            raise OutputStopped(data_name)
         marker = OutputMarker(attempt=attempt, files=tuple(files), content=content, datastore=target)
         self.complete(run_id, data_name, marker)
         return files
 
-    def check_output(self, data_name: str, datastore: str | None) -> None:
+    def check_output(self, run_id: str, data_name: str, datastore: str | None) -> None:
         """Check, before a step runs, that its PipelineData ``data_name`` can be written to ``datastore``
-        (None: the default) as far as the datastore's registration tells.
+        (None: the default): its registration allows it, and its container or bucket answers to its
+        credential (one request), so a long script does not run for an output it cannot store.
 
         Raises:
             OutputError: it cannot (not retried).
+            AzureError, botocore errors: storage faults (retryable).
         """
         target = output_datastore(datastore)
-        if target is not None:
-            try:
-                require_writable(self._registry(), target)
-            except (NotFoundError, BadRequestError) as exc:
-                raise _unwritable(data_name, target, exc) from exc
+        if target is None:
+            return
+        prefix = output_prefix(run_id, data_name)
+        try:
+            require_writable(self._registry(), target)
+            with WritableStore(self._registry(), self._blobs, target) as opened:
+                store = opened.store()
+                if not store.exists(path=prefix, writing=True):
+                    problem = f"cannot write {store.where(prefix)}: the {store.kind} does not exist."
+                    raise OutputError.of(data_name, problem, datastore=target)
+        except (NotFoundError, BadRequestError) as exc:
+            if isinstance(exc, OutputError):
+                raise
+            raise _unwritable(data_name, target, exc) from exc
 
-    def _upload_default(self, run_id: str, data_name: str, folder: Path, files: list[str]) -> dict[str, FileIdentity]:
+    def _upload_default(
+        self, run_id: str, data_name: str, folder: Path, files: list[str], alive: Callable[[], bool]
+    ) -> dict[str, FileIdentity]:
         container = self._data.client()
         prefix = output_prefix(run_id, data_name)
         writer = {WRITER_METADATA: run_id}
         content: dict[str, FileIdentity] = {}
         for rel in files:
+            if not alive():
+                raise OutputStopped(data_name)
             digest, size = _sha256_of(folder / rel)
             with open(folder / rel, "rb") as handle:
                 meta = container.get_blob_client(prefix + rel).upload_blob(handle, overwrite=True, metadata=writer)
@@ -460,7 +508,7 @@ class PipelineDataStore:
         return content
 
     def _upload_to(
-        self, datastore: str, run_id: str, data_name: str, folder: Path, files: list[str]
+        self, datastore: str, run_id: str, data_name: str, folder: Path, files: list[str], alive: Callable[[], bool]
     ) -> dict[str, FileIdentity]:
         """Stream each file to ``datastore`` under :func:`output_prefix`: the identities of what was written."""
         prefix = output_prefix(run_id, data_name)
@@ -481,6 +529,8 @@ class PipelineDataStore:
                     problem = f"cannot write {first.where(prefix)}: the {first.kind} does not exist."
                     raise OutputError.of(data_name, problem, datastore=datastore)
                 for rel in files:
+                    if not alive():
+                        raise OutputStopped(data_name)
                     content[rel] = _write_file(store(), prefix + rel, folder / rel, writer)
             except DatastoreError as exc:
                 raise OutputError.of(data_name, exc.message, datastore=datastore) from exc
@@ -513,11 +563,12 @@ class PipelineDataStore:
         """Whether every file ``marker`` (a marker of ``run_id``'s own output) lists is still there,
         unmodified, on the datastore it names: one listing of the prefix, ETags compared. A redirect,
         or a marker without identities, is never intact: only an output with known content can be
-        reused. Neither is an output on a datastore that can no longer be read as registered
-        (unregistered, a SAS token, its container or bucket gone, its credential refused).
+        reused. Neither is an output whose container or bucket is gone.
 
         Raises:
             AzureError, botocore errors: storage faults (the answer is unknown).
+            OutputUncheckable: the datastore cannot be read as registered now (unregistered, a SAS
+                token, a refused credential): the answer is unknown, the execution is not gone.
         """
         if marker.source is not None or marker.content is None:
             return False
@@ -535,16 +586,23 @@ class PipelineDataStore:
         return all(found.get(rel) == marker.content[rel].etag for rel in marker.files)
 
     def _listing(self, datastore: str, prefix: str) -> dict[str, str] | None:
-        """Name under ``prefix`` → plain ETag of every object of ``datastore`` there; None when the
-        datastore cannot be read as registered."""
+        """Name under ``prefix`` → plain ETag of every object of ``datastore`` there; None when its
+        container or bucket is gone (so are the files).
+
+        Raises:
+            OutputUncheckable: the datastore cannot be read as registered now (unregistered, a SAS
+                token, a refused credential): whether the files are there is unknown.
+        """
         try:
             store, _ = open_store(self._registry(), self._blobs, datastore)
-        except (NotFoundError, BadRequestError):
-            return None
+        except (NotFoundError, BadRequestError) as exc:
+            raise OutputUncheckable(f"datastore {datastore!r} cannot be read: {exc.message}") from None
         try:
             return {found.name[len(prefix) :]: plain_etag(found.etag) for found in store.list(prefix)}
-        except DatastoreError:
-            return None
+        except DatastoreError as exc:
+            if exc.problem is Problem.MISSING_STORE:
+                return None
+            raise OutputUncheckable(f"datastore {datastore!r} cannot be read ({exc.problem})") from None
         finally:
             store.close()
 
@@ -628,7 +686,8 @@ def resolve_output(container: ContainerClient, run_id: str, data_name: str) -> t
 
 
 def _unwritable(data_name: str, datastore: str, exc: AmlPipeError) -> OutputError:
-    return OutputError.of(data_name, f"datastore {datastore!r} cannot be written: {exc.message}", datastore=datastore)
+    """``Output '<name>': Datastore '<datastore>' ...``: the registry's message names the datastore."""
+    return OutputError.of(data_name, exc.message, datastore=datastore)
 
 
 def _write_file(store: ObjectStore, name: str, path: Path, metadata: Mapping[str, str]) -> FileIdentity:
@@ -646,6 +705,11 @@ def _write_file(store: ObjectStore, name: str, path: Path, metadata: Mapping[str
                 yield chunk
 
     written = store.write(name, chunks(), size=path.stat().st_size, metadata=metadata)
+    if not written:  # a service that answers no ETag to a write: read it back (consumers check it)
+        stored = store.get(name)
+        written = stored.etag if stored is not None else None
+    if not written:
+        raise AmlPipeError(f"The {store.kind} of datastore {store.datastore!r} gave no ETag for {name!r}.")
     return FileIdentity(sha256=digest.hexdigest(), etag=plain_etag(written), size=count)
 
 

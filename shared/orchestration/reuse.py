@@ -54,7 +54,7 @@ from shared.graph.model import (
     PipelineGraph,
     Step,
 )
-from shared.orchestration.files import OutputMarker, PipelineDataStore, output_datastore
+from shared.orchestration.files import OutputMarker, OutputUncheckable, PipelineDataStore, output_datastore
 from shared.orchestration.fingerprint import Fingerprint, explain_miss, fingerprint, parameter_values
 from shared.orchestration.inputs import DataAccess, datapath_values, list_input
 from shared.orchestration.state import execution_key
@@ -397,7 +397,7 @@ class Reuser:
             try:
                 sources = self._intact_outputs(candidate, step)
             except Exception as exc:
-                if not _storage_fault(exc):
+                if not (_storage_fault(exc) or isinstance(exc, OutputUncheckable)):
                     raise
                 # Unknown, not gone: the candidate stays indexed, and this step runs.
                 log.warning("Checking the outputs of %s failed: %s", candidate.execution, redact(str(exc)))

@@ -26,15 +26,17 @@
    in the default container), then Running → Finished; otherwise Running → Failed with the last
    lines of stderr. Both guarded; a lost write is re-read and retried while the row is still this
    execution's and Running. An output that cannot be written where its PipelineData says fails the
-   step without retry: a datastore that is not registered, or registered with a SAS token, before
-   the script runs; a bucket or container that is gone, or a credential refused, when written.
+   step without retry, found before the script runs (a datastore not registered or registered with
+   a SAS token, a bucket or container that is gone, a credential refused) or, if it changes
+   meanwhile, when written. An upload asks the heartbeat before each file and before the marker: an
+   execution taken over meanwhile stops there and never publishes over its successor's marker.
 6. Return the report for the orchestrator (``amlpipe-runs``), which the trigger sends.
 7. Crash recovery. A worker killed mid-step leaves the step Running and its message in the queue,
    which the host delivers again once the message lease expires. If the row's heartbeat is older
    than three heartbeat periods the worker is gone: the new delivery takes the execution over (a
-   guarded Running → Running write, so only one delivery wins) and runs it again — or, if every
-   output of the step carries this attempt's completion marker, recognises it as done and records
-   Finished without running it. If the heartbeat is still fresh the old worker may be alive: the
+   guarded Running → Running write, so only one delivery wins) and runs it again — or, if the
+   attempt's execution marker (written after every output, artifact and model) is there, recognises
+   it as done and records Finished without running it. If the heartbeat is still fresh the old worker may be alive: the
    message is sent again, invisible until the heartbeat would be stale, and this delivery ends.
    The takeover writes a new ``StartTime``: the claim's fencing token. A worker that sees another
    ``StartTime`` on its row stops its process and records nothing; a worker whose heartbeats have
@@ -64,7 +66,7 @@ from azure.storage.blob import BlobServiceClient
 from shared.errors import AmlPipeError, BadRequestError, NotFoundError
 from shared.graph.model import PipelineDataInput, PipelineGraph, Step
 from shared.orchestration.actions import Event
-from shared.orchestration.files import LogBlob, StepFiles, log_blob_name
+from shared.orchestration.files import LogBlob, OutputStopped, StepFiles, log_blob_name
 from shared.orchestration.fingerprint import INPUT_PART_PREFIX, input_part, parameter_values
 from shared.orchestration.heartbeat import Heartbeat, Pulse, same_claim
 from shared.orchestration.inputs import DataAccess, LocalInput, datapath_values, materialise_inputs
@@ -333,8 +335,8 @@ class StepWorker:
         check_runnable(definition)
         if definition.kind == "data_transfer":
             return self._transfer(run, step, definition, graph, pulse, resume=resume)
-        for output in definition.outputs:  # a datastore that can never be written fails before the script runs
-            self._files.data.check_output(output.name, output.datastore)
+        for output in definition.outputs:  # a datastore that cannot be written fails before the script runs
+            self._files.data.check_output(run.id, output.name, output.datastore)
         began = time.perf_counter()
         src = work / "src"
         shutil.rmtree(work, ignore_errors=True)
@@ -420,11 +422,17 @@ class StepWorker:
         takeover record the step Finished without running it again.
         """
         for output in definition.outputs:
-            if not pulse.alive:
+            try:
+                self._files.upload_output(
+                    run.id,
+                    output.name,
+                    data[output.name],
+                    attempt=step.attempt,
+                    datastore=output.datastore,
+                    alive=lambda: pulse.alive,
+                )
+            except OutputStopped:
                 return _stopped(pulse)
-            self._files.upload_output(
-                run.id, output.name, data[output.name], attempt=step.attempt, datastore=output.datastore
-            )
         if not pulse.alive:
             return _stopped(pulse)
         committed = journal.commit(src)

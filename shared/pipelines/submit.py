@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from shared.errors import BadRequestError
-from shared.graph import PipelineGraph, Registry
+from shared.graph import PipelineGraph, Registry, check_output_datastores
 from shared.pipelines._storage import utcnow
 from shared.pipelines.assignments import Submission, check_assigned_datastores, parse_submission, resolve_parameters
 from shared.pipelines.endpoints import PipelineEndpoint
@@ -134,6 +134,8 @@ def _start(
     scalars, paths = resolve_parameters(graph, submission.parameter_assignments, submission.data_path_assignments)
     if registry is not None:
         check_assigned_datastores(paths, submission.data_path_assignments, registry.has_datastore)
+        if graph_id is not None:  # a stored graph: its output datastores may have changed since it was checked
+            check_output_datastores(graph, registry)
     if submission.parent_run_id is not None:
         if not is_guid(submission.parent_run_id):
             raise BadRequestError("ParentRunId must be the id of a pipeline run.", target="ParentRunId")

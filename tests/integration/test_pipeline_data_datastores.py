@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,19 +23,21 @@ from shared.errors import GraphValidationError
 from shared.orchestration.files import (
     MARKER,
     WRITER_METADATA,
+    OutputStopped,
+    OutputUncheckable,
     PipelineDataStore,
     output_prefix,
     plain_etag,
 )
 from shared.orchestration.objects import S3Objects, open_store
 from shared.orchestration.reuse import ReuseIndex
-from shared.pipelines import submit
+from shared.pipelines import publish, submit
 from shared.pipelines.runs import StepStatus
 from shared.registry import DEFAULT_CONTAINER, DEFAULT_DATASTORE, WorkspaceRegistry
 from shared.registry.datastores import parse_datastore_spec
 from tests.integration import test_data_transfer
 from tests.integration.conftest import upload_snapshot
-from tests.integration.test_data_transfer import World, finished, transfer
+from tests.integration.test_data_transfer import AZURITE_KEY, World, finished, transfer
 
 pytestmark = pytest.mark.integration
 
@@ -298,9 +301,7 @@ def test_a_blob_datastore_the_engine_cannot_write_fails_the_producer_without_ret
     run, steps = world.run([produce(scripts, "readonly"), consume(scripts)])  # not checked at submission
     assert run.status.value == "Failed"
     assert steps["produce"].status is StepStatus.FAILED and not steps["produce"].retryable
-    assert steps["produce"].reason == (
-        f"Output 'model': datastore 'readonly' cannot be written: Datastore 'readonly' {problem}"
-    )
+    assert steps["produce"].reason == f"Output 'model': Datastore 'readonly' {problem}"
     assert world.marker(run.id, "model") is None
     assert world.get("readonly", output_prefix(run.id, "model")) == {}
     assert world.log(run.id, "produce") == ""  # refused before the script ran
@@ -318,6 +319,7 @@ def test_wrong_credentials_fail_the_producer_without_retry_naming_the_datastore_
         " may write there."
     )
     assert world.marker(run.id, "model") is None
+    assert world.log(run.id, "produce") == ""  # found before the script ran, not after its work
 
 
 def test_a_missing_bucket_fails_the_producer_before_anything_is_written(world: World, scripts: dict[str, Any]) -> None:
@@ -330,6 +332,7 @@ def test_a_missing_bucket_fails_the_producer_before_anything_is_written(world: W
         f"Output 'model': cannot write path '{output_prefix(run.id, 'model')}' on datastore 's3gone'"
         f" (bucket '{gone}'): the bucket does not exist."
     )
+    assert world.log(run.id, "produce") == ""  # found before the script ran
 
 
 def test_an_upload_that_fails_part_way_publishes_no_output(
@@ -378,9 +381,10 @@ def test_uploading_an_output_again_overwrites_its_files_and_its_marker(world: Wo
     prefix = output_prefix(run_id, "model")
     assert world.get("s3dst", prefix)[prefix + "a.txt"] == (b"second", {WRITER_METADATA: run_id})
     assert data.intact(run_id, "model", marker)
-    # An output on a datastore that is no longer registered cannot be reused.
+    # A datastore that is no longer registered cannot tell: unknown, not gone (the execution stays indexed).
     world.registry.datastores.unregister("s3dst")
-    assert not data.intact(run_id, "model", marker)
+    with pytest.raises(OutputUncheckable):
+        data.intact(run_id, "model", marker)
 
 
 # -- DataTransferStep into PipelineData on S3 -------------------------------------------------------------
@@ -411,3 +415,70 @@ def test_a_data_transfer_into_pipeline_data_on_s3_writes_it_there_and_feeds_a_co
     finished(again, steps)
     assert steps["copy"].is_reused and steps["copy"].reused_pipeline_run_id == run.id
     assert f"FILE a.txt {sha(b'alpha')}" in world.log(again.id, "consume")
+
+
+def claim_lost_after(answers: int) -> Callable[[], bool]:
+    """An ``alive`` that says True ``answers`` times, then False."""
+    asked: list[bool] = []
+
+    def alive() -> bool:
+        asked.append(True)
+        return len(asked) <= answers
+
+    return alive
+
+
+def test_an_upload_whose_execution_lost_its_claim_stops_and_never_publishes_a_marker(
+    world: World, tmp_path: Path
+) -> None:
+    data = PipelineDataStore(world.clients.blobs, datastores=lambda: world.registry.datastores)
+    folder = tmp_path / "model"
+    folder.mkdir()
+    for name in ("a.txt", "b.txt", "c.txt"):
+        (folder / name).write_bytes(name.encode())
+    for datastore in ("s3dst", None):
+        run_id = str(uuid.uuid4())
+        alive = claim_lost_after(1)  # a successor owns the output after the first file
+        with pytest.raises(OutputStopped):
+            data.upload(run_id, "model", folder, attempt=1, datastore=datastore, alive=alive)
+        assert data.read_marker(run_id, "model") is None
+        written = world.get("s3dst", output_prefix(run_id, "model")) if datastore else {
+            n: (b"", {}) for n in default_names(world, output_prefix(run_id, "model"))
+        }  # fmt: skip
+        assert list(written) == [output_prefix(run_id, "model") + "a.txt"]
+
+
+def test_a_published_pipeline_whose_output_datastore_was_made_unwritable_since_is_refused_at_submission(
+    world: World, scripts: dict[str, Any]
+) -> None:
+    register_blob(world, "later_sas", accountKey=AZURITE_KEY)
+    registry = WorkspaceRegistry(world.clients.tables, world.clients.blobs)
+    graph = {"steps": [produce(scripts, "later_sas"), consume(scripts)]}
+    pipeline = publish.publish_pipeline(world.stores, {"Name": "outputs-published", "Graph": graph}, registry)
+    body = {"ExperimentName": "outputs-published"}
+    assert submit.submit_published(world.stores, pipeline.id, body, registry).id  # writable: accepted
+    register_blob(world, "later_sas", sasToken="sv=2021-08-06&sr=c&sp=racwl&sig=abc")  # re-registered since
+    before = {r.id for r in world.stores.runs.list_runs("experiment", "outputs-published")}
+    with pytest.raises(GraphValidationError) as raised:
+        submit.submit_published(world.stores, pipeline.id, body, registry)
+    (detail,) = raised.value.details
+    assert (detail.code, detail.target) == ("DatastoreNotWritable", "steps[0].outputs[0].datastore")
+    assert raised.value.status == 400
+    assert {
+        r.id for r in world.stores.runs.list_runs("experiment", "outputs-published")
+    } == before  # no run was created
+
+
+def test_a_credential_refused_while_checking_a_candidate_keeps_it_indexed_for_later_reuse(
+    world: World, scripts: dict[str, Any]
+) -> None:
+    graph = [produce(scripts, "s3dst")]
+    first, _ = world.run(graph)
+    with world.moto.enforce_auth():  # the datastore's key pair is refused now: reuse cannot tell
+        second, steps = world.run(graph)
+    assert not steps["produce"].is_reused
+    assert steps["produce"].reuse_reason == (
+        f"Not reused: the outputs of run {first.id} could not be checked (OutputUncheckable)."
+    )
+    third, steps = world.run(graph)  # the credential works again: the first execution is still there
+    assert steps["produce"].is_reused and steps["produce"].reused_pipeline_run_id == first.id
