@@ -16,7 +16,7 @@ import json
 from collections.abc import Iterator, Mapping
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from shared.errors import ErrorDetail, GraphValidationError
 
@@ -36,6 +36,11 @@ ReferenceType = Literal["file", "directory"]
 
 Text = Annotated[str, Field(max_length=_MAX_TEXT)]
 Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+
+
+#: The workspace's default datastore (``shared.registry.DEFAULT_DATASTORE``; the graph model does not
+#: import the registry).
+WORKSPACE_DEFAULT_DATASTORE = "workspaceblobstore"
 
 
 class _Model(BaseModel):
@@ -258,9 +263,34 @@ class PipelineGraph(_Model):
 
     schema_version: Literal["1"] = SCHEMA_VERSION
     description: Text | None = None
+    #: Where a PipelineData that names no datastore keeps its files (azureml's
+    #: ``Pipeline(default_datastore=...)``); None: the workspace's default datastore.
     default_datastore: Text | None = None
     parameters: tuple[ParameterDef, ...] = Field(default=(), max_length=_MAX_ITEMS)
     steps: tuple[Step, ...] = Field(default=(), max_length=_MAX_ITEMS)
+
+    @model_validator(mode="after")
+    def _outputs_on_the_default_datastore(self) -> PipelineGraph:
+        """Give every PipelineData output without a datastore the pipeline's ``default_datastore``, so
+        the engine (worker, readers, reuse, validation) only ever looks at the output's own. The
+        workspace's default datastore needs no filling in: its outputs stay as they were written."""
+        default = self.default_datastore
+        if default is None or default.lower() == WORKSPACE_DEFAULT_DATASTORE:
+            return self
+        if not any(o.datastore is None for step in self.steps for o in step.outputs):
+            return self
+        steps = tuple(
+            step.model_copy(
+                update={
+                    "outputs": tuple(
+                        o if o.datastore is not None else o.model_copy(update={"datastore": default})
+                        for o in step.outputs
+                    )
+                }
+            )
+            for step in self.steps
+        )
+        return self.model_copy(update={"steps": steps})
 
     def to_wire(self) -> dict[str, Any]:
         """The JSON-ready dict of this graph, every field included.

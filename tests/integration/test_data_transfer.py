@@ -142,9 +142,10 @@ class World:
     def _snapshot(self, files: dict[str, str]) -> dict[str, Any]:
         return upload_snapshot(self.stores, files, self.root / f"src-{uuid.uuid4().hex[:8]}")
 
-    def run(self, steps: list[dict[str, Any]]) -> tuple[PipelineRun, dict[str, StepRun]]:
+    def run(self, steps: list[dict[str, Any]], **graph: Any) -> tuple[PipelineRun, dict[str, StepRun]]:
         # Submitted without the registry: the worker, not submit-time validation, meets what is wrong.
-        run_id = submit.submit_graph(self.stores, {"ExperimentName": "transfer-it", "Graph": {"steps": steps}}, None).id
+        body = {"ExperimentName": "transfer-it", "Graph": {"steps": steps, **graph}}
+        run_id = submit.submit_graph(self.stores, body, None).id
         pending = [RunMessage(run_id)]
         while pending:
             for message in self.runner.advance(pending.pop(0)):

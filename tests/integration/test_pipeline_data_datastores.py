@@ -482,3 +482,15 @@ def test_a_credential_refused_while_checking_a_candidate_keeps_it_indexed_for_la
     )
     third, steps = world.run(graph)  # the credential works again: the first execution is still there
     assert steps["produce"].is_reused and steps["produce"].reused_pipeline_run_id == first.id
+
+
+def test_a_pipelines_default_datastore_holds_the_pipeline_data_that_names_none(
+    world: World, scripts: dict[str, Any]
+) -> None:
+    run, steps = world.run([produce(scripts, None), consume(scripts)], default_datastore="s3dst")
+    finished(run, steps)
+    prefix = output_prefix(run.id, "model")
+    assert sorted(world.get("s3dst", prefix)) == [prefix + "a.txt", prefix + "sub/b.txt"]
+    assert default_names(world, prefix) == [prefix + MARKER]  # only the marker stays in the default container
+    marker = world.marker(run.id, "model")
+    assert marker is not None and marker["datastore"] == "s3dst"

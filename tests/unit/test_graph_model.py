@@ -162,3 +162,37 @@ def test_cycles_are_closed_paths_from_the_first_declared_step() -> None:
     )
     assert graph.cycles() == [["b", "a", "b"], ["s", "s"]]
     assert parse_graph(CHAIN).cycles() == []
+
+
+def _outputs_graph(default_datastore: str | None) -> PipelineGraph:
+    return parse_graph(
+        {
+            "default_datastore": default_datastore,
+            "steps": [
+                {
+                    "name": "produce",
+                    "kind": "python_script",
+                    "script_name": "p.py",
+                    "outputs": [{"name": "plain"}, {"name": "named", "datastore": "blobs"}],
+                }
+            ],
+        }
+    )
+
+
+def test_a_pipelines_default_datastore_is_where_pipeline_data_naming_none_goes() -> None:
+    graph = _outputs_graph("s3_data")
+    assert [(o.name, o.datastore) for o in graph.steps[0].outputs] == [("plain", "s3_data"), ("named", "blobs")]
+    assert parse_graph(json.loads(graph.to_json())) == graph  # stored and read back the same
+
+
+@pytest.mark.parametrize("default", [None, "workspaceblobstore", "WorkspaceBlobStore"])
+def test_the_workspaces_default_datastore_leaves_outputs_as_they_were(default: str | None) -> None:
+    # Outputs on the workspace default keep datastore None: their reuse fingerprints do not change.
+    assert [o.datastore for o in _outputs_graph(default).steps[0].outputs] == [None, "blobs"]
+
+
+def test_the_graph_model_names_the_workspace_default_datastore_as_the_registry_does() -> None:
+    from shared.registry import DEFAULT_DATASTORE
+
+    assert m.WORKSPACE_DEFAULT_DATASTORE == DEFAULT_DATASTORE
