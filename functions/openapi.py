@@ -128,6 +128,10 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", "/api/PipelineRuns/{run_id}/steps/{step}/artifacts/sas", "Read URLs for artifacts of a step:"
           ' body {"names": [...]}; a one-hour read-only SAS URL per name.', "Reader", request=_OBJ,
           response=_OBJ, tag="runs", query=(("attempt", "an earlier attempt (a number from 1)"),)),
+    Route("GET", "/api/PipelineRuns/{run_id}/steps/{step}/logs", "What a step printed (stdout and stderr), from"
+          " byte ?offset= on, at most 1 MiB: content, nextOffset and size; the current attempt's, or ?attempt=N.",
+          "Reader", response=_OBJ, tag="runs",
+          query=(("attempt", "an earlier attempt (a number from 1)"), ("offset", "the byte to read from (default 0)"))),
     Route("GET", "/api/experiments", "List experiments.", "Reader", response=w.ExperimentList, tag="runs"),
     Route("GET", "/api/experiments/{name}", "Get an experiment.", "Reader", response=w.ExperimentEntity, tag="runs"),
 )  # fmt: skip

@@ -1,5 +1,5 @@
 """Run routes: submit (published pipeline, endpoint, ad-hoc graph), run queries, cancel, experiments,
-and what step scripts recorded: metrics and artifacts (``shared.pipelines.metrics``, ``artifacts``)."""
+and what step scripts recorded: metrics, artifacts and logs (``shared.pipelines.metrics``, ``artifacts``, ``logs``)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from shared.auth import Principal, Role
 from shared.errors import BadRequestError
 from shared.pipelines import artifacts as run_artifacts
 from shared.pipelines import default_stores
+from shared.pipelines import logs as run_logs
 from shared.pipelines import metrics as run_metrics
 from shared.pipelines import submit as flows
 from shared.pipelines.runs import PipelineRun
@@ -140,6 +141,17 @@ def step_artifact_urls(req: func.HttpRequest, caller: Principal) -> func.HttpRes
         stores.runs, stores.artifacts, run_id, step, req.params.get("attempt"), edge.read_json_object(req)
     )
     return edge.json_response(body, headers={"Cache-Control": "no-store", "Pragma": "no-cache"})
+
+
+@bp.route(route="PipelineRuns/{run_id}/steps/{step}/logs", methods=["GET"], auth_level=ANON)
+@edge.api(Role.READER)
+def get_step_log(req: func.HttpRequest, caller: Principal) -> func.HttpResponse:
+    """What a step printed, from byte ``?offset=`` on (at most 1 MiB): the current attempt's, or ``?attempt=N``'s."""
+    stores = default_stores()
+    run_id, step = req.route_params["run_id"], req.route_params["step"]
+    return edge.json_response(
+        run_logs.step_log(stores.runs, stores.logs, run_id, step, req.params.get("attempt"), req.params.get("offset"))
+    )
 
 
 @bp.route(route="experiments", methods=["GET"], auth_level=ANON)

@@ -72,12 +72,22 @@ class Experiment:
         return submit(self, tags=tags, **kwargs)
 
     def get_runs(
-        self, type: str | None = None, tags: Any = None, properties: Any = None, include_children: bool = False
+        self,
+        type: str | None = None,
+        tags: Any = None,
+        properties: Any = None,
+        include_children: bool = False,
+        *,
+        top: int | None = None,
     ) -> Iterator[Any]:
-        """The experiment's runs, newest first (``PipelineRun`` objects)."""
+        """The experiment's runs, newest first (``PipelineRun`` objects): the newest ``top`` (1-1000; an
+        amlpipe extension), else the newest 100."""
         from amlpipe.pipeline.core._run import PipelineRun
 
-        for entity in self._workspace._client.get("PipelineRuns", params={"experimentName": self._name})["value"]:
+        params: dict[str, Any] = {"experimentName": self._name}
+        if top is not None:
+            params["top"] = top
+        for entity in self._workspace._client.get("PipelineRuns", params=params)["value"]:
             if tags is not None and not _has_tags(entity, tags):
                 continue
             yield PipelineRun(self, entity["Id"], _entity=entity)

@@ -24,6 +24,7 @@ from shared.pipelines.artifacts import ArtifactStore
 from shared.pipelines.endpoints import PipelineEndpointStore
 from shared.pipelines.experiments import ExperimentStore
 from shared.pipelines.graphs import GraphStore
+from shared.pipelines.logs import StepLogStore
 from shared.pipelines.metrics import MetricStore
 from shared.pipelines.published import PublishedPipelineStore
 from shared.pipelines.runs import RunStore
@@ -79,6 +80,7 @@ class Stores:
     queue: RunQueue
     metrics: MetricStore
     artifacts: ArtifactStore
+    logs: StepLogStore  # what step executions printed, read in chunks (the worker writes them)
     models: ModelStore  # the step worker registers the models a script asked for (run.register_model)
     slots: SlotStore  # compute-target slots: how the orchestrator keeps max_nodes
     schedules: ScheduleStore  # recurrence and datastore schedules of published pipelines / endpoints
@@ -99,6 +101,7 @@ class Stores:
             queue=queue,
             metrics=MetricStore(clients.tables),
             artifacts=ArtifactStore(clients.blobs),
+            logs=StepLogStore(clients.blobs),
             models=ModelStore(clients.tables, clients.blobs),
             slots=SlotStore(clients.tables),
             schedules=ScheduleStore(clients.tables),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -50,10 +51,14 @@ class PipelineRun(Run):
 
     @staticmethod
     def get_pipeline_runs(
-        workspace: Workspace, pipeline_id: str, _service_endpoint: str | None = None
+        workspace: Workspace, pipeline_id: str, _service_endpoint: str | None = None, *, top: int | None = None
     ) -> list[PipelineRun]:
-        """The runs of published pipeline ``pipeline_id``, newest first."""
-        found = workspace._client.get("PipelineRuns", params={"pipelineId": pipeline_id})["value"]
+        """The runs of published pipeline ``pipeline_id``, newest first: the newest ``top`` (1-1000; an
+        amlpipe extension), else the newest 100."""
+        params: dict[str, Any] = {"pipelineId": pipeline_id}
+        if top is not None:
+            params["top"] = top
+        found = workspace._client.get("PipelineRuns", params=params)["value"]
         return [PipelineRun(Experiment(workspace, e["RunHistoryExperimentName"]), e["Id"], _entity=e) for e in found]
 
     def wait_for_completion(
@@ -202,6 +207,17 @@ class StepRun:
         return self._pipeline_run.id
 
     @property
+    def attempt(self) -> int:
+        """The step's current attempt: 1 for its first execution, more after retries; 0 before it is queued."""
+        return int(self._entity.get("Attempt") or 0)
+
+    @property
+    def status_detail(self) -> str | None:
+        """Why the step is in its status (e.g. why it failed), when the service says."""
+        detail = (self._entity.get("Status") or {}).get("StatusDetail")
+        return str(detail) if detail else None
+
+    @property
     def is_reused(self) -> bool:
         """Whether the step reused an earlier run's outputs."""
         return self._is_reused
@@ -309,6 +325,62 @@ class StepRun:
                 rel = grant["name"] if append_prefix or not clean else grant["name"][len(clean) :].lstrip("/")
                 _download(grant["url"], local_destination(root, rel or grant["name"].rsplit("/", 1)[-1]))
 
+    def get_job_log(self) -> str:
+        """The step's log: what its current attempt printed, stdout and stderr interleaved as written.
+
+        A reused step's log is that of the execution it reused. Empty before the step runs.
+        """
+        return self._whole_log()
+
+    def get_stdout_log(self) -> str:
+        """The step's log (stdout and stderr go to one log here; see ``get_job_log``)."""
+        return self._whole_log()
+
+    def read_log(self, offset: int = 0, *, attempt: int | None = None) -> StepLogChunk:
+        """A chunk of the step's log from byte ``offset`` on (at most 1 MiB); an amlpipe extension.
+
+        Read again from ``chunk.next_offset`` to follow a log while the step writes it: a chunk never
+        ends inside a character.
+
+        Args:
+            offset: the byte to read from.
+            attempt: an earlier attempt's log (default: the current attempt's).
+
+        Raises:
+            UserErrorException: the run, step or attempt does not exist, or ``offset`` is negative.
+        """
+        if offset < 0:
+            raise UserErrorException(f"offset must be 0 or more, not {offset}.")
+        params: dict[str, str] = {"offset": str(offset)}
+        if attempt is not None:
+            params["attempt"] = str(attempt)
+        try:
+            body: dict[str, Any] = self._client().get(self._path("logs"), params=params)
+        except ServiceException as exc:
+            if exc.status_code in (400, 404):
+                raise UserErrorException(exc.message) from exc
+            raise
+        return StepLogChunk(
+            text=str(body["content"]),
+            offset=int(body["offset"]),
+            next_offset=int(body["nextOffset"]),
+            size=int(body["size"]),
+            attempt=body.get("attempt"),
+            run_id=body.get("runId"),
+        )
+
+    def _whole_log(self) -> str:
+        parts: list[str] = []
+        chunk = self.read_log(0)
+        parts.append(chunk.text)
+        # Later chunks come from the same execution: pinned by its attempt when it is this run's own;
+        # a reused step's execution belongs to another run, whose attempt means nothing here.
+        own = chunk.run_id is not None and chunk.run_id.startswith(f"{self._pipeline_run.id}:")
+        while chunk.next_offset < chunk.size and chunk.next_offset > chunk.offset:
+            chunk = self.read_log(chunk.next_offset, attempt=chunk.attempt if own else None)
+            parts.append(chunk.text)
+        return "".join(parts)
+
     def _client(self) -> Any:
         return self._pipeline_run.experiment.workspace._client
 
@@ -339,6 +411,27 @@ class StepRun:
         return f"StepRun({self.name!r}, status={self.get_status()!r}, reused={self._is_reused})"
 
 
+@dataclass(frozen=True)
+class StepLogChunk:
+    """Part of a step's log (``StepRun.read_log``).
+
+    Attributes:
+        text: the bytes ``offset`` to ``next_offset`` as text.
+        offset: where the chunk starts, in bytes.
+        next_offset: where to read from next.
+        size: the log's size when it was read (it grows while the step runs).
+        attempt: the execution whose log this is (None: the step has not run).
+        run_id: that execution's id, ``<pipeline run id>:<step>:<attempt>``.
+    """
+
+    text: str
+    offset: int
+    next_offset: int
+    size: int
+    attempt: int | None
+    run_id: str | None
+
+
 def _metrics_call(client: Any, path: str) -> dict[str, Any]:
     try:
         body: dict[str, Any] = client.get(path)
@@ -364,4 +457,4 @@ def _download(url: str, target: Path) -> None:
     os.replace(partial, target)
 
 
-__all__ = ["PipelineRun", "StepRun", "status_of"]
+__all__ = ["PipelineRun", "StepLogChunk", "StepRun", "status_of"]

@@ -1,4 +1,8 @@
-"""The ``amlpipe`` command line. ``amlpipe host`` runs the local Functions host (what ``make start`` runs)."""
+"""``amlpipe host`` (the local Functions host, what ``make start`` runs) and ``amlpipe bootstrap``.
+
+These commands keep their own exit codes: 0, or 1 when the host or the bootstrap fails (130 after a
+second Ctrl-C), as before the CLI grew its other commands.
+"""
 
 from __future__ import annotations
 
@@ -9,24 +13,12 @@ import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from amlpipe.host import Host
-from amlpipe.host.errors import HostError
-
-app = typer.Typer(
-    add_completion=False,
-    no_args_is_help=True,
-    pretty_exceptions_show_locals=False,  # locals may hold connection strings
-    help="amlpipe: Azure ML-style pipelines on Azure Functions.",
-)
-
-
-@app.callback()
-def _root() -> None:
-    """amlpipe command line."""
+if TYPE_CHECKING:  # the host pulls in aiohttp and the storage SDKs: imported when `amlpipe host` runs
+    from amlpipe.host import Host
 
 
 def _configure_logging(verbose: bool) -> None:
@@ -39,7 +31,6 @@ def _configure_logging(verbose: bool) -> None:
     logging.getLogger("azure").setLevel(logging.WARNING)
 
 
-@app.command()
 def host(
     app_dir: Annotated[Path, typer.Option("--app-dir", help="Folder with function_app.py and host.json.")] = Path("."),
     port: Annotated[int | None, typer.Option(help="HTTP port (default: local.settings.json, else 7071).")] = None,
@@ -60,8 +51,9 @@ def host(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
 ) -> None:
     """Run function_app.py locally on Azurite, the way `func start` does."""
-    from amlpipe.host import HostOptions
+    from amlpipe.host import Host, HostOptions
     from amlpipe.host.azurite import start_or_reuse
+    from amlpipe.host.errors import HostError
 
     _configure_logging(verbose)
     log = logging.getLogger("amlpipe.host")
@@ -117,7 +109,6 @@ def _exit_now(code: int) -> None:
     os._exit(code)
 
 
-@app.command("bootstrap")
 def bootstrap_command(
     app_dir: Annotated[Path, typer.Option("--app-dir", help="Folder with function_app.py.")] = Path("."),
     config: Annotated[Path | None, typer.Option(help="Config to write (default .amlpipe/config.json).")] = None,
@@ -154,115 +145,6 @@ def _bootstrap(app_dir: Path, *, port: int | None, config: Path | None, endpoint
     typer.echo(f"{verb} Owner service principal {result.principal_id} in {result.path}.", err=True)
 
 
-sp_app = typer.Typer(no_args_is_help=True, help="Service principals: create, list, delete (needs an Owner config).")
-app.add_typer(sp_app, name="sp")
-
-
-@sp_app.command("create")
-def sp_create(
-    role: Annotated[str, typer.Option(help="Reader, Operator, Contributor or Owner.")],
-    name: Annotated[str, typer.Option(help="Display name.")] = "",
-    write_config: Annotated[
-        Path | None, typer.Option("--write-config", help="Write a config.json for the new principal (0600).")
-    ] = None,
-    config: Annotated[Path | None, typer.Option(help="Config with Owner credentials (default: nearest).")] = None,
-) -> None:
-    """Create a principal; its secret is shown once (or written with --write-config)."""
-    from amlpipe._config import write_config as write
-
-    session = _Session(config)
-    body = session.create_principal(display_name=name, role=role)
-    if write_config is not None:
-        path = write(
-            write_config,
-            {
-                "endpoint": session.endpoint,
-                "tenant_id": body["tenantId"],
-                "service_principal_id": body["id"],
-                "service_principal_password": body["secret"],
-            },
-        )
-        typer.echo(f"Created {body['role']} service principal {body['id']}; credentials written to {path}.")
-        return
-    typer.echo(f"service_principal_id:       {body['id']}")
-    typer.echo(f"service_principal_password: {body['secret']}")
-    typer.echo(f"tenant_id:                  {body['tenantId']}")
-    typer.echo(f"role:                       {body['role']}")
-    typer.echo("The password is shown only now: keep it safe.", err=True)
-
-
-@sp_app.command("list")
-def sp_list(
-    config: Annotated[Path | None, typer.Option(help="Config with Owner credentials (default: nearest).")] = None,
-) -> None:
-    """List principals (never their secrets)."""
-    for p in _Session(config).list_principals():
-        state = " (disabled)" if p.get("disabled") else ""
-        typer.echo(f"{p['id']}  {p['role']:<11}  {p['createdTime']}  {p.get('displayName', '')}{state}")
-
-
-@sp_app.command("delete")
-def sp_delete(
-    principal_id: Annotated[str, typer.Argument(metavar="ID", help="The principal's id.")],
-    config: Annotated[Path | None, typer.Option(help="Config with Owner credentials (default: nearest).")] = None,
-) -> None:
-    """Delete a principal (succeeds if it is already gone)."""
-    _Session(config).delete_principal(principal_id)
-    typer.echo(f"Deleted {principal_id}.")
-
-
-class _Session:
-    """The principals API with the credentials of a config file; every error becomes exit code 1.
-
-    Requests go through ``amlpipe._client.ServiceClient``, so errors map to ``ServiceException`` in
-    one place (the SDK's) and ids are quoted as path segments.
-    """
-
-    def __init__(self, config: Path | None):
-        from amlpipe._client import ServiceClient
-        from amlpipe._config import load_config
-        from amlpipe.core.authentication import ServicePrincipalAuthentication
-        from amlpipe.exceptions import UserErrorException
-
-        try:
-            found = load_config(config)
-        except UserErrorException as exc:
-            typer.echo(str(exc), err=True)
-            raise typer.Exit(code=1) from exc
-        if not (found.endpoint and found.tenant_id and found.service_principal_id and found.service_principal_password):
-            typer.echo(f"{found.path} lacks endpoint, tenant_id or service principal credentials.", err=True)
-            raise typer.Exit(code=1)
-        self.endpoint = found.endpoint.rstrip("/")
-        auth = ServicePrincipalAuthentication(
-            found.tenant_id, found.service_principal_id, found.service_principal_password, endpoint=self.endpoint
-        )
-        self._client = ServiceClient(self.endpoint, auth, timeout=30)
-
-    def create_principal(self, *, display_name: str, role: str) -> dict[str, Any]:
-        return self._call("POST", "principals", {"displayName": display_name, "role": role})
-
-    def list_principals(self) -> list[dict[str, Any]]:
-        value = self._call("GET", "principals").get("value", [])
-        return value if isinstance(value, list) else []
-
-    def delete_principal(self, principal_id: str) -> None:
-        self._call("DELETE", self._client.path("principals", principal_id))
-
-    def _call(self, method: str, path: str, body: Any = None) -> dict[str, Any]:
-        from amlpipe.exceptions import AuthenticationException, ServiceException
-
-        try:
-            answer = self._client.request(method, path, body=body)
-        except AuthenticationException as exc:
-            typer.echo(str(exc), err=True)
-            raise typer.Exit(code=1) from exc
-        except ServiceException as exc:
-            prefix = "" if exc.status_code == 0 else f"{exc.status_code}: "
-            typer.echo(f"{prefix}{exc.message}", err=True)
-            raise typer.Exit(code=1) from exc
-        return answer if isinstance(answer, dict) else {}
-
-
 async def _serve(host: Host) -> None:
     loop = asyncio.get_running_loop()
     signals = 0
@@ -278,11 +160,3 @@ async def _serve(host: Host) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_signal)
     await host.run()
-
-
-def main() -> None:
-    app()
-
-
-if __name__ == "__main__":
-    main()

@@ -1,0 +1,7 @@
+"""``python -m amlpipe.cli``: the same as the ``amlpipe`` console script."""
+
+from __future__ import annotations
+
+from amlpipe.cli import main
+
+main()
