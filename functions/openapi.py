@@ -232,7 +232,108 @@ def _ref(model: type[BaseModel] | str) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{name}"}
 
 
+# -- the Markdown reference (docs/rest.md) -------------------------------------------------------------
+
+_TAG_TITLES = {
+    "health": "Health and this document",
+    "auth": "Tokens and service principals",
+    "pipelines": "Snapshots, pipelines, endpoints, runs",
+    "registry": "Datastores, datasets, compute targets",
+}
+REFERENCE_COMMAND = "python -m functions.openapi > docs/rest.md"
+
+
+def reference_markdown(document: dict[str, Any]) -> str:
+    """``docs/rest.md``: every operation of ``document`` by tag (method, path, role, parameters, bodies,
+    statuses), then the fields of every named body schema. The pipeline graph's own schema is only
+    linked: it is long, and its JSON Schema is in the document."""
+    lines = [
+        "# REST reference",
+        "",
+        f"Generated from the OpenAPI document (`GET /api/openapi.json`) by `{REFERENCE_COMMAND}`;",
+        "a unit test fails when it is out of date. Base URL: `http://localhost:7071` locally. Every",
+        "operation with a role takes `Authorization: Bearer <token>`; errors are",
+        '`{"Error": {"Code", "Message", "Target", "Details"}}` with 400 (invalid, naming the field), 401 (no',
+        "valid token), 403 (role too low), 404 (not found) or 409 (conflict). See [api.md](api.md) for the",
+        "conventions and [auth.md](auth.md) for tokens.",
+        "",
+    ]
+    by_tag: dict[str, list[tuple[str, str, dict[str, Any]]]] = {}
+    for path, operations in document["paths"].items():
+        for method, op in operations.items():
+            by_tag.setdefault(op["tags"][0], []).append((method.upper(), path, op))
+    used: set[str] = set()
+    for tag in sorted(by_tag, key=lambda t: (list(_TAG_TITLES).index(t) if t in _TAG_TITLES else 99, t)):
+        lines += [f"## {_TAG_TITLES.get(tag, tag.capitalize())}", ""]
+        for method, path, op in sorted(by_tag[tag], key=lambda item: (item[1], item[0])):
+            lines += [f"### `{method} {path}`", "", op["summary"], ""]
+            role = op.get("description", "").removeprefix("Requires role ").removesuffix(" or higher.")
+            lines.append(f"- **Role:** {role or 'anonymous'}")
+            for param in op["parameters"]:
+                where = "path" if param["in"] == "path" else "query"
+                text = f": {param['description']}" if param.get("description") else ""
+                lines.append(f"- **{where.capitalize()} `{param['name']}`**{text}")
+            body = op.get("requestBody", {}).get("content", {}).get("application/json", {}).get("schema")
+            if body is not None:
+                lines.append(f"- **Body:** {_schema_link(body, used)}")
+            for status, answer in op["responses"].items():
+                if status.startswith("2"):
+                    schema = answer.get("content", {}).get("application/json", {}).get("schema")
+                    shown = _schema_link(schema, used) if schema is not None else "no body"
+                    lines.append(f"- **{status}:** {shown}")
+            lines.append("")
+    schemas = document["components"]["schemas"]
+    lines += ["## Bodies", ""]
+    for name in sorted(used):
+        schema = schemas[name]
+        lines += [f"### {name}", ""]
+        if name == GRAPH:
+            lines += ["The pipeline graph: its JSON Schema is `components.schemas.PipelineGraph` in the document.", ""]
+            continue
+        properties = schema.get("properties")
+        if not properties:
+            lines += ["A JSON object (its fields are described with the operation, in [api.md](api.md)).", ""]
+            continue
+        required = set(schema.get("required", ()))
+        lines += ["| field | type | required | description |", "|---|---|---|---|"]
+        for field_name, spec in properties.items():
+            text = " ".join(str(spec.get("description", "")).split()).replace("|", "\\|")
+            mark = "yes" if field_name in required else ""
+            lines.append(f"| `{field_name}` | {_type_of(spec)} | {mark} | {text} |")
+        lines.append("")
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def _schema_link(schema: dict[str, Any], used: set[str]) -> str:
+    name = str(schema.get("$ref", "")).rsplit("/", 1)[-1]
+    if not name:
+        return _type_of(schema)
+    used.add(name)
+    return f"[`{name}`](#{name.lower()})"
+
+
+def _type_of(spec: dict[str, Any]) -> str:
+    if "$ref" in spec:
+        return f"`{str(spec['$ref']).rsplit('/', 1)[-1]}`"
+    if "anyOf" in spec:
+        return " or ".join(_type_of(option) for option in spec["anyOf"])
+    kind = spec.get("type")
+    if kind == "array":
+        return f"list of {_type_of(spec.get('items', {}))}"
+    if "enum" in spec:
+        return " \\| ".join(f"`{json.dumps(v)}`" for v in spec["enum"])
+    if "const" in spec:
+        return f"`{json.dumps(spec['const'])}`"
+    return f"`{kind}`" if isinstance(kind, str) else "any"
+
+
 @bp.route(route="openapi.json", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 def get_openapi(req: func.HttpRequest) -> func.HttpResponse:
     """The OpenAPI document (anonymous, like the health route)."""
     return edge.handle_errors(lambda: edge.json_response(openapi_document()), name="get_openapi")
+
+
+if __name__ == "__main__":  # python -m functions.openapi > docs/rest.md
+    import sys
+
+    sys.stdout.write(reference_markdown(openapi_document()))

@@ -81,3 +81,26 @@ def test_every_documented_role_is_the_role_the_function_enforces() -> None:
                         wrong.append(f"{key}: documented {documented[key]}, enforced {enforced}")
     assert not wrong, wrong
     assert checked == len(documented)
+
+
+def test_docs_rest_md_is_the_reference_generated_from_the_document() -> None:
+    from pathlib import Path
+
+    from functions.openapi import REFERENCE_COMMAND, reference_markdown
+
+    written = (Path(__file__).resolve().parents[2] / "docs" / "rest.md").read_text(encoding="utf-8")
+    assert written == reference_markdown(openapi_document()), f"docs/rest.md is out of date: run {REFERENCE_COMMAND}"
+
+
+def test_the_reference_lists_every_operation_with_its_role_and_every_body_it_links() -> None:
+    from functions.openapi import reference_markdown
+
+    document = openapi_document()
+    text = reference_markdown(document)
+    for path, operations in document["paths"].items():
+        for method in operations:
+            assert f"### `{method.upper()} {path}`" in text
+    assert "- **Role:** Operator" in text and "- **Role:** anonymous" in text
+    headings = {line.removeprefix("### ").lower() for line in text.splitlines() if line.startswith("### ")}
+    links = {line.split("(#")[1].split(")")[0] for line in text.splitlines() if "](#" in line}
+    assert links and links <= headings  # every body an operation names is described below
