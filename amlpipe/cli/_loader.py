@@ -8,8 +8,11 @@ A ``.py`` file defines ``build(ws)``, which returns the ``Pipeline`` to publish:
 
 The file is imported with its own folder as the working folder and first on ``sys.path``, so relative
 ``source_directory`` paths and sibling imports resolve next to the file wherever the CLI runs. The
-workspace passed in is the CLI's (``--config``, else the nearest config). Loaders are chosen by the
-file's suffix (``LOADERS``): a YAML loader can be added beside the Python one.
+workspace passed in is the CLI's (``--config``, else the nearest config).
+
+A ``.yml``/``.yaml`` file describes the pipeline in YAML (docs/pipeline-yaml.md); it is turned into the
+same SDK objects by ``amlpipe.pipeline.pipeline_from_yaml``, its relative paths resolved against its
+folder. Loaders are chosen by the file's suffix (``LOADERS``).
 """
 
 from __future__ import annotations
@@ -87,10 +90,14 @@ def _python_pipeline(path: Path, ws: Workspace) -> Pipeline:
 
 
 def _yaml_pipeline(path: Path, ws: Workspace) -> Pipeline:
-    raise CliError(
-        ExitCode.USAGE,
-        f"{path}: YAML pipeline files are not supported yet; use a .py file that defines {BUILD}(ws).",
-    )
+    from amlpipe.pipeline import PipelineYamlError, pipeline_from_yaml
+
+    try:
+        return pipeline_from_yaml(path, ws)
+    except PipelineYamlError as exc:
+        # A bad file is a usage error (2) even when a problem came from the service (a dataset it
+        # does not have): the message names the YAML path, which a 404's exit code would hide.
+        raise CliError(ExitCode.USAGE, exc.message) from exc
 
 
 #: The loader of each file suffix.

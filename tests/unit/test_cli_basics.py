@@ -131,11 +131,11 @@ def test_a_pipeline_file_of_an_unknown_kind_or_yaml_is_a_usage_error(tmp_path: P
     (tmp_path / "p.yml").write_text("steps: []\n")
     unknown = runner.invoke(app, ["pipeline", "publish", "p.txt"])
     assert unknown.exit_code == 2 and "unknown kind of pipeline file" in _one_error_line(unknown)
-    # YAML comes later: it is recognised, and refused with the way to go today (after the config is found).
+    # A YAML file is read (after the config is found); a bad one names its YAML path and line.
     (tmp_path / ".amlpipe").mkdir()
     _write_config(tmp_path / ".amlpipe" / "config.json")
     yaml = runner.invoke(app, ["pipeline", "publish", "p.yml"])
-    assert yaml.exit_code == 2 and "YAML pipeline files are not supported yet" in _one_error_line(yaml)
+    assert yaml.exit_code == 2 and _one_error_line(yaml).endswith("p.yml:1: steps: must not be empty")
 
 
 def test_parse_pairs_keeps_everything_after_the_first_equals() -> None:
