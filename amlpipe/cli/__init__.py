@@ -1,8 +1,10 @@
 """The ``amlpipe`` command line: a thin layer over the SDK (see docs/cli.md).
 
 One module per command group: ``_host`` (``host``, ``bootstrap``), ``_sp`` (``sp``), ``_login``
-(``login``, ``config show``), ``_pipeline`` (``pipeline``, ``pipeline endpoint``), ``_run`` (``run``);
-``_common`` holds the exit codes, error lines, options and output helpers they share.
+(``login``, ``config show``), ``_pipeline`` (``pipeline``, ``pipeline endpoint``), ``_run`` (``run``),
+``_schedule`` (``schedule``), ``_datastore`` (``datastore``), ``_dataset`` (``dataset``), ``_compute``
+(``compute``), ``_model`` (``model``); ``_common`` holds the exit codes, error lines, options and
+output helpers they share.
 """
 
 from __future__ import annotations
@@ -18,10 +20,15 @@ from typer._click.exceptions import NoArgsIsHelpError, UsageError  # typer vendo
 from typer.core import TyperGroup
 
 from amlpipe.cli._common import CONFIG_ENV, DEBUG_ENV, ExitCode, Globals, set_root_globals
+from amlpipe.cli._compute import compute_app
+from amlpipe.cli._dataset import dataset_app
+from amlpipe.cli._datastore import datastore_app
 from amlpipe.cli._host import bootstrap_command, host
 from amlpipe.cli._login import config_app, login
+from amlpipe.cli._model import model_app
 from amlpipe.cli._pipeline import pipeline_app
 from amlpipe.cli._run import run_app
+from amlpipe.cli._schedule import schedule_app
 from amlpipe.cli._sp import sp_app
 
 __all__ = ["app", "main"]
@@ -91,6 +98,11 @@ app.command("login")(login)
 app.add_typer(config_app, name="config")
 app.add_typer(pipeline_app, name="pipeline")
 app.add_typer(run_app, name="run")
+app.add_typer(schedule_app, name="schedule")
+app.add_typer(datastore_app, name="datastore")
+app.add_typer(dataset_app, name="dataset")
+app.add_typer(compute_app, name="compute")
+app.add_typer(model_app, name="model")
 app.add_typer(sp_app, name="sp")
 
 

@@ -61,8 +61,14 @@ def _show_published(p: PublishedPipeline, *, as_json: bool, steps: list[str] | N
 @pipeline_app.command("publish")
 @cli_command
 def publish(
-    file: Annotated[Path, typer.Argument(metavar="FILE", help="A .py file that defines build(ws) -> Pipeline.")],
-    name: Annotated[str | None, typer.Option(help="Its name (default: the file's name without .py).")] = None,
+    file: Annotated[
+        Path,
+        typer.Argument(
+            metavar="FILE",
+            help="A .py file that defines build(ws) -> Pipeline, or a .yml file (docs/pipeline-yaml.md).",
+        ),
+    ],
+    name: Annotated[str | None, typer.Option(help="Its name (default: the file's name without its suffix).")] = None,
     description: Annotated[str | None, typer.Option(help="Its description.")] = None,
     version: Annotated[str | None, typer.Option(help="A version string of yours, e.g. 1.0.")] = None,
     continue_on_step_failure: Annotated[
@@ -76,7 +82,7 @@ def publish(
     config: ConfigOption = None,
     debug: DebugOption = False,
 ) -> None:
-    """Publish the pipeline a Python file builds (its build(ws) function); prints the new pipeline's id.
+    """Publish the pipeline a Python file builds (its build(ws) function) or a YAML file describes.
 
     Relative paths in the file (source_directory) are relative to the file's folder.
     """

@@ -22,7 +22,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from azure.storage.blob import ContainerClient
 
@@ -220,6 +220,15 @@ class Datastore:
 _D = TypeVar("_D", bound=Datastore)
 
 
+class UploadSummary(NamedTuple):
+    """What an upload did: the reference ``upload`` returns, the files found, and the files written
+    (the others existed and were kept, without ``overwrite``)."""
+
+    reference: DataReference
+    files: int
+    uploaded: int
+
+
 def _of_type(datastore: Datastore, kind: type[_D]) -> _D:
     if not isinstance(datastore, kind):
         raise ServiceException(
@@ -264,13 +273,19 @@ class _FileDatastore(Datastore, ABC):
         Raises:
             UserErrorException: ``src_dir`` is not a folder, or ``target_path`` is absolute or has ``..``.
         """
+        return self._upload_dir(src_dir, target_path, overwrite=overwrite, show_progress=show_progress).reference
+
+    def _upload_dir(
+        self, src_dir: str | os.PathLike[str], target_path: str | None, *, overwrite: bool, show_progress: bool
+    ) -> UploadSummary:
+        """:meth:`upload`, saying how many files it found and how many it wrote (the CLI's summary)."""
         prefix = _transfer.blob_prefix(target_path, "target_path")
         source = Path(src_dir)
         if not source.is_dir():
             raise UserErrorException(f"src_dir '{src_dir}' is not a directory.")
         files = [(f, _join(prefix, "/".join(f.relative_to(source).parts))) for f in _transfer.walk(source)]
-        self._upload(files, overwrite=overwrite, show_progress=show_progress)
-        return self.path(prefix or None)
+        uploaded = self._upload(files, overwrite=overwrite, show_progress=show_progress)
+        return UploadSummary(self.path(prefix or None), files=len(files), uploaded=uploaded)
 
     def upload_files(
         self,
@@ -292,9 +307,10 @@ class _FileDatastore(Datastore, ABC):
         self._upload(pairs, overwrite=overwrite, show_progress=show_progress)
         return self.path(prefix or None)
 
-    def _upload(self, files: list[tuple[Path, str]], *, overwrite: bool, show_progress: bool) -> None:
+    def _upload(self, files: list[tuple[Path, str]], *, overwrite: bool, show_progress: bool) -> int:
+        """Upload ``(local file, name)`` pairs; return how many were written (kept ones do not count)."""
         with self._files(write=True, overwrite=overwrite) as target:
-            _transfer.upload(target, files, show_progress=show_progress)
+            return _transfer.upload(target, files, show_progress=show_progress)
 
     def download(
         self,
@@ -390,11 +406,11 @@ class AmazonS3Datastore(_FileDatastore):
         finally:
             files.close()
 
-    def _upload(self, files: list[tuple[Path, str]], *, overwrite: bool, show_progress: bool) -> None:
+    def _upload(self, files: list[tuple[Path, str]], *, overwrite: bool, show_progress: bool) -> int:
         _s3.check_sizes(files)  # before anything is signed or sent
         with self._files(write=True, overwrite=overwrite) as target:
             target.prepare([name for _, name in files], _transfer.writer_metadata())  # one request per 1000
-            _transfer.upload(target, files, show_progress=show_progress)
+            return _transfer.upload(target, files, show_progress=show_progress)
 
 
 _TYPES: dict[str, type[Datastore]] = {"AzureBlob": AzureBlobDatastore, "AmazonS3": AmazonS3Datastore}

@@ -321,7 +321,7 @@ def test_cli_bootstrap_then_sp_create_list_delete(app: App, tmp_path: Path) -> N
     assert new_id not in cli(app, "sp", "list", cwd=tmp_path).stdout
 
     bad = cli(app, "sp", "create", "--role", "Admin", cwd=tmp_path)
-    assert bad.returncode == 1 and "Admin" in bad.stderr
+    assert bad.returncode == 2 and "Admin" in bad.stderr
 
 
 # --- secrets stay secret --------------------------------------------------------------------------

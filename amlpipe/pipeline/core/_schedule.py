@@ -1,8 +1,9 @@
 """``Schedule``: run a published pipeline or pipeline endpoint on a recurrence or when a datastore changes.
 
 azureml.pipeline.core.schedule's ``Schedule``, over ``/api/schedules``. Beyond azureml: the
-visibility properties ``next_due``, ``last_fired``, ``last_run_id`` and ``last_error``, and the
-``recursive`` and ``debounce_seconds`` options of datastore schedules.
+visibility properties ``next_due``, ``last_fired``, ``last_run_id`` and ``last_error``, what it
+submits (``experiment_name``, ``pipeline_parameters``), and the ``recursive`` and
+``debounce_seconds`` options of datastore schedules.
 """
 
 from __future__ import annotations
@@ -57,8 +58,16 @@ class Schedule:
         lambda self: self._entity.get("ContinueRunOnStepFailure"),
         doc="Overrides the pipeline's continue_on_step_failure for the runs it starts (None: the pipeline's).",
     )
+    experiment_name = property(
+        lambda self: self._entity.get("ExperimentName"), doc="Ours: the experiment its runs are submitted to."
+    )
     last_run_id = property(lambda self: self._entity.get("LastRunId"), doc="The id of the last run it started.")
     last_error = property(lambda self: self._entity.get("LastError"), doc="Why its last fire failed, if it did.")
+
+    @property
+    def pipeline_parameters(self) -> dict[str, str]:
+        """Ours: the pipeline parameters its runs are submitted with (as the service stores them: strings)."""
+        return {str(k): str(v) for k, v in (self._entity.get("ParameterAssignments") or {}).items()}
 
     @property
     def _schedule_type(self) -> str:
