@@ -24,7 +24,7 @@ from amlpipe.cli._compute import compute_app
 from amlpipe.cli._dataset import dataset_app
 from amlpipe.cli._datastore import datastore_app
 from amlpipe.cli._host import bootstrap_command, host
-from amlpipe.cli._login import config_app, login
+from amlpipe.cli._login import config_app, login, token
 from amlpipe.cli._model import model_app
 from amlpipe.cli._pipeline import pipeline_app
 from amlpipe.cli._run import run_app
@@ -95,6 +95,7 @@ def _root(
 app.command("host")(host)
 app.command("bootstrap")(bootstrap_command)
 app.command("login")(login)
+app.command("token")(token)
 app.add_typer(config_app, name="config")
 app.add_typer(pipeline_app, name="pipeline")
 app.add_typer(run_app, name="run")

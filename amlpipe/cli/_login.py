@@ -17,6 +17,7 @@ from amlpipe.cli._common import (
     cli_command,
     emit_fields,
     emit_json,
+    load_workspace,
     options,
 )
 
@@ -90,6 +91,30 @@ def login(
         return
     as_role = f" (role {role})" if role else ""
     typer.echo(f"Logged in to {url} as service principal {sp_id}{as_role}; config written to {path}.")
+
+
+@cli_command
+def token(json_output: JsonOption = False, config: ConfigOption = None, debug: DebugOption = False) -> None:
+    """Print a bearer token for the config's service principal (one line), e.g. for curl:
+
+    curl -H "Authorization: Bearer $(amlpipe token)" http://localhost:7071/api/PipelineRuns?experimentName=x
+
+    The token is valid for an hour (the service's token lifetime); treat it as a secret.
+    """
+    import jwt
+
+    opts = options(json_output, config, debug)
+    ws = load_workspace(opts.config)
+    header = ws._auth.get_authentication_header()  # the SDK's own token cache and errors (exit 4/5)
+    value = header["Authorization"].removeprefix("Bearer ")
+    if not opts.json:
+        typer.echo(value)
+        return
+    try:
+        expires = jwt.decode(value, options={"verify_signature": False}).get("exp")
+    except jwt.PyJWTError:
+        expires = None
+    emit_json({"accessToken": value, "tokenType": "Bearer", "expiresOn": expires})
 
 
 @config_app.command("show")

@@ -78,13 +78,23 @@ def publish(
             help="Whether runs go on with other steps after one fails (default: stop).",
         ),
     ] = None,
+    endpoint: Annotated[
+        str | None,
+        typer.Option(
+            "--endpoint",
+            metavar="NAME",
+            help="Also make it the default version of pipeline endpoint NAME (created when there is none).",
+        ),
+    ] = None,
     json_output: JsonOption = False,
     config: ConfigOption = None,
     debug: DebugOption = False,
 ) -> None:
     """Publish the pipeline a Python file builds (its build(ws) function) or a YAML file describes.
 
-    Relative paths in the file (source_directory) are relative to the file's folder.
+    Relative paths in the file (source_directory) are relative to the file's folder. With --endpoint
+    NAME the new pipeline becomes the default version of that endpoint, so callers of the endpoint's
+    stable URL (or `run submit NAME`, or a schedule of it) get it from now on.
     """
     from amlpipe.cli._loader import check_pipeline_file, pipeline_from_file
 
@@ -98,6 +108,9 @@ def publish(
             version=version,
             continue_on_step_failure=continue_on_step_failure,
         )
+    if endpoint is not None:
+        made = _make_default(ws, endpoint, published, description=description)
+        typer.echo(f"Pipeline endpoint {made.name}: default version {made.get_default_version()}.", err=True)
     _show_published(published, as_json=opts.json)
 
 
@@ -171,6 +184,22 @@ def disable_pipeline(
 
 
 # -- pipeline endpoints ----------------------------------------------------------------------------
+
+
+def _make_default(
+    ws: Workspace, name: str, published: PublishedPipeline, *, description: str | None
+) -> PipelineEndpoint:
+    """Make ``published`` the default version of endpoint ``name``, creating the endpoint if needed."""
+    from amlpipe.pipeline.core import PipelineEndpoint
+
+    try:
+        found = PipelineEndpoint.get(ws, name=name)
+    except ServiceException as exc:
+        if exc.status_code != 404:
+            raise
+        return PipelineEndpoint.publish(ws, name=name, description=description or "", pipeline=published)
+    found.add_default(published)
+    return PipelineEndpoint.get(ws, id=found.id)
 
 
 def find_endpoint(ws: Workspace, ref: str) -> PipelineEndpoint:

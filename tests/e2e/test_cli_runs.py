@@ -508,3 +508,24 @@ def test_disable_and_enable_a_pipeline_and_an_endpoint(cli: Cli) -> None:
     assert name not in [e["name"] for e in cli.json("pipeline", "endpoint", "list")]
     assert name in [e["name"] for e in cli.json("pipeline", "endpoint", "list", "--all")]
     assert cli.json("pipeline", "endpoint", "enable", name)["status"] == "Active"
+
+
+def test_publish_into_an_endpoint_creates_it_then_makes_each_new_pipeline_its_default(cli: Cli) -> None:
+    first = cli.json("pipeline", "publish", "quiet/pipeline.py", "--name", "cli-ep-quiet", "--endpoint", "cli-ep-new")
+    endpoint = cli.json("pipeline", "endpoint", "show", "cli-ep-new")
+    assert endpoint["versions"] == [{"version": "0", "pipelineId": first["id"]}] and endpoint["defaultVersion"] == "0"
+    again = cli("pipeline", "publish", "quiet/pipeline.py", "--name", "cli-ep-quiet", "--endpoint", "cli-ep-new")
+    assert again.returncode == 0 and "Pipeline endpoint cli-ep-new: default version 1." in again.stderr
+    endpoint = cli.json("pipeline", "endpoint", "show", "cli-ep-new")
+    assert endpoint["defaultVersion"] == "1" and len(endpoint["versions"]) == 2
+
+
+def test_token_prints_a_bearer_token_the_service_accepts(cli: Cli) -> None:
+    done = cli("token")
+    assert done.returncode == 0 and done.stdout.count("\n") == 1 and done.stderr == ""
+    answer = requests.get(
+        f"{cli.app.url}/api/experiments", headers={"Authorization": f"Bearer {done.stdout.strip()}"}, timeout=30
+    )
+    assert answer.status_code == 200
+    body = cli.json("token")
+    assert body["tokenType"] == "Bearer" and isinstance(body["expiresOn"], int) and body["accessToken"]
