@@ -8,8 +8,10 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from amlpipe.cli._common import (
+    CliError,
     ConfigOption,
     DebugOption,
+    ExitCode,
     JsonOption,
     cli_command,
     emit_json,
@@ -17,6 +19,7 @@ from amlpipe.cli._common import (
     load_workspace,
     options,
 )
+from amlpipe.exceptions import UserErrorException
 
 if TYPE_CHECKING:
     from amlpipe.core.model import Model
@@ -104,7 +107,10 @@ def download(
 
     opts = options(json_output, config, debug)
     model = Model(load_workspace(opts.config), name, version=version)
-    path = model.download(target_dir, exist_ok=exist_ok)
+    try:
+        path = model.download(target_dir, exist_ok=exist_ok)
+    except UserErrorException as exc:  # the SDK's advice names its keyword; here it is an option
+        raise CliError(ExitCode.USAGE, exc.message.replace("pass exist_ok=True", "pass --exist-ok")) from exc
     if opts.json:
         emit_json({"id": model.id, "name": model.name, "version": model.version, "path": path})
         return

@@ -170,7 +170,7 @@ def _int_list(value: str | None, option: str) -> list[int] | None:
 def build_recurrence(
     *,
     frequency: str | None,
-    interval: int,
+    interval: int | None,
     start_time: str | None,
     time_zone: str | None,
     hours: str | None,
@@ -189,6 +189,7 @@ def build_recurrence(
     from shared.schedules.recurrence import FREQUENCIES, WEEK_DAYS
 
     others = {
+        "--interval": interval,
         "--start-time": start_time,
         "--time-zone": time_zone,
         "--hours": hours,
@@ -204,7 +205,7 @@ def build_recurrence(
     days = None if week_days is None else [_canonical(d, WEEK_DAYS) for d in week_days.split(",") if d.strip()]
     recurrence = ScheduleRecurrence(
         frequency=_canonical(frequency, FREQUENCIES),
-        interval=interval,
+        interval=1 if interval is None else interval,
         start_time=start_time,
         time_zone=time_zone,
         hours=_int_list(hours, "'--hours'"),
@@ -233,8 +234,11 @@ def create(
         typer.Option(help="Recurrence: Minute, Hour, Day, Week or Month.", rich_help_panel="Recurrence"),
     ] = None,
     interval: Annotated[
-        int, typer.Option(help="Recurrence: how many --frequency units between runs.", rich_help_panel="Recurrence")
-    ] = 1,
+        int | None,
+        typer.Option(
+            help="Recurrence: how many --frequency units between runs (default 1).", rich_help_panel="Recurrence"
+        ),
+    ] = None,
     start_time: Annotated[
         str | None,
         typer.Option(

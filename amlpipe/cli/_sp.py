@@ -14,8 +14,10 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from amlpipe.cli._common import (
+    CliError,
     ConfigOption,
     DebugOption,
+    ExitCode,
     JsonOption,
     cli_command,
     emit_json,
@@ -45,28 +47,51 @@ def sp_create(
     role: Annotated[str, typer.Option(help="Reader, Operator, Contributor or Owner.")],
     name: Annotated[str, typer.Option(help="Display name.")] = "",
     write_config: Annotated[
-        Path | None, typer.Option("--write-config", help="Write a config.json for the new principal (0600).")
+        Path | None, typer.Option("--write-config", help="Write a new config.json for the new principal (0600).")
     ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="With --write-config: replace an existing file (never the config in use).")
+    ] = False,
     json_output: JsonOption = False,
     config: ConfigOption = None,
     debug: DebugOption = False,
 ) -> None:
     """Create a principal; its secret is shown once (or only written to the file with --write-config)."""
+    from amlpipe._config import find_config
     from amlpipe._config import write_config as write
 
     opts = options(json_output, config, debug)
+    target = write_config.resolve() if write_config is not None else None
+    if target is not None:  # checked before the principal exists: a refusal leaves nothing behind
+        in_use = find_config(opts.config)
+        if in_use is not None and in_use.resolve() == target:
+            raise CliError(ExitCode.USAGE, f"--write-config {target} is the config in use; name another file.")
+        if target.is_dir():
+            raise CliError(ExitCode.USAGE, f"--write-config {target} is a folder; name a file.")
+        if target.exists() and not force:
+            raise CliError(ExitCode.USAGE, f"--write-config {target} exists; pass --force to replace it.")
+        if any(parent.exists() and not parent.is_dir() for parent in target.parents):
+            raise CliError(ExitCode.USAGE, f"--write-config {target}: a parent of it is a file, not a folder.")
     client = _client(opts.config)
     body: dict[str, Any] = client.post("principals", {"displayName": name, "role": role})
-    if write_config is not None:
-        path = write(
-            write_config,
-            {
-                "endpoint": client.endpoint,
-                "tenant_id": body["tenantId"],
-                "service_principal_id": body["id"],
-                "service_principal_password": body["secret"],
-            },
-        )
+    if target is not None:
+        try:
+            path = write(
+                target,
+                {
+                    "endpoint": client.endpoint,
+                    "tenant_id": body["tenantId"],
+                    "service_principal_id": body["id"],
+                    "service_principal_password": body["secret"],
+                },
+            )
+        except OSError as exc:
+            # Nobody could use a principal whose secret was never shown: remove it again.
+            client.delete(client.path("principals", body["id"]))
+            raise CliError(
+                ExitCode.USAGE,
+                f"Could not write {target} ({exc.strerror or type(exc).__name__}); the new principal was deleted.",
+            ) from exc
         if opts.json:
             emit_json({**principal_json(body), "config": str(path)})
             return
@@ -110,9 +135,10 @@ def sp_delete(
     config: ConfigOption = None,
     debug: DebugOption = False,
 ) -> None:
-    """Delete a principal (succeeds if it is already gone)."""
+    """Delete a principal. One that does not exist is exit 3 (a mistyped id is not a revoked one)."""
     opts = options(json_output, config, debug)
     client = _client(opts.config)
+    client.get(client.path("principals", principal_id))  # 404 → exit 3, naming it
     client.delete(client.path("principals", principal_id))
     if opts.json:
         emit_json({"id": principal_id, "deleted": True})

@@ -170,10 +170,10 @@ def download(source: Files, root: Path, prefix: str, *, overwrite: bool, show_pr
         try:
             with open(partial, "wb") as out:
                 source.fetch(name, out)
+            os.replace(partial, destination)  # a reader never sees half a file
         except BaseException:
             partial.unlink(missing_ok=True)  # a failed download leaves nothing behind
             raise
-        os.replace(partial, destination)  # a reader never sees half a file
 
     with ThreadPoolExecutor(max_workers=MAX_WORKERS) as pool:
         list(pool.map(one, todo))

@@ -267,7 +267,7 @@ def test_model_list_and_download(cli: Cli, tmp_path: Path) -> None:
     assert latest.returncode == 0, latest.stderr
     assert Path(latest.stdout.strip()).read_bytes() == b"weights v2"
     refused = cli("model", "download", "cli_model", str(out), "--version", "1")
-    assert refused.returncode == 2 and "exist_ok" in _one_error_line(refused)
+    assert refused.returncode == 2 and "pass --exist-ok" in _one_error_line(refused)  # the option, not the keyword
     first = cli.json("model", "download", "cli_model", str(out), "--version", "1", "--exist-ok")
     assert first["id"] == "cli_model:1" and Path(first["path"]).read_bytes() == b"weights v1"
     missing = cli("model", "download", "no_such_model", str(out))
@@ -295,3 +295,24 @@ def test_sp_create_list_delete_with_json_and_exit_codes(cli: Cli, tmp_path: Path
     bad_role = cli("sp", "create", "--role", "Admin")
     assert bad_role.returncode == 2 and "Admin" in _one_error_line(bad_role)
     assert cli.json("sp", "delete", body["id"]) == {"id": body["id"], "deleted": True}
+    gone = cli("sp", "delete", body["id"])  # a mistyped or already deleted id is not a success
+    assert gone.returncode == 3 and "404" in _one_error_line(gone)
+
+
+def test_sp_create_never_writes_over_a_config_and_a_refusal_creates_no_principal(cli: Cli, tmp_path: Path) -> None:
+    before = {p["id"] for p in cli.json("sp", "list")}
+    existing = tmp_path / "existing.json"
+    existing.write_text("{}")
+    in_use = cli.folder / ".amlpipe" / "config.json"
+    for target, expected in (
+        (existing, "exists; pass --force to replace it"),
+        (in_use, "is the config in use"),
+        (tmp_path, "is a folder"),
+    ):
+        refused = cli("sp", "create", "--role", "Reader", "--write-config", str(target))
+        assert refused.returncode == 2 and expected in _one_error_line(refused)
+        assert refused.stdout == ""
+    assert existing.read_text() == "{}" and {p["id"] for p in cli.json("sp", "list")} == before
+    replaced = cli.json("sp", "create", "--role", "Reader", "--write-config", str(existing), "--force")
+    assert json.loads(existing.read_text())["service_principal_id"] == replaced["id"]
+    assert replaced["config"] == str(existing.resolve())

@@ -100,6 +100,7 @@ CREATE = ["schedule", "create", "nightly", "target", "-e", "exp"]
         # the CLI's own parsing
         ([*CREATE, "--frequency", "Day", "--hours", "1,two"], "'1,two' is not a comma-separated list of numbers"),
         ([*CREATE, "--hours", "1"], "--hours needs --frequency"),
+        ([*CREATE, "--datastore", "store", "--interval", "5"], "--interval needs --frequency"),  # never dropped
         ([*CREATE, "--frequency", "Hour", "--datastore", "store"], "not both"),
         ([*CREATE, "--frequency", "Hour", "--recursive"], "--recursive needs --datastore"),
         ([*CREATE, "--polling-interval", "10", "--path-on-datastore", "in"], "--path-on-datastore, --polling-interval"),
@@ -186,7 +187,7 @@ def test_recurrence_options_build_the_sdk_recurrence_in_any_case() -> None:
     }
     none = build_recurrence(
         frequency=None,
-        interval=1,
+        interval=None,
         start_time=None,
         time_zone=None,
         hours=None,

@@ -286,3 +286,26 @@ def test_compute_targets_still_build_offline() -> None:
     assert type(target) is ComputeTarget and target.name == "aml-cluster"
     config = AmlCompute.provisioning_configuration(vm_size="STANDARD_DS11_V2", max_nodes=2)
     assert config.max_nodes == 2
+
+
+class ListedFiles:
+    """A datastore's files held in memory, as ``_transfer.Files`` (the transport is not under test)."""
+
+    def __init__(self, files: dict[str, bytes]) -> None:
+        self.files = files
+
+    def put(self, local: Path, name: str, metadata: Mapping[str, str] | None) -> bool:
+        raise AssertionError("not uploading")
+
+    def names(self, prefix: str) -> list[str]:
+        return sorted(self.files)
+
+    def fetch(self, name: str, out: BinaryIO) -> None:
+        out.write(self.files[name])
+
+
+def test_a_download_that_cannot_land_leaves_no_partial_file(tmp_path: Path) -> None:
+    (tmp_path / "out" / "a.csv").mkdir(parents=True)  # a folder where the file should land
+    with pytest.raises(IsADirectoryError):
+        _transfer.download(ListedFiles({"a.csv": b"x"}), tmp_path / "out", "", overwrite=True, show_progress=False)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.csv"]  # no a.csv.amlpipe-partial
