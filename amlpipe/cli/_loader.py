@@ -21,10 +21,10 @@ import hashlib
 import importlib.util
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager, redirect_stdout
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from amlpipe.cli._common import CliError, ExitCode
 from amlpipe.exceptions import AzureMLException
@@ -51,7 +51,7 @@ def _beside(path: Path) -> Iterator[None]:
             sys.path.remove(folder)
 
 
-def _python_pipeline(path: Path, ws: Workspace) -> Pipeline:
+def _python_pipeline(path: Path, ws: Workspace, *, shown: str, allow_paths_outside: bool) -> Pipeline:
     from amlpipe.pipeline.core import Pipeline
 
     name = f"_amlpipe_pipeline_{hashlib.sha256(str(path).encode()).hexdigest()[:12]}"
@@ -89,26 +89,37 @@ def _python_pipeline(path: Path, ws: Workspace) -> Pipeline:
     return pipeline
 
 
-def _yaml_pipeline(path: Path, ws: Workspace) -> Pipeline:
-    from amlpipe.pipeline import PipelineYamlError, pipeline_from_yaml
+def _yaml_pipeline(path: Path, ws: Workspace, *, shown: str, allow_paths_outside: bool) -> Pipeline:
+    from amlpipe.pipeline import PipelineYamlError
+    from amlpipe.pipeline._yaml import pipeline_from_text
 
     try:
-        return pipeline_from_yaml(path, ws)
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise CliError(ExitCode.USAGE, f"{shown}: not UTF-8 text ({exc.reason}).") from exc
+    try:  # messages name the file as the user typed it
+        return pipeline_from_text(text, ws, folder=path.parent, source=shown, allow_paths_outside=allow_paths_outside)
     except PipelineYamlError as exc:
         # A bad file is a usage error (2) even when a problem came from the service (a dataset it
         # does not have): the message names the YAML path, which a 404's exit code would hide.
         raise CliError(ExitCode.USAGE, exc.message) from exc
 
 
+class Loader(Protocol):
+    """Builds the Pipeline of a file (``path`` resolved; ``shown`` as the user named it)."""
+
+    def __call__(self, path: Path, ws: Workspace, *, shown: str, allow_paths_outside: bool) -> Pipeline: ...
+
+
 #: The loader of each file suffix.
-LOADERS: dict[str, Callable[[Path, Workspace], Pipeline]] = {
+LOADERS: dict[str, Loader] = {
     ".py": _python_pipeline,
     ".yml": _yaml_pipeline,
     ".yaml": _yaml_pipeline,
 }
 
 
-def check_pipeline_file(path: Path) -> Callable[[Path, Workspace], Pipeline]:
+def check_pipeline_file(path: Path) -> Loader:
     """The loader for ``path`` (checked before anything else is done).
 
     Raises:
@@ -124,9 +135,12 @@ def check_pipeline_file(path: Path) -> Callable[[Path, Workspace], Pipeline]:
 
 
 @contextmanager
-def pipeline_from_file(path: Path, ws: Workspace) -> Iterator[Pipeline]:
+def pipeline_from_file(path: Path, ws: Workspace, *, allow_paths_outside: bool = False) -> Iterator[Pipeline]:
     """The pipeline ``path`` defines, with the working folder at the file's folder until the block ends
     (publishing reads the steps' relative ``source_directory`` folders).
+
+    ``allow_paths_outside`` lets a YAML file's paths lead outside its folder (a Python file is code:
+    it may name any path).
 
     Raises:
         CliError: (USAGE) the file is missing, of an unknown kind, fails to load, or builds no Pipeline.
@@ -134,4 +148,4 @@ def pipeline_from_file(path: Path, ws: Workspace) -> Iterator[Pipeline]:
     loader = check_pipeline_file(path)
     resolved = path.resolve()
     with _beside(resolved):
-        yield loader(resolved, ws)
+        yield loader(resolved, ws, shown=str(path), allow_paths_outside=allow_paths_outside)

@@ -78,6 +78,13 @@ def publish(
             help="Whether runs go on with other steps after one fails (default: stop).",
         ),
     ] = None,
+    allow_paths_outside: Annotated[
+        bool,
+        typer.Option(
+            "--allow-paths-outside",
+            help="Let a YAML file's source_directory and environment files lead outside its folder.",
+        ),
+    ] = False,
     endpoint: Annotated[
         str | None,
         typer.Option(
@@ -101,7 +108,7 @@ def publish(
     check_pipeline_file(file)
     opts = options(json_output, config, debug)
     ws = load_workspace(opts.config)
-    with pipeline_from_file(file, ws) as pipeline:
+    with pipeline_from_file(file, ws, allow_paths_outside=allow_paths_outside) as pipeline:
         published = pipeline.publish(
             name=name or file.stem,
             description=description,

@@ -56,12 +56,14 @@ T = TypeVar("T")
 M = TypeVar("M", bound=BaseModel)
 
 
-def pipeline_from_yaml(path: str | os.PathLike[str], workspace: Any) -> Pipeline:
+def pipeline_from_yaml(path: str | os.PathLike[str], workspace: Any, *, allow_paths_outside: bool = False) -> Pipeline:
     """The Pipeline a YAML pipeline file describes (schema: docs/pipeline-yaml.md).
 
     Args:
         path: the file. Relative paths in it (``source_directory``, environment files) are relative
             to its folder, which is also the default ``default_source_directory``.
+        allow_paths_outside: let those paths lead outside the file's folder (by default a problem:
+            what they name is uploaded or read into the published graph).
         workspace: the workspace the pipeline is for; ``datasets`` are looked up in it with
             ``Dataset.get_by_name``.
 
@@ -76,17 +78,21 @@ def pipeline_from_yaml(path: str | os.PathLike[str], workspace: Any) -> Pipeline
         text = file.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
         raise PipelineYamlError(str(path), [YamlProblem("", None, f"not UTF-8 text ({exc.reason})")]) from exc
-    return pipeline_from_text(text, workspace, folder=file.resolve().parent, source=str(path))
+    return pipeline_from_text(
+        text, workspace, folder=file.resolve().parent, source=str(path), allow_paths_outside=allow_paths_outside
+    )
 
 
-def pipeline_from_text(text: str, workspace: Any, *, folder: Path, source: str = "<yaml>") -> Pipeline:
+def pipeline_from_text(
+    text: str, workspace: Any, *, folder: Path, source: str = "<yaml>", allow_paths_outside: bool = False
+) -> Pipeline:
     """The Pipeline of YAML ``text`` whose relative paths are relative to ``folder``.
 
     Raises:
         PipelineYamlError: as ``pipeline_from_yaml``; ``source`` names the text in messages.
     """
     data, lines = read_yaml(text, source)
-    builder = _Builder(workspace, folder, lines)
+    builder = _Builder(workspace, folder.resolve(), lines, allow_outside=allow_paths_outside)
     spec = builder.check(s.PipelineFileSpec, data, ())
     raw_steps = data.get("steps") if isinstance(data, dict) else None
     # Each step is checked even when another section is wrong: one pass reports every problem.
@@ -134,9 +140,12 @@ _FORM = {
 class _Builder:
     """Turns a checked document into SDK objects, recording each problem with its YAML path."""
 
-    def __init__(self, workspace: Any, folder: Path, lines: dict[YamlPath, int]) -> None:
+    def __init__(
+        self, workspace: Any, folder: Path, lines: dict[YamlPath, int], *, allow_outside: bool = False
+    ) -> None:
         self.workspace = workspace
         self.folder = folder
+        self.allow_outside = allow_outside
         self.lines = lines
         self.problems: list[YamlProblem] = []
         # None marks a declaration the SDK refused (reported once, where it is declared).
@@ -179,9 +188,24 @@ class _Builder:
             self.problem(path, str(exc))
         return None
 
-    def local(self, path: str) -> str:
-        """``path`` relative to the file's folder (an absolute one as it is)."""
-        return os.path.normpath(self.folder / path)
+    def local(self, value: str, where: YamlPath) -> str:
+        """``value`` relative to the file's folder (an absolute one as it is).
+
+        Unless the builder allows paths outside, it must stay inside the file's folder, symlinks
+        resolved: the folders and files a YAML file names are uploaded or read into the published
+        graph, and a pipeline file must not reach the rest of the machine it is published from
+        (``source_directory: /`` would upload it).
+        """
+        joined = self.folder / value
+        if not self.allow_outside:
+            resolved = joined.resolve()
+            if resolved != self.folder and self.folder not in resolved.parents:
+                self.problem(
+                    where,
+                    f"{value!r} leads outside the YAML file's folder {self.folder}: keep what it names under"
+                    " that folder, or publish with --allow-paths-outside (allow_paths_outside=True)",
+                )
+        return os.path.normpath(joined)
 
     # -- the document
 
@@ -231,7 +255,11 @@ class _Builder:
             built,
             description=options.description,
             default_datastore=options.default_datastore,
-            default_source_directory=self.local(default_folder) if default_folder else str(self.folder),
+            default_source_directory=(
+                self.local(default_folder, ("pipeline", "default_source_directory"))
+                if default_folder
+                else str(self.folder)
+            ),
         )
 
     def _parameter(self, name: str, value: Any) -> PipelineParameter | None:
@@ -332,7 +360,9 @@ class _Builder:
             )
         params = {key: self._item(value, (*path, "params", key), "param") for key, value in spec.params.items()}
         runconfig = self._runconfig(spec.runconfig, (*path, "runconfig")) if spec.runconfig is not None else None
-        source_directory = self.local(spec.source_directory) if spec.source_directory else None
+        source_directory = (
+            self.local(spec.source_directory, (*path, "source_directory")) if spec.source_directory else None
+        )
         if self._mark() > before:
             return None
         if isinstance(spec, s.CommandStepSpec):
@@ -416,7 +446,7 @@ class _Builder:
         return self.sdk(
             path,
             Estimator,
-            self.local(spec.source_directory),
+            self.local(spec.source_directory, (*path, "source_directory")),
             compute_target=spec.compute_target,
             entry_script=spec.entry_script,
             node_count=spec.node_count,
@@ -454,14 +484,14 @@ class _Builder:
                 (*path, "pip_requirements_file"),
                 Environment.from_pip_requirements,
                 spec.name,
-                self.local(spec.pip_requirements_file),
+                self.local(spec.pip_requirements_file, (*path, "pip_requirements_file")),
             )
         elif spec.conda_specification_file is not None:
             environment = self.sdk(
                 (*path, "conda_specification_file"),
                 Environment.from_conda_specification,
                 spec.name,
-                self.local(spec.conda_specification_file),
+                self.local(spec.conda_specification_file, (*path, "conda_specification_file")),
             )
         else:
             environment = self.sdk(path, Environment, spec.name)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime
 import difflib
+import functools
 import re
 import types
 from collections.abc import Sequence
@@ -28,6 +29,8 @@ YamlPath = tuple[str | int, ...]
 
 #: At most this many values, counting every use of an alias (a guard against alias bombs).
 MAX_VALUES = 100_000
+#: At most this many characters in a file (a pipeline is a few kilobytes; PyYAML reads in pure Python).
+MAX_CHARACTERS = 1024 * 1024
 #: At most this many problems are listed in the error's message (all are in ``problems``).
 MAX_SHOWN = 10
 
@@ -83,23 +86,30 @@ def read_yaml(text: str, source: str) -> tuple[Any, dict[YamlPath, int]]:
     Raises:
         PipelineYamlError: it is not YAML, or not plain values (see the module's docstring).
     """
-    # Imported here, not with the module: the Function App imports amlpipe.pipeline, not PyYAML.
+    # Imported here, not with the module: steps' processes import amlpipe.pipeline, and need no PyYAML.
     import yaml
 
+    if len(text) > MAX_CHARACTERS:
+        raise PipelineYamlError(source, [YamlProblem("", None, f"the file is over {MAX_CHARACTERS} characters")])
+    loader = _loader_class()(text)
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        root = loader.get_single_node()  # composed once: walked, then constructed from the same nodes
         if root is None:
             raise PipelineYamlError(source, [YamlProblem("", None, "the file is empty; it needs at least steps:")])
-        walk = _Walk()
+        walk = _Walk(loader)
         walk.visit(root, ())
         if walk.size > MAX_VALUES:
             walk.problems.append(
-                YamlProblem("", None, f"the file holds more than {MAX_VALUES} values once its aliases are expanded")
+                YamlProblem("", None, f"the file holds more than {MAX_VALUES} values (aliases counted each time)")
             )
         if walk.problems:
             raise PipelineYamlError(source, walk.problems)
-        # Every tag was checked above; safe_load would refuse an object-building one all the same.
-        return yaml.safe_load(text), walk.lines
+        # Every tag was checked above: only plain values, resolved by the YAML 1.2 rules, are built.
+        try:
+            return loader.construct_document(root), walk.lines
+        except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as exc:
+            problem = YamlProblem("", None, f"a value cannot be read ({type(exc).__name__}); quote it as a string")
+            raise PipelineYamlError(source, [problem]) from exc
     except yaml.MarkedYAMLError as exc:  # a syntax error, or a mapping used as a key
         mark = exc.problem_mark or exc.context_mark
         line = None if mark is None else mark.line + 1
@@ -109,14 +119,53 @@ def read_yaml(text: str, source: str) -> tuple[Any, dict[YamlPath, int]]:
         raise PipelineYamlError(source, [YamlProblem("", None, f"not valid YAML: {exc}")]) from exc
     except RecursionError as exc:
         raise PipelineYamlError(source, [YamlProblem("", None, "the values are nested too deeply")]) from exc
+    finally:
+        loader.dispose()
+
+
+#: YAML 1.2's core schema for plain scalars, strictly: PyYAML's YAML 1.1 rules would turn
+#: ``on``/``no`` into booleans, ``010`` into 8, ``12:30`` into 750 and ``2024-01-01`` into a date,
+#: silently changing an argument. Here only ``true``/``false``, decimal integers (no leading zero, no
+#: ``0x``/``0o``, no ``_``) and floats with a point or an exponent are typed; the rest stays a string.
+_CORE_12 = (
+    ("bool", r"^(?:true|True|TRUE|false|False|FALSE)$", "tTfF"),
+    ("int", r"^[-+]?(?:0|[1-9][0-9]*)$", "-+0123456789"),
+    (
+        "float",
+        r"^(?:[-+]?(?:\.[0-9]+|[0-9]+\.[0-9]*(?:[eE][-+]?[0-9]+)?|[0-9]+[eE][-+]?[0-9]+)"
+        r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$",
+        "-+0123456789.",
+    ),
+)
+_RETYPED = frozenset(_CORE + t for t in ("bool", "int", "float", "timestamp"))
+
+
+@functools.cache
+def _loader_class() -> type[yaml.SafeLoader]:
+    """PyYAML's SafeLoader with the plain-scalar rules of :data:`_CORE_12` instead of YAML 1.1's."""
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    Loader.yaml_implicit_resolvers = {
+        first: [(tag, pattern) for tag, pattern in resolvers if tag not in _RETYPED]
+        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
+    for name, pattern, first in _CORE_12:
+        Loader.add_implicit_resolver(_CORE + name, re.compile(pattern), list(first))
+    return Loader
 
 
 class _Walk:
-    """One pass over the composed nodes: lines, refused tags, duplicate keys, expanded size."""
+    """One pass over the composed nodes: lines, refused tags (explicit ones too), duplicate keys,
+    expanded size."""
 
-    def __init__(self) -> None:
+    def __init__(self, loader: yaml.SafeLoader) -> None:
         import yaml
 
+        self._loader = loader
+        self._scalar = yaml.ScalarNode
         self._nodes = (yaml.SequenceNode, yaml.MappingNode)
         self.lines: dict[YamlPath, int] = {}
         self.problems: list[YamlProblem] = []
@@ -138,6 +187,16 @@ class _Walk:
                 )
             )
             return
+        if isinstance(node, self._scalar) and node.tag != self._implicit_tag(node):
+            shown = node.tag.replace(_CORE, "!!")
+            self.problems.append(
+                YamlProblem(
+                    show_path(path),
+                    line,
+                    f"the tag {shown} is not allowed: write the value plainly (quote it to make it a string)",
+                )
+            )
+            return
         if id(node) in self._open:
             self.problems.append(YamlProblem(show_path(path), line, "an alias refers to a value that contains it"))
             return
@@ -155,6 +214,11 @@ class _Walk:
             self._mapping(node, path)
         self._open.discard(id(node))
         self._sizes[id(node)] = self.size - start
+
+    def _implicit_tag(self, node: yaml.ScalarNode) -> str:
+        """The tag ``node`` would have without an explicit one (a plain scalar's by the rules, else str)."""
+        plain = node.style is None
+        return str(self._loader.resolve(self._scalar, node.value, (plain, not plain)))  # type: ignore[no-untyped-call]
 
     def _mapping(self, node: yaml.MappingNode, path: YamlPath) -> None:
         seen: dict[str, int] = {}

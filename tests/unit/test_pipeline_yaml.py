@@ -556,12 +556,6 @@ ERRORS = [
         id="two-package-sources",
     ),
     pytest.param(
-        "parameters:\n  when: 2024-01-01\nsteps: [{kind: command, command: ls}]\n",
-        "p.yml:2: parameters.when: a parameter's default is a string, a number, true/false, or a DataPath "
-        "{datastore: NAME, path_on_datastore: PATH}; not 2024-01-01 (a date: quote it to make it a string)",
-        id="date-default",
-    ),
-    pytest.param(
         'parameters:\n  text: "two\\nlines"\nsteps: [{kind: command, command: ls}]\n',
         "p.yml:2: parameters.text: Default value of PipelineParameter 'text' is a multi-line string",
         id="sdk-refuses-a-parameter",
@@ -814,7 +808,7 @@ def test_alias_bombs_and_recursive_aliases_are_refused() -> None:
         previous, name = chr(ord("a") + i - 1), chr(ord("a") + i)
         levels.append(f"{name}: &{name} [{', '.join(['*' + previous] * 10)}]")
     bomb = "\n".join(levels) + "\nsteps: [*f]\n"
-    assert _problems(bomb) == ["p.yml: the file holds more than 100000 values once its aliases are expanded"]
+    assert _problems(bomb) == ["p.yml: the file holds more than 100000 values (aliases counted each time)"]
     assert _problems("steps: &s [*s]\n") == ["p.yml:1: steps[0]: an alias refers to a value that contains it"]
 
 
@@ -882,3 +876,76 @@ def test_the_documentation_describes_every_key_of_the_schema() -> None:
     assert missing == []
     for kind in schema.STEP_KINDS:
         assert f"`{kind}`" in docs
+
+
+# -- review fixes: YAML 1.2 scalars, explicit tags, paths that stay in the file's folder, size ----------
+
+
+def test_plain_values_follow_yaml_1_2_so_no_argument_is_silently_retyped(ws: Workspace, folder: Path) -> None:
+    text = (
+        "parameters: {a: 1e-3, b: 010, c: on, d: 1:30, e: 2024-01-01, f: 0x1f, g: true, h: 12}\n"
+        "steps:\n  - {kind: command, command: [echo, 12:30, on, no, '7', 010, 0x1f, 1_000, 2023-02-29, 1.5]}\n"
+        "  - kind: command\n    name: params\n    command: [echo"
+        + "".join(f", {{parameter: {name}}}" for name in "abcdefgh")
+        + "]\n"
+    )
+    pipeline = _yaml(text, ws, folder)
+    graph, _ = _graph(pipeline)
+    defaults = {p["name"]: p["default_value"] for p in graph["parameters"]}
+    assert defaults == {
+        "a": 0.001,
+        "b": "010",
+        "c": "on",
+        "d": "1:30",
+        "e": "2024-01-01",
+        "f": "0x1f",
+        "g": True,
+        "h": 12,
+    }
+    step = graph["steps"][0]
+    assert [part["value"] for part in step["command"]] == [
+        "echo", "12:30", "on", "no", "7", "010", "0x1f", "1_000", "2023-02-29", "1.5",
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize("value", ["!!bool maybe", "!!int abc", "!!float abc", "!!timestamp nope", "!!str 3"])
+def test_an_explicit_scalar_tag_is_refused_at_its_place_instead_of_crashing(value: str) -> None:
+    problems = _problems(f"steps:\n  - kind: command\n    command: [ls, {value}]\n")
+    assert len(problems) == 1 and problems[0].startswith("p.yml:3: steps[0].command[1]: the tag !!")
+    assert "write the value plainly" in problems[0]
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "where"),
+    [
+        ("source_directory", "/", "steps[0].source_directory"),
+        ("source_directory", "../..", "steps[0].source_directory"),
+        ("source_directory", "escape", "steps[0].source_directory"),  # a symlink out of the folder
+    ],
+)
+def test_a_path_that_leads_outside_the_files_folder_is_refused_unless_allowed(
+    ws: Workspace, folder: Path, key: str, value: str, where: str
+) -> None:
+    (folder / "escape").symlink_to(folder.parent)
+    text = f"steps:\n  - {{kind: command, command: ls, {key}: '{value}'}}\n"
+    problems = _problems(text, ws, folder)
+    assert len(problems) == 1 and problems[0].startswith(f"p.yml:2: {where}: ")
+    assert "leads outside the YAML file's folder" in problems[0] and "--allow-paths-outside" in problems[0]
+    allowed = pipeline_from_text(text, ws, folder=folder, source="p.yml", allow_paths_outside=True)
+    assert allowed is not None
+
+
+def test_an_environment_file_outside_the_folder_is_never_read_into_the_graph(ws: Workspace, folder: Path) -> None:
+    text = (
+        "steps:\n  - kind: command\n    command: ls\n    runconfig:\n      environment:\n"
+        "        name: env\n        pip_requirements_file: /etc/passwd\n"
+    )
+    (problem,) = _problems(text, ws, folder)
+    assert problem.startswith("p.yml:7: steps[0].runconfig.environment.pip_requirements_file: '/etc/passwd' leads")
+
+
+def test_a_file_over_the_size_limit_is_refused_before_it_is_parsed() -> None:
+    from amlpipe.pipeline._yaml_read import MAX_CHARACTERS
+
+    problems = _problems("steps: []\n# " + "x" * MAX_CHARACTERS)
+    assert problems == [f"p.yml: the file is over {MAX_CHARACTERS} characters"]
