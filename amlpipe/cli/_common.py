@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 from io import StringIO
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, ParamSpec
+from typing import TYPE_CHECKING, Annotated, Any, ParamSpec, Protocol, TypeVar
 
 import requests
 import typer
@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from amlpipe.core.workspace import Workspace
 
 P = ParamSpec("P")
+T = TypeVar("T", bound="Toggleable")
 
 DEBUG_ENV = "AMLPIPE_DEBUG"
 CONFIG_ENV = "AMLPIPE_CONFIG"
@@ -250,6 +251,29 @@ def emit_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
     for row in cells:
         typer.echo("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip())
+
+
+class Toggleable(Protocol):
+    """A published pipeline, a pipeline endpoint or a schedule: it can be enabled and disabled."""
+
+    @property
+    def status(self) -> str: ...
+
+    def enable(self) -> None: ...
+
+    def disable(self) -> None: ...
+
+
+def set_active(found: T, *, active: bool, as_json: bool, to_json: Callable[[T], dict[str, Any]], label: str) -> None:
+    """Enable (``active``) or disable ``found`` and say what it is now: its JSON, or ``<label> is <status>.``"""
+    if active:
+        found.enable()
+    else:
+        found.disable()
+    if as_json:
+        emit_json(to_json(found))
+        return
+    typer.echo(f"{label} is {found.status}.")
 
 
 def stdout_is_terminal() -> bool:

@@ -20,6 +20,7 @@ from amlpipe.cli._common import (
     emit_table,
     load_workspace,
     options,
+    set_active,
 )
 from amlpipe.cli._views import endpoint_json, published_json
 from amlpipe.exceptions import ServiceException
@@ -160,14 +161,8 @@ def _set_status(pipeline_id: str, *, active: bool, opts_json: bool, config: Path
     from amlpipe.pipeline.core import PublishedPipeline
 
     published = PublishedPipeline.get(load_workspace(config), pipeline_id)
-    if active:
-        published.enable()
-    else:
-        published.disable()
-    if opts_json:
-        emit_json(published_json(published))
-        return
-    typer.echo(f"Pipeline {published.id} ({published.name}) is {published.status}.")
+    label = f"Pipeline {published.id} ({published.name})"
+    set_active(published, active=active, as_json=opts_json, to_json=published_json, label=label)
 
 
 @pipeline_app.command("enable")
@@ -353,14 +348,8 @@ def set_default(
 
 def _set_endpoint_status(endpoint: str, *, active: bool, opts_json: bool, config: Path | None) -> None:
     found = find_endpoint(load_workspace(config), endpoint)
-    if active:
-        found.enable()
-    else:
-        found.disable()
-    if opts_json:
-        emit_json(endpoint_json(found))
-        return
-    typer.echo(f"Pipeline endpoint {found.name} ({found.id}) is {found.status}.")
+    label = f"Pipeline endpoint {found.name} ({found.id})"
+    set_active(found, active=active, as_json=opts_json, to_json=endpoint_json, label=label)
 
 
 @endpoint_app.command("enable")

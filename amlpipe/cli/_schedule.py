@@ -24,6 +24,7 @@ from amlpipe.cli._common import (
     load_workspace,
     options,
     parse_pairs,
+    set_active,
 )
 
 if TYPE_CHECKING:
@@ -463,14 +464,8 @@ def _set_status(schedule_id: str, *, active: bool, json_output: bool, config: Pa
 
     opts = options(json_output, config, debug)
     found = Schedule.get(load_workspace(opts.config), schedule_id)
-    if active:
-        found.enable()
-    else:
-        found.disable()
-    if opts.json:
-        emit_json(schedule_json(found))
-        return
-    typer.echo(f"Schedule {found.id} ({found.name}) is {found.status}.")
+    label = f"Schedule {found.id} ({found.name})"
+    set_active(found, active=active, as_json=opts.json, to_json=schedule_json, label=label)
 
 
 @schedule_app.command("enable")
