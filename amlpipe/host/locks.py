@@ -100,20 +100,22 @@ class BlobLease:
         """``container/blob`` of the lock, for logs."""
         return f"{self.container}/{self.blob_name}"
 
-    async def try_acquire(self) -> bool:
+    async def try_acquire(self, *, quick: bool = False) -> bool:
         """Take the lease if nobody holds it; False if another lease id does. Creates the blob if needed.
+
+        ``quick``: one request each, without the SDK's retries (storage down answers at once).
 
         Raises:
             HttpResponseError: storage refused for another reason (callers retry later).
         """
         sent = time.monotonic()
         try:
-            await self._client.acquire(lease_duration=int(self.period))
+            await self._acquire(quick)
         except ResourceNotFoundError:
             await self._create_blob()
             sent = time.monotonic()
             try:
-                await self._client.acquire(lease_duration=int(self.period))
+                await self._acquire(quick)
             except HttpResponseError as exc:
                 return self._not_acquired(exc)
         except HttpResponseError as exc:
@@ -121,6 +123,12 @@ class BlobLease:
         self._valid_until = sent + self.period
         await self._record_owner()
         return True
+
+    async def _acquire(self, quick: bool) -> None:
+        if quick:
+            await self._client.acquire(lease_duration=int(self.period), retry_total=0)
+        else:
+            await self._client.acquire(lease_duration=int(self.period))
 
     async def renew(self) -> bool:
         """Extend the lease by a period. False when it is lost (another host took it, or it was broken).
@@ -201,10 +209,14 @@ class ListenerLock:
         """True while the lease is held and not presumed expired."""
         return self.lease.held
 
-    async def try_acquire(self) -> bool:
-        """One acquisition attempt; on success start renewing. Storage errors count as "not acquired"."""
+    async def try_acquire(self, *, quick: bool = False) -> bool:
+        """One acquisition attempt; on success start renewing. Storage errors count as "not acquired".
+
+        ``quick``: without the storage SDK's retries (a host starting while storage is down must not
+        wait them out before it serves HTTP; the listener's loop retries every ``retry_interval``).
+        """
         try:
-            acquired = await self.lease.try_acquire()
+            acquired = await self.lease.try_acquire(quick=quick)
         except Exception as exc:  # noqa: BLE001 - storage unreachable: try again at the next retry
             log.warning("Could not acquire lock %s: %s", self.lease.path, exc)
             return False
@@ -222,9 +234,10 @@ class ListenerLock:
         return acquired
 
     async def acquire(self, stopping: asyncio.Event) -> bool:
-        """Retry until the lock is ours (True) or ``stopping`` is set (False)."""
+        """Retry until the lock is ours (True) or ``stopping`` is set (False). Each attempt is quick (no
+        storage SDK retries: this loop is the retry), so a stop is seen within ``retry_interval``."""
         while not stopping.is_set():
-            if await self.try_acquire():
+            if await self.try_acquire(quick=True):
                 return True
             try:
                 await asyncio.wait_for(stopping.wait(), timeout=self.retry_interval)

@@ -165,7 +165,7 @@ class TimerListener:
         self._log_schedule(schedule, tz)
         # One attempt before returning, as SingletonListener.StartAsync does: the instance that is
         # started first becomes the active one before the host reports "started".
-        held = await self._lock.try_acquire()
+        held = await self._lock.try_acquire(quick=True)
         startup: bool | None = None
         if held:
             startup = await self._prepare()
