@@ -24,7 +24,7 @@ from azure.storage.blob import BlobSasPermissions, BlobServiceClient, ContentSet
 
 from shared.errors import BadRequestError, NotFoundError
 from shared.pipelines._storage import LazyContainer, iso, key
-from shared.pipelines.metrics import step_execution
+from shared.pipelines.metrics import execution_json, step_execution
 from shared.pipelines.runs import RunStore
 from shared.run_history import artifact_name_problem
 
@@ -181,14 +181,7 @@ def step_artifacts(
     the reused execution's)."""
     found, execution = step_execution(runs, run_id, step, raw_attempt)
     listed = artifacts.list_artifacts(execution.run_id, execution.step, execution.attempt) if execution else []
-    return {
-        "runId": execution.id if execution else None,
-        "pipelineRunId": run_id,
-        "step": found.name,
-        "attempt": execution.attempt if execution else None,
-        "isReused": found.is_reused,
-        "value": [a.to_json() for a in listed],
-    }
+    return {**execution_json(found, execution), "value": [a.to_json() for a in listed]}
 
 
 def artifact_urls(

@@ -22,7 +22,7 @@ from shared.errors import BadRequestError
 from shared.orchestration.files import LOG_CONTAINER, log_blob_name
 from shared.orchestration.state import TERMINAL_STEP_STATUSES
 from shared.pipelines._storage import LazyContainer
-from shared.pipelines.metrics import step_execution
+from shared.pipelines.metrics import execution_json, step_execution
 from shared.pipelines.runs import RunStore
 
 __all__ = ["MAX_CHUNK", "LogChunk", "StepLogStore", "decode_chunk", "parse_offset", "step_log"]
@@ -125,11 +125,7 @@ def step_log(
         ended = found.is_reused or execution.attempt < found.attempt or found.status in TERMINAL_STEP_STATUSES
         chunk = logs.read(execution.run_id, execution.step, execution.attempt, offset=offset, ended=ended)
     return {
-        "runId": execution.id if execution else None,
-        "pipelineRunId": run_id,
-        "step": found.name,
-        "attempt": execution.attempt if execution else None,
-        "isReused": found.is_reused,
+        **execution_json(found, execution),
         "offset": chunk.offset,
         "nextOffset": chunk.next_offset,
         "size": chunk.size,

@@ -42,6 +42,7 @@ __all__ = [
     "MetricRow",
     "MetricStore",
     "execution_id",
+    "execution_json",
     "parse_attempt",
     "Execution",
     "parse_execution_id",
@@ -256,7 +257,8 @@ def _values(rows: Iterable[MetricRow]) -> dict[str, Any]:
     return aggregate((r.type, r.name, r.value) for r in rows if r.target == "run")
 
 
-def _execution_json(found: StepRun, execution: Execution | None) -> dict[str, Any]:
+def execution_json(found: StepRun, execution: Execution | None) -> dict[str, Any]:
+    """What every per-execution route (metrics, artifacts, logs) says of the execution it reports."""
     return {
         "runId": execution.id if execution else None,
         "pipelineRunId": found.run_id,
@@ -272,7 +274,7 @@ def step_metrics(
     """``GET PipelineRuns/{run_id}/steps/{step}/metrics``: one execution's metrics in azureml's shapes."""
     found, execution = step_execution(runs, run_id, step, raw_attempt)
     rows = metrics.list_metrics(execution.run_id, step=execution.step, attempt=execution.attempt) if execution else []
-    return {**_execution_json(found, execution), "metrics": _values(rows)}
+    return {**execution_json(found, execution), "metrics": _values(rows)}
 
 
 def run_metrics(runs: RunStore, metrics: MetricStore, run_id: str) -> dict[str, Any]:
@@ -301,5 +303,5 @@ def run_metrics(runs: RunStore, metrics: MetricStore, run_id: str) -> dict[str, 
             step_rows = [r for r in rows if r.step == name and r.attempt == execution.attempt]
         else:
             step_rows = metrics.list_metrics(execution.run_id, step=execution.step, attempt=execution.attempt)
-        steps.append({**_execution_json(found, execution), "name": name, "metrics": _values(step_rows)})
+        steps.append({**execution_json(found, execution), "name": name, "metrics": _values(step_rows)})
     return {"runId": run_id, "metrics": aggregate((r.type, r.name, r.value) for r in parent), "steps": steps}
