@@ -6,7 +6,10 @@ BIN := $(VENV)/bin
 PY_STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 
-.PHONY: start test lint unit bench install clean
+# Written by tools/install-chromium.sh when no Chromium can be had: the studio's browser tests skip with it.
+BROWSER_NOTE := $(VENV)/browser-unavailable
+
+.PHONY: start test lint unit bench install clean browser studio-check
 
 install: $(PY_STAMP) $(NODE_STAMP)
 
@@ -20,6 +23,14 @@ $(NODE_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
+## browser: Debian's chromium for the studio's browser tests (apt, when the machine lacks it)
+browser: $(PY_STAMP)
+	tools/install-chromium.sh $(BROWSER_NOTE)
+
+## studio-check: the studio's page logic (studio/js/model.js) under node's test runner
+studio-check:
+	node --test studio/tests/
+
 ## start: Azurite on 127.0.0.1:10000-10002 (reused if already up), the first Owner in .amlpipe/config.json, the host on :7071
 start: install
 	$(BIN)/amlpipe host --start-azurite --bootstrap
@@ -31,7 +42,7 @@ lint: $(PY_STAMP)
 	$(BIN)/mypy
 
 ## test: lint, then every test (the tests start their own Azurite on free ports)
-test: install lint
+test: install lint studio-check browser
 	$(BIN)/python -m pytest
 
 unit: $(PY_STAMP)

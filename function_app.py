@@ -15,6 +15,7 @@ from functions.runs import bp as runs_bp
 from functions.schedule_firing import bp as schedule_firing_bp
 from functions.schedule_watches import bp as schedule_watches_bp
 from functions.schedules import bp as schedules_bp
+from functions.studio import bp as studio_bp
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 app.register_functions(health_bp)
@@ -29,4 +30,5 @@ app.register_functions(schedules_bp)  # schedules: the resource
 app.register_functions(schedule_firing_bp)  # schedules: the planner timer and the firer
 app.register_functions(schedule_watches_bp)  # schedules: datastore watches (blob trigger, poller)
 app.register_functions(openapi_bp)
+app.register_functions(studio_bp)  # the studio page and GET /api/me
 app.register_functions(orchestrator_bp)  # runs pipelines: orchestrator and step worker

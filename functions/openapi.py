@@ -47,6 +47,11 @@ _OBJ = "Object"
 ROUTES: tuple[Route, ...] = (
     Route("GET", "/api/health", "Liveness and storage reachability.", None, response=_OBJ, tag="health"),
     Route("GET", "/api/openapi.json", "This document.", None, response=_OBJ, tag="health"),
+    Route("GET", "/api/studio", "Redirects (308) to /api/studio/, the studio's page.", None, status=308,
+          tag="studio"),
+    Route("GET", "/api/studio/{path}", "The studio: its page (path empty) and static assets. Anonymous: the"
+          " page holds no data and reads everything from the API with the user's token.", None, tag="studio"),
+    Route("GET", "/api/me", "The caller: id, role, tenant and issuer.", "Reader", response=_OBJ, tag="auth"),
     Route("POST", "/api/oauth2/token", "OAuth2 client-credentials grant (form or JSON).", None,
           request=_OBJ, response=_OBJ, tag="auth"),
     Route("POST", "/api/principals", "Create a service principal (its secret is shown once).", "Owner",
@@ -114,6 +119,8 @@ ROUTES: tuple[Route, ...] = (
                  ("scheduleId", "a schedule"), ("top", "at most this many (1-1000, default 100)"))),
     Route("GET", "/api/PipelineRuns/{run_id}", "A run with its step runs.", "Reader",
           response=w.PipelineRunEntity, tag="runs"),
+    Route("GET", "/api/PipelineRuns/{run_id}/graph", "The graph document the run runs.", "Reader",
+          response=GRAPH, tag="runs"),
     Route("POST", "/api/PipelineRuns/{run_id}/cancel", "Cancel a run (idempotent).", "Operator",
           response=w.PipelineRunEntity, tag="runs"),
     Route("GET", "/api/PipelineRuns/{run_id}/metrics", "The run's own metrics (logged with run.parent.log) and"
@@ -239,6 +246,7 @@ _TAG_TITLES = {
     "auth": "Tokens and service principals",
     "pipelines": "Snapshots, pipelines, endpoints, runs",
     "registry": "Datastores, datasets, compute targets",
+    "studio": "The studio (a web page)",
 }
 REFERENCE_COMMAND = "python -m functions.openapi > docs/rest.md"
 

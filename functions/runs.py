@@ -94,6 +94,15 @@ def get_run(req: func.HttpRequest, caller: Principal) -> func.HttpResponse:
     return edge.json_response(body)
 
 
+@bp.route(route="PipelineRuns/{run_id}/graph", methods=["GET"], auth_level=ANON)
+@edge.api(Role.READER)
+def get_run_graph(req: func.HttpRequest, caller: Principal) -> func.HttpResponse:
+    """The graph document the run runs (its ``GraphId``): steps, their inputs, outputs and parameters."""
+    stores = default_stores()
+    run = stores.runs.get_run(req.route_params["run_id"])
+    return edge.json_response(stores.graphs.get_graph(run.graph_id).to_wire())
+
+
 @bp.route(route="PipelineRuns/{run_id}/cancel", methods=["POST"], auth_level=ANON)
 @edge.api(Role.OPERATOR)
 def cancel_run(req: func.HttpRequest, caller: Principal) -> func.HttpResponse:

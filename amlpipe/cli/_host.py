@@ -143,6 +143,7 @@ def _bootstrap(app_dir: Path, *, port: int | None, config: Path | None, endpoint
         raise typer.Exit(code=1) from exc
     verb = "Created" if result.created else "Kept"
     typer.echo(f"{verb} Owner service principal {result.principal_id} in {result.path}.", err=True)
+    typer.echo(f"The studio: {url}/api/studio/ (sign in with that principal's id and secret).", err=True)
 
 
 async def _serve(host: Host) -> None:

@@ -29,7 +29,9 @@ def _registered_routes() -> set[tuple[str, str]]:
 
 
 def _paths(route: str) -> set[str]:
-    # ``{name:constraint}`` → ``{name}``; an optional last segment ``/{v?}`` gives two paths.
+    # ``{name:constraint}`` → ``{name}``; an optional last segment ``/{v?}``, or a catch-all
+    # ``/{*rest}`` (which also matches nothing), gives two paths.
+    route = re.sub(r"\{\*(\w+)\}$", r"{\1?}", route)
     template = re.sub(r"\{(\w+)(:[^}]*)?\}", r"{\1}", route)
     if template.endswith("?}") or re.search(r"\{\w+\?\}$", route):
         return {re.sub(r"\{(\w+)\?\}$", r"{\1}", route), re.sub(r"/\{\w+\?\}$", "", route)}
