@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
 from typing import Any
 
 from azure.core.exceptions import AzureError
-from azure.storage.blob import BlobServiceClient
 
+from shared import storage
+from shared.errors import AmlPipeError
 from shared.version import VERSION
 
-STORAGE_SETTING = "AzureWebJobsStorage"
 log = logging.getLogger(__name__)
 
 
@@ -38,16 +37,20 @@ class HealthReport:
 
 
 def check(*, timeout: float = 3.0) -> HealthReport:
-    """Probe Blob storage once, without retries, so an outage answers within ``timeout`` seconds."""
-    connection = os.environ.get(STORAGE_SETTING)
-    if not connection:
-        return HealthReport(VERSION, False, f"app setting '{STORAGE_SETTING}' is not set")
+    """Probe Blob storage once, without retries, so an outage answers within ``timeout`` seconds.
+
+    The account comes from the same settings as every other client (``shared.storage.StorageAccount``):
+    a connection string, or an identity. The probe lists at most one container, which the identity's
+    data role (Storage Blob Data Owner) allows; reading the service properties would need a management role.
+    """
     try:
-        client = BlobServiceClient.from_connection_string(
-            connection, retry_total=0, connection_timeout=timeout, read_timeout=timeout
-        )
+        account = storage.StorageAccount.from_settings()
+    except AmlPipeError as exc:  # names the settings, never a value
+        return HealthReport(VERSION, False, exc.message)
+    try:
+        client = storage.blob_service(account, retry_total=0, connection_timeout=timeout, read_timeout=timeout)
         with client:
-            client.get_service_properties(timeout=int(timeout))
+            next(client.list_containers(results_per_page=1, timeout=int(timeout)).by_page(), None)
     except (AzureError, ValueError) as exc:
         # The client sees only "storage is not reachable"; the details are for the operator.
         log.warning("Storage health probe failed", exc_info=True)

@@ -1,10 +1,21 @@
-"""The engine's one seam to Azure Storage: service clients from the app setting ``AzureWebJobsStorage``.
+"""The engine's one seam to Azure Storage: service clients for the app's storage account.
 
 Engine modules get their clients here and nowhere else::
 
     from shared import storage
 
     table = storage.clients().tables.get_table_client(storage.table_name("principals"))
+
+How to reach the account comes from the app settings, as the Functions host reads its own
+``AzureWebJobsStorage`` connection (:class:`StorageAccount`):
+
+- ``AzureWebJobsStorage``: a connection string (Azurite locally, an account key). It wins when set.
+- otherwise an identity-based connection: ``AzureWebJobsStorage__accountName`` (the endpoints are
+  ``https://<name>.blob|queue|table.core.windows.net``), or the explicit
+  ``AzureWebJobsStorage__blobServiceUri``, ``__queueServiceUri`` and ``__tableServiceUri``
+  (``__serviceUri`` is an alias of the blob one), with ``__credential`` = ``managedidentity`` and
+  ``__clientId`` for a user-assigned identity. Tokens come from one ``DefaultAzureCredential`` per
+  process (it caches them), so a developer's ``az login`` works as well as the app's managed identity.
 
 ``clients()`` returns process-wide clients, created on first use and kept for the life of the
 process (the Azure SDK clients are thread-safe and pool their connections, which matters on Azure
@@ -23,11 +34,13 @@ import os
 import re
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
+from urllib.parse import urlsplit
 
 from azure.core import MatchConditions
+from azure.core.credentials import TokenCredential
 from azure.core.exceptions import HttpResponseError
 from azure.data.tables import TableClient, TableServiceClient, UpdateMode
 from azure.storage.blob import BlobServiceClient
@@ -37,20 +50,164 @@ from shared.errors import AmlPipeError
 
 STORAGE_SETTING = "AzureWebJobsStorage"
 TABLE_PREFIX_SETTING = "AMLPIPE_TABLE_PREFIX"
+#: The identity-based form: ``AzureWebJobsStorage__<property>``, as the Functions host names them.
+ACCOUNT_NAME_SETTING = f"{STORAGE_SETTING}__accountName"
+SERVICE_URI_SETTINGS = {
+    "blob": f"{STORAGE_SETTING}__blobServiceUri",
+    "queue": f"{STORAGE_SETTING}__queueServiceUri",
+    "table": f"{STORAGE_SETTING}__tableServiceUri",
+}
+BLOB_ALIAS_SETTING = f"{STORAGE_SETTING}__serviceUri"  # blob only, as the blob extension reads it
+CREDENTIAL_SETTING = f"{STORAGE_SETTING}__credential"
+CLIENT_ID_SETTING = f"{STORAGE_SETTING}__clientId"
+_UNSUPPORTED_SETTINGS = {
+    f"{STORAGE_SETTING}__managedIdentityResourceId": f"name the user-assigned identity by its client id in"
+    f" '{CLIENT_ID_SETTING}' instead",
+    f"{STORAGE_SETTING}__clientSecret": "a secret in app settings defeats an identity-based connection; locally,"
+    " sign in with 'az login' (or set AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET, which"
+    " DefaultAzureCredential reads)",
+}
 
+_NAMES = (
+    STORAGE_SETTING,
+    ACCOUNT_NAME_SETTING,
+    *SERVICE_URI_SETTINGS.values(),
+    BLOB_ALIAS_SETTING,
+    CREDENTIAL_SETTING,
+    CLIENT_ID_SETTING,
+    *_UNSUPPORTED_SETTINGS,
+)
 _TABLE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9]{2,62}$")
+_ACCOUNT_NAME = re.compile(r"^[a-z0-9]{3,24}$")
 
 
-def connection_string(settings: Mapping[str, str] | None = None) -> str:
-    """The storage connection string (``AzureWebJobsStorage``) from ``settings`` (default: the environment).
+@dataclass(frozen=True)
+class StorageAccount:
+    """How the app reaches its storage account: a connection string, or service URLs and an identity.
 
-    Raises:
-        AmlPipeError: the setting is missing or empty (a deployment fault, so a 500).
+    A plain value resolved from the app settings alone (:meth:`from_settings`, no I/O), so it keys the
+    process-wide clients and can be checked in unit tests. Exactly one form is set: ``connection_string``,
+    or the three service URLs (with ``client_id`` naming a user-assigned managed identity, or None).
     """
-    value = (os.environ if settings is None else settings).get(STORAGE_SETTING)
-    if not value:
-        raise AmlPipeError(f"The app setting '{STORAGE_SETTING}' is not set.")
-    return value
+
+    connection_string: str | None = field(default=None, repr=False)  # a secret: never in a repr or log
+    blob_url: str | None = None
+    queue_url: str | None = None
+    table_url: str | None = None
+    client_id: str | None = None
+
+    @property
+    def uses_identity(self) -> bool:
+        """Whether clients authenticate with a token (``DefaultAzureCredential``), not a connection string."""
+        return self.connection_string is None
+
+    @classmethod
+    def from_settings(cls, settings: Mapping[str, str] | None = None) -> StorageAccount:
+        """The account of ``settings`` (default: the environment): the connection string when set, else
+        the identity-based settings.
+
+        Raises:
+            AmlPipeError: neither form is set, or a setting is malformed (a deployment fault, so a 500).
+                The message names the settings, never a secret.
+        """
+        values = _storage_settings(os.environ if settings is None else settings)
+        connection = values.get(STORAGE_SETTING.lower())
+        if connection:
+            _check_connection_string(connection)
+            return cls(connection_string=connection)
+        return _identity_account(values)
+
+
+def _storage_settings(settings: Mapping[str, str]) -> dict[str, str]:
+    """The non-empty storage settings by lower-case name, values stripped.
+
+    Looked up under their documented names (a few dictionary lookups: this runs on every
+    ``clients()`` call); only when none is there, matched case-insensitively, as the Functions host
+    reads setting names.
+    """
+    found = {name.lower(): value.strip() for name in _NAMES if (value := settings.get(name)) and value.strip()}
+    if found:
+        return found
+    prefix = STORAGE_SETTING.lower()
+    return {
+        name.lower(): value.strip()
+        for name, value in settings.items()
+        if name.lower().startswith(prefix) and value and value.strip()
+    }
+
+
+def _setting(settings: Mapping[str, str], name: str) -> str | None:
+    return settings.get(name.lower())
+
+
+def _check_connection_string(connection: str) -> None:
+    # Only the shape: the SDK parses the rest. The value holds a key, so no message quotes it.
+    parts = [part for part in connection.split(";") if part.strip()]
+    if not parts or any(not part.partition("=")[0].strip() or "=" not in part for part in parts):
+        raise AmlPipeError(
+            f"The app setting '{STORAGE_SETTING}' is not a storage connection string (Key=Value pairs separated"
+            " by ';', e.g. 'UseDevelopmentStorage=true')."
+        )
+
+
+def _identity_account(settings: Mapping[str, str]) -> StorageAccount:
+    for name, instead in _UNSUPPORTED_SETTINGS.items():
+        if _setting(settings, name):
+            raise AmlPipeError(f"The app setting '{name}' is not supported: {instead}.")
+    account_name = _setting(settings, ACCOUNT_NAME_SETTING)
+    given: dict[str, tuple[str, str]] = {}  # service: (value, the setting it came from)
+    for service, name in SERVICE_URI_SETTINGS.items():
+        value, source = _setting(settings, name), name
+        if value is None and service == "blob":
+            value, source = _setting(settings, BLOB_ALIAS_SETTING), BLOB_ALIAS_SETTING
+        if value is not None:
+            given[service] = (value, source)
+    if account_name is None and not given:
+        raise AmlPipeError(
+            f"Storage is not configured: set the app setting '{STORAGE_SETTING}' (a connection string) or"
+            f" '{ACCOUNT_NAME_SETTING}' (an identity-based connection; or the service URIs"
+            f" {', '.join(repr(n) for n in SERVICE_URI_SETTINGS.values())})."
+        )
+    if account_name is not None and not _ACCOUNT_NAME.fullmatch(account_name):
+        raise AmlPipeError(
+            f"The app setting '{ACCOUNT_NAME_SETTING}' must be a storage account name: 3-24 lower-case letters"
+            " and digits."
+        )
+    urls: dict[str, str] = {}
+    for service, name in SERVICE_URI_SETTINGS.items():
+        if service in given:
+            urls[service] = _service_url(*given[service])
+        elif account_name is not None:
+            urls[service] = f"https://{account_name}.{service}.core.windows.net"
+        else:
+            raise AmlPipeError(
+                f"The app setting '{name}' is not set: an identity-based connection needs the blob, queue and"
+                f" table service URIs, or '{ACCOUNT_NAME_SETTING}' to infer them."
+            )
+    credential = _setting(settings, CREDENTIAL_SETTING)
+    if credential is not None and credential.lower() != "managedidentity":
+        raise AmlPipeError(
+            f"The app setting '{CREDENTIAL_SETTING}' must be 'managedidentity' (or unset: DefaultAzureCredential"
+            f" then also tries a developer's Azure CLI login); it is {credential!r}."
+        )
+    return StorageAccount(
+        blob_url=urls["blob"],
+        queue_url=urls["queue"],
+        table_url=urls["table"],
+        client_id=_setting(settings, CLIENT_ID_SETTING),
+    )
+
+
+def _service_url(value: str, setting: str) -> str:
+    parts = urlsplit(value)
+    # Bearer tokens go over TLS only (azure-core refuses otherwise), and a URL with a query would be
+    # a SAS: neither works with an identity.
+    if parts.scheme.lower() != "https" or not parts.hostname or parts.query or parts.fragment:
+        raise AmlPipeError(
+            f"The app setting '{setting}' must be an https URL of a storage service, without a query"
+            " (e.g. https://<account>.blob.core.windows.net)."
+        )
+    return value.rstrip("/")
 
 
 def table_name(base: str, settings: Mapping[str, str] | None = None) -> str:
@@ -96,6 +253,37 @@ class LazyTable:
             return self._client
 
 
+_credentials: dict[str | None, TokenCredential] = {}
+_credentials_lock = threading.Lock()
+
+
+def identity_credential(client_id: str | None = None) -> TokenCredential:
+    """The process's ``DefaultAzureCredential`` (per user-assigned identity ``client_id``).
+
+    One per process, because it caches its tokens: a new one per client would ask the identity
+    endpoint again. Creating it makes no network call; the first token request does.
+    """
+    with _credentials_lock:
+        found = _credentials.get(client_id)
+        if found is None:
+            from azure.identity import DefaultAzureCredential  # only identity-based connections need it
+
+            found = _credentials[client_id] = DefaultAzureCredential(managed_identity_client_id=client_id)
+        return found
+
+
+def blob_service(
+    account: StorageAccount, *, credential: TokenCredential | None = None, **options: Any
+) -> BlobServiceClient:
+    """A new blob service client of ``account`` (``options`` go to the client: retries, timeouts)."""
+    if account.connection_string is not None:
+        return BlobServiceClient.from_connection_string(account.connection_string, **options)
+    assert account.blob_url is not None
+    return BlobServiceClient(
+        account.blob_url, credential=credential or identity_credential(account.client_id), **options
+    )
+
+
 @dataclass
 class StorageClients:
     """Table, Blob and Queue service clients for one storage account."""
@@ -106,18 +294,39 @@ class StorageClients:
 
     @classmethod
     def from_connection_string(cls, connection: str) -> StorageClients:
+        return cls.for_account(StorageAccount(connection_string=connection))
+
+    @classmethod
+    def for_account(cls, account: StorageAccount, *, credential: TokenCredential | None = None) -> StorageClients:
+        """New clients for ``account``; the caller closes them.
+
+        Args:
+            account: a connection string, or service URLs and an identity.
+            credential: for an identity-based account, the token credential to use instead of the
+                process's ``DefaultAzureCredential`` (tests; tools with a credential of their own).
+        """
+        if account.connection_string is not None:
+            return cls(
+                tables=TableServiceClient.from_connection_string(account.connection_string),
+                blobs=BlobServiceClient.from_connection_string(account.connection_string),
+                queues=QueueServiceClient.from_connection_string(account.connection_string),
+            )
+        assert account.table_url is not None and account.queue_url is not None
+        token = credential or identity_credential(account.client_id)
         return cls(
-            tables=TableServiceClient.from_connection_string(connection),
-            blobs=BlobServiceClient.from_connection_string(connection),
-            queues=QueueServiceClient.from_connection_string(connection),
+            tables=TableServiceClient(account.table_url, credential=token),
+            blobs=blob_service(account, credential=token),
+            queues=QueueServiceClient(account.queue_url, credential=token),
         )
 
     @classmethod
     def from_settings(cls, settings: Mapping[str, str] | None = None) -> StorageClients:
-        """New clients for ``AzureWebJobsStorage`` in ``settings``; the caller closes them."""
-        return cls.from_connection_string(connection_string(settings))
+        """New clients for the storage account of ``settings`` (default: the environment); the caller
+        closes them. See :meth:`StorageAccount.from_settings` for the settings and their errors."""
+        return cls.for_account(StorageAccount.from_settings(settings))
 
     def close(self) -> None:
+        # Closes the clients' connections only: a shared DefaultAzureCredential stays usable.
         self.tables.close()
         self.blobs.close()
         self.queues.close()
@@ -131,17 +340,21 @@ class StorageClients:
         self.close()
 
 
-_shared: dict[str, StorageClients] = {}
+_shared: dict[StorageAccount, StorageClients] = {}
 _shared_lock = threading.Lock()
 
 
 def clients() -> StorageClients:
-    """The process-wide clients for the environment's ``AzureWebJobsStorage`` (do not close them)."""
-    connection = connection_string()
+    """The process-wide clients for the environment's storage account (do not close them).
+
+    Raises:
+        AmlPipeError: the storage settings are missing or malformed (:meth:`StorageAccount.from_settings`).
+    """
+    account = StorageAccount.from_settings()
     with _shared_lock:
-        found = _shared.get(connection)
+        found = _shared.get(account)
         if found is None:
-            found = _shared[connection] = StorageClients.from_connection_string(connection)
+            found = _shared[account] = StorageClients.for_account(account)
         return found
 
 

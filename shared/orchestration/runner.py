@@ -79,6 +79,7 @@ from shared.pipelines._storage import utcnow
 from shared.pipelines.runs import PipelineRun, StaleEtagError, StepRun
 from shared.pipelines.stores import Stores
 from shared.registry.compute import LOCAL_COMPUTE, ComputeTargetStore
+from shared.storage import StorageAccount
 
 __all__ = ["LoadedRun", "Runner", "run_state"]
 
@@ -683,23 +684,24 @@ class _StepRows(dict[str, StepRun]):
         raise AmlPipeError(f"Run {self.run_id} has no row for step {name!r}; its step rows are incomplete.")
 
 
-_default: Runner | None = None
+_default: dict[StorageAccount, Runner] = {}
 _default_lock = threading.Lock()
 
 
 def default_runner() -> Runner:
-    """The process-wide runner on ``AzureWebJobsStorage``."""
-    global _default
+    """The process-wide runner on the app's storage account (``AzureWebJobsStorage``)."""
     from shared import storage
     from shared.pipelines.stores import default_stores
 
+    account = storage.StorageAccount.from_settings()
     with _default_lock:
-        if _default is None:
+        found = _default.get(account)
+        if found is None:
             clients = storage.clients()
-            _default = Runner(
+            found = _default[account] = Runner(
                 default_stores(),
                 ComputeTargetStore(clients.tables),
                 StepQueue.of(clients.queues),
                 reuse=Reuser.of(clients),
             )
-        return _default
+        return found

@@ -83,6 +83,7 @@ from shared.pipelines.runs import PipelineRun, StaleEtagError, StepRun, StepStat
 from shared.pipelines.stores import Stores
 from shared.redaction import redacted_traceback
 from shared.registry import WorkspaceRegistry
+from shared.storage import StorageAccount
 
 __all__ = ["DEFAULT_TIMEOUT_SECONDS", "Outcome", "StepWorker"]
 
@@ -583,16 +584,17 @@ def _best_effort(logblob: LogBlob, step: StepRun) -> Callable[[bytes], None]:
     return append
 
 
-_default: StepWorker | None = None
+_default: dict[StorageAccount, StepWorker] = {}
 
 
 def default_worker() -> StepWorker:
-    """The process-wide worker on ``AzureWebJobsStorage``."""
-    global _default
+    """The process-wide worker on the app's storage account (``AzureWebJobsStorage``)."""
     from shared import storage
     from shared.pipelines.stores import default_stores
 
-    if _default is None:
+    account = storage.StorageAccount.from_settings()
+    found = _default.get(account)
+    if found is None:
         clients = storage.clients()
-        _default = StepWorker(default_stores(), clients.blobs, StepQueue.of(clients.queues))
-    return _default
+        found = _default[account] = StepWorker(default_stores(), clients.blobs, StepQueue.of(clients.queues))
+    return found

@@ -20,13 +20,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from azure.storage.blob import BlobSasPermissions, BlobServiceClient, ContentSettings, generate_blob_sas
+from azure.storage.blob import BlobSasPermissions, BlobServiceClient, ContentSettings
 
 from shared.errors import BadRequestError, NotFoundError
 from shared.pipelines._storage import LazyContainer, iso, key
 from shared.pipelines.metrics import execution_json, step_execution
 from shared.pipelines.runs import RunStore
 from shared.run_history import artifact_name_problem
+from shared.sas import signer_for
 
 __all__ = [
     "CONTAINER",
@@ -138,21 +139,10 @@ class ArtifactStore:
 
     def _sas_token(self, blob_name: str) -> str:
         start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=5)
-        expiry = start + SAS_LIFETIME
-        account = str(self._blobs.account_name)
-        permission = BlobSasPermissions(read=True)
-        account_key = getattr(self._blobs.credential, "account_key", None)
-        if account_key:
-            return generate_blob_sas(
-                account, CONTAINER, blob_name, account_key=account_key, permission=permission,
-                start=start, expiry=expiry,
-            )  # fmt: skip
-        # A managed identity on Azure has no account key: sign with a user delegation key.
-        delegation = self._blobs.get_user_delegation_key(start, expiry)
-        return generate_blob_sas(
-            account, CONTAINER, blob_name, user_delegation_key=delegation, permission=permission,
-            start=start, expiry=expiry,
-        )  # fmt: skip
+        # An account key signs it, or (a managed identity on Azure has none) a user delegation key.
+        return signer_for(self._blobs).blob_sas(
+            CONTAINER, blob_name, BlobSasPermissions(read=True), start=start, expiry=start + SAS_LIFETIME
+        )
 
 
 def parse_names(body: Mapping[str, Any]) -> list[str]:

@@ -32,13 +32,14 @@ from typing import IO
 
 from azure.core import MatchConditions
 from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
-from azure.storage.blob import BlobClient, BlobSasPermissions, BlobServiceClient, generate_blob_sas
+from azure.storage.blob import BlobClient, BlobSasPermissions, BlobServiceClient
 
 from shared.errors import AmlPipeError, BadRequestError
 from shared.graph.model import SnapshotRef
 from shared.graph.snapshot import MAX_BYTES_ENV, check_zip_entries, default_max_bytes
 from shared.pipelines._storage import LazyContainer
 from shared.pipelines.ids import check_sha256
+from shared.sas import signer_for
 
 __all__ = ["CONTAINER", "SAS_LIFETIME", "SnapshotStore", "UploadTicket", "check_sha256"]
 
@@ -250,30 +251,9 @@ class SnapshotStore:
         if (permission.write or permission.create) and not blob_name.startswith(STAGING_PREFIX):
             raise AmlPipeError(f"Refusing to issue write access on {blob_name!r}.")
         start = datetime.now(UTC) - timedelta(minutes=1)
-        expiry = start + SAS_LIFETIME
-        credential = self._blobs.credential
-        account_key = getattr(credential, "account_key", None)
-        account = str(self._blobs.account_name)
-        if account_key:
-            return generate_blob_sas(
-                account,
-                CONTAINER,
-                blob_name,
-                account_key=account_key,
-                permission=permission,
-                start=start,
-                expiry=expiry,
-            )
-        # managed identity on Azure: sign with a user delegation key
-        delegation = self._blobs.get_user_delegation_key(start, expiry)
-        return generate_blob_sas(
-            account,
-            CONTAINER,
-            blob_name,
-            user_delegation_key=delegation,
-            permission=permission,
-            start=start,
-            expiry=expiry,
+        # An account key signs it, or (a managed identity on Azure has none) a user delegation key.
+        return signer_for(self._blobs).blob_sas(
+            CONTAINER, blob_name, permission, start=start, expiry=start + SAS_LIFETIME
         )
 
 

@@ -108,17 +108,18 @@ class Stores:
         )
 
 
-_default: Stores | None = None
+_default: dict[storage.StorageAccount, Stores] = {}
 _lock = threading.Lock()
 
 
 def default_stores() -> Stores:
-    """The process-wide stores on ``AzureWebJobsStorage``."""
-    global _default
+    """The process-wide stores on the app's storage account (``AzureWebJobsStorage``)."""
+    account = storage.StorageAccount.from_settings()
     with _lock:
-        if _default is None:
-            _default = Stores.from_clients(storage.clients())
-        return _default
+        found = _default.get(account)
+        if found is None:
+            found = _default[account] = Stores.from_clients(storage.clients())
+        return found
 
 
 def default_registry() -> Registry:

@@ -80,14 +80,14 @@ class WorkspaceRegistry:
         return write_problem(self.datastores.find(name))
 
 
-_default: dict[str, WorkspaceRegistry] = {}
+_default: dict[storage.StorageAccount, WorkspaceRegistry] = {}
 
 
 def default_registry() -> WorkspaceRegistry:
     """The registry of the app's own storage account (``AzureWebJobsStorage``), one per process."""
-    connection = storage.connection_string()
-    found = _default.get(connection)
+    account = storage.StorageAccount.from_settings()
+    found = _default.get(account)
     if found is None:
         shared = storage.clients()
-        found = _default[connection] = WorkspaceRegistry(shared.tables, shared.blobs)
+        found = _default[account] = WorkspaceRegistry(shared.tables, shared.blobs)
     return found

@@ -65,6 +65,7 @@ from shared.registry.datastore_spec import (
     parse_s3_spec,
 )
 from shared.registry.s3 import BucketAccess
+from shared.sas import signer_for
 
 TABLE = "amlpipedatastores"
 __all__ = [
@@ -408,23 +409,27 @@ class DatastoreStore:
         permission = ContainerSasPermissions(read=True, list=True, add=write, create=write, write=write)
         now = datetime.now(UTC).replace(microsecond=0)
         expiry = now + SAS_LIFETIME
-        key: str | None
         if record.is_default:
-            account, key, url = self._default_account()
             self._ensure_default_container()
-        else:
-            entity = self._entity(name)
-            if entity is None:
-                raise NotFoundError(f"Datastore '{name}' not found in the workspace.", target="name")
-            if record.credential_type == "Sas":
-                raise BadRequestError(
-                    f"Datastore '{record.name}' was registered with a SAS token, which amlpipe does not hand out;"
-                    " register it with account_key to upload or download through amlpipe.",
-                    target="name",
-                )
-            spec = _spec(entity)
-            account, url = spec.account_name, spec.account_url
-            key = None if record.credential_type == "None" else self._open(entity)
+            # Signed with the app's account key, or (a managed identity on Azure has none) a user
+            # delegation key; valid on the app's own account only.
+            token = signer_for(self._blobs).container_sas(
+                record.container_name, permission, start=now - timedelta(minutes=5), expiry=expiry
+            )
+            url = self._blobs.url.rstrip("/")
+            return ContainerAccess(record.name, f"{url}/{record.container_name}", token, str(permission), expiry)
+        entity = self._entity(name)
+        if entity is None:
+            raise NotFoundError(f"Datastore '{name}' not found in the workspace.", target="name")
+        if record.credential_type == "Sas":
+            raise BadRequestError(
+                f"Datastore '{record.name}' was registered with a SAS token, which amlpipe does not hand out;"
+                " register it with account_key to upload or download through amlpipe.",
+                target="name",
+            )
+        spec = _spec(entity)
+        account, url = spec.account_name, spec.account_url
+        key = None if record.credential_type == "None" else self._open(entity)
         container_url = f"{url}/{record.container_name}"
         token = ""
         if key is not None:
@@ -543,14 +548,6 @@ class DatastoreStore:
             ) from None
         finally:
             client.close()
-
-    def _default_account(self) -> tuple[str, str, str]:
-        credential = self._blobs.credential
-        account = getattr(credential, "account_name", None)
-        key = getattr(credential, "account_key", None)
-        if not account or not key:
-            raise AmlPipeError("The app's storage connection has no account key, so it cannot mint SAS tokens.")
-        return account, key, self._blobs.url.rstrip("/")
 
     def _ensure_default_container(self) -> None:
         with self._lock:

@@ -58,12 +58,13 @@ from azure.core.exceptions import (
     ResourceNotFoundError,
 )
 from azure.data.tables import TableServiceClient, TableTransactionError, UpdateMode
-from azure.storage.blob import BlobClient, BlobSasPermissions, BlobServiceClient, generate_blob_sas
+from azure.storage.blob import BlobClient, BlobSasPermissions, BlobServiceClient
 
 from shared import storage
 from shared.errors import AmlPipeError, BadRequestError, ConflictError, NotFoundError
 from shared.registry._table import LazyTable
 from shared.registry.model_spec import ModelMetadata, check_metadata, matches, name_problem, parse_files
+from shared.sas import signer_for
 
 TABLE = "amlpipemodels"
 CONTAINER = "amlpipe-models"
@@ -526,22 +527,13 @@ class ModelStore:
     def _sas(
         self, container: str, blob: str, path: str, permission: BlobSasPermissions, size: int | None = None
     ) -> FileAccess:
-        account, key = self._account()
         now = datetime.now(UTC).replace(microsecond=0)
-        token = generate_blob_sas(
-            account, container, blob, account_key=key, permission=permission,
-            start=now - timedelta(minutes=5), expiry=now + SAS_LIFETIME,
-        )  # fmt: skip
+        # An account key signs it, or (a managed identity on Azure has none) a user delegation key.
+        token = signer_for(self._blobs).blob_sas(
+            container, blob, permission, start=now - timedelta(minutes=5), expiry=now + SAS_LIFETIME
+        )
         url = self._blobs.get_blob_client(container, blob).url
         return FileAccess(path, f"{url}?{token}", size)
-
-    def _account(self) -> tuple[str, str]:
-        credential = self._blobs.credential
-        account = getattr(credential, "account_name", None)
-        key = getattr(credential, "account_key", None)
-        if not account or not key:
-            raise AmlPipeError("The app's storage connection has no account key, so it cannot mint SAS tokens.")
-        return account, key
 
     def _ensure_containers(self) -> None:
         if self._containers_ready:
@@ -554,14 +546,14 @@ class ModelStore:
         self._containers_ready = True
 
 
-_default: dict[str, ModelStore] = {}
+_default: dict[storage.StorageAccount, ModelStore] = {}
 
 
 def default_models() -> ModelStore:
     """The model store of the app's own storage account (``AzureWebJobsStorage``), one per process."""
-    connection = storage.connection_string()
-    found = _default.get(connection)
+    account = storage.StorageAccount.from_settings()
+    found = _default.get(account)
     if found is None:
         shared = storage.clients()
-        found = _default[connection] = ModelStore(shared.tables, shared.blobs)
+        found = _default[account] = ModelStore(shared.tables, shared.blobs)
     return found
