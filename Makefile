@@ -5,11 +5,14 @@ VENV := .venv
 BIN := $(VENV)/bin
 PY_STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
+# checkov has pins of its own that clash with ours: it gets a venv of its own.
+CHECKOV_VENV := .venv-checkov
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
 
 # Written by tools/install-chromium.sh when no Chromium can be had: the studio's browser tests skip with it.
 BROWSER_NOTE := $(VENV)/browser-unavailable
 
-.PHONY: start test lint unit bench install clean browser studio-check
+.PHONY: start test lint unit bench install clean infra-check browser studio-check
 
 install: $(PY_STAMP) $(NODE_STAMP)
 
@@ -21,6 +24,11 @@ $(PY_STAMP): requirements.txt requirements-dev.txt examples/dp100/requirements.t
 
 $(NODE_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+$(CHECKOV_STAMP): infra/requirements-checks.txt
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r infra/requirements-checks.txt
 	touch $@
 
 ## browser: Debian's chromium for the studio's browser tests (apt, when the machine lacks it)
@@ -41,9 +49,14 @@ lint: $(PY_STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-## test: lint, then every test (the tests start their own Azurite on free ports)
-test: install lint studio-check browser
-	$(BIN)/python -m pytest
+## infra-check: infra/main.bicep parses (pycep) and checkov finds no unexplained failed check in infra/
+infra-check: $(PY_STAMP) $(CHECKOV_STAMP)
+	AMLPIPE_REQUIRE_CHECKOV=1 $(BIN)/python -m pytest -q tests/unit/test_infra.py tests/unit/test_infra_checkov.py
+
+## test: lint and the studio's page logic, then every test, the infra checks among them (the tests start
+## their own Azurite on free ports; checkov must be there, not skipped)
+test: install lint $(CHECKOV_STAMP) studio-check browser
+	AMLPIPE_REQUIRE_CHECKOV=1 $(BIN)/python -m pytest
 
 unit: $(PY_STAMP)
 	$(BIN)/python -m pytest tests/unit
@@ -52,4 +65,4 @@ bench: install
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) node_modules .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(CHECKOV_VENV) node_modules .mypy_cache .ruff_cache .pytest_cache

@@ -6,6 +6,8 @@ The engine is :mod:`shared.schedules.watches`; these only adapt the triggers to 
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from typing import cast
 
 import azure.functions as func
@@ -23,6 +25,28 @@ STORAGE = "AzureWebJobsStorage"
 # App settings (defaults in local.settings.json; infra sets them on Azure).
 DEFAULT_CONTAINER_PATH = "%AMLPIPE_DEFAULT_CONTAINER%/{name}"
 POLLER_SCHEDULE = "%AMLPIPE_DATASTORE_POLLER%"
+#: How the host learns of new blobs on the default datastore. The binding's ``source`` is not resolved
+#: from app settings by the host, so it is read here, when the app is indexed: Flex Consumption loads
+#: only ``EventGrid`` blob triggers (infra/main.bicep sets it), other plans and ``func start`` scan.
+BLOB_TRIGGER_SOURCE_SETTING = "AMLPIPE_BLOB_TRIGGER_SOURCE"
+
+
+def blob_trigger_source(settings: Mapping[str, str]) -> func.BlobSource:
+    """The default datastore trigger's source from ``AMLPIPE_BLOB_TRIGGER_SOURCE`` (default: scan).
+
+    Raises:
+        ValueError: the setting names no source; indexing fails with this message, naming the setting.
+    """
+    raw = (settings.get(BLOB_TRIGGER_SOURCE_SETTING) or "").strip()
+    if not raw:
+        return func.BlobSource.LOGS_AND_CONTAINER_SCAN
+    for source in func.BlobSource:
+        if raw.lower() == source.value.lower():
+            return source
+    valid = " or ".join(s.value for s in func.BlobSource)
+    raise ValueError(
+        f"The app setting {BLOB_TRIGGER_SOURCE_SETTING}={raw!r} is not a blob trigger source; use {valid}."
+    )
 
 
 def _watcher() -> Watcher:
@@ -30,7 +54,9 @@ def _watcher() -> Watcher:
     return Watcher.of(default_stores(), clients.tables, clients.queues, default_registry())
 
 
-@bp.blob_trigger(arg_name="client", path=DEFAULT_CONTAINER_PATH, connection=STORAGE)
+@bp.blob_trigger(
+    arg_name="client", path=DEFAULT_CONTAINER_PATH, connection=STORAGE, source=blob_trigger_source(os.environ)
+)
 def watch_default_datastore(client: blob.BlobClient) -> None:
     """A blob version landed on the default datastore: fire the schedules watching its folder.
 
