@@ -37,7 +37,7 @@ browser: $(PY_STAMP)
 
 ## studio-check: the studio's page logic (studio/js/model.js) under node's test runner
 studio-check:
-	node --test studio/tests/
+	node --test studio/tests/*.test.mjs
 
 ## start: Azurite on 127.0.0.1:10000-10002 (reused if already up), the first Owner in .amlpipe/config.json, the host on :7071
 start: install

@@ -41,6 +41,8 @@ class Route:
     status: int = 200
     query: tuple[tuple[str, str], ...] = field(default=())
     tag: str = "pipelines"
+    #: Media types of a success body that is not JSON (the studio's files).
+    media: tuple[str, ...] = ()
 
 
 _OBJ = "Object"
@@ -50,7 +52,8 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/api/studio", "Redirects (308) to /api/studio/, the studio's page.", None, status=308,
           tag="studio"),
     Route("GET", "/api/studio/{path}", "The studio: its page (path empty) and static assets. Anonymous: the"
-          " page holds no data and reads everything from the API with the user's token.", None, tag="studio"),
+          " page holds no data and reads everything from the API with the user's token. 304 when If-None-Match"
+          " names the file's ETag.", None, tag="studio", media=("text/html", "text/javascript", "text/css")),
     Route("GET", "/api/me", "The caller: id, role, tenant and issuer.", "Reader", response=_OBJ, tag="auth"),
     Route("POST", "/api/oauth2/token", "OAuth2 client-credentials grant (form or JSON).", None,
           request=_OBJ, response=_OBJ, tag="auth"),
@@ -209,11 +212,12 @@ def _operation(route: Route) -> dict[str, Any]:
         for p in re.findall(r"\{(\w+)\}", route.path)
     ] + [{"name": q, "in": "query", "required": False, "description": d, "schema": {"type": "string"}}
          for q, d in route.query]  # fmt: skip
-    responses: dict[str, Any] = {
-        str(route.status): {"description": "Success"}
-        if route.response is None
-        else {"description": "Success", "content": {"application/json": {"schema": _ref(route.response)}}}
-    }
+    success: dict[str, Any] = {"description": "Success"}
+    if route.response is not None:
+        success["content"] = {"application/json": {"schema": _ref(route.response)}}
+    elif route.media:
+        success["content"] = {media: {} for media in route.media}
+    responses: dict[str, Any] = {str(route.status): success}
     error = {"description": "", "content": {"application/json": {"schema": _ref(w.ErrorResponse)}}}
     for status, text in (("400", "Invalid request"), ("404", "Not found"), ("409", "Conflict")):
         responses[status] = {**error, "description": text}
@@ -286,8 +290,9 @@ def reference_markdown(document: dict[str, Any]) -> str:
                 lines.append(f"- **Body:** {_schema_link(body, used)}")
             for status, answer in op["responses"].items():
                 if status.startswith("2"):
-                    schema = answer.get("content", {}).get("application/json", {}).get("schema")
-                    shown = _schema_link(schema, used) if schema is not None else "no body"
+                    content = answer.get("content", {})
+                    schema = content.get("application/json", {}).get("schema")
+                    shown = _schema_link(schema, used) if schema is not None else ", ".join(content) or "no body"
                     lines.append(f"- **{status}:** {shown}")
             lines.append("")
     schemas = document["components"]["schemas"]

@@ -34,10 +34,10 @@ fi
 
 echo "Installing Debian's chromium for the studio's browser tests..." >&2
 export DEBIAN_FRONTEND=noninteractive
-if ! "${sudo[@]}" apt-get install -y -q --no-install-recommends chromium >"$log" 2>&1; then
+if ! "${sudo[@]}" apt-get install -y -q -o DPkg::Lock::Timeout=120 --no-install-recommends chromium >"$log" 2>&1; then
   # The package lists may be missing (a fresh image) or stale: refresh them once and try again.
-  "${sudo[@]}" apt-get update -q >>"$log" 2>&1
-  "${sudo[@]}" apt-get install -y -q --no-install-recommends chromium >>"$log" 2>&1
+  "${sudo[@]}" apt-get update -q -o DPkg::Lock::Timeout=120 >>"$log" 2>&1
+  "${sudo[@]}" apt-get install -y -q -o DPkg::Lock::Timeout=120 --no-install-recommends chromium >>"$log" 2>&1
 fi
 found || unavailable "apt-get could not install chromium: $(tail -n 1 "$log")"
 rm -f "$note"

@@ -1,6 +1,9 @@
 // The studio: sign-in, then pages chosen by the URL's hash (#/experiments, #/runs/<id>, #/pipelines,
 // #/schedules). Every page reads the API with the session's token; pages that show something still
 // running poll it and stop when it ends or when the user leaves the page.
+//
+// Redraws never take focus away: a part of the page is rebuilt only when what it shows changed, and a
+// rebuilt part gives focus back to the element that had it (found again by its key).
 
 import { ApiError, call, clearSession, loadSession, saveSession, seg, tokenFor } from "./api.js";
 import { drawChart } from "./chart.js";
@@ -25,6 +28,8 @@ import {
 const RUN_POLL_MS = 2000;
 const LOG_POLL_MS = 1500;
 const LIST_POLL_MS = 5000;
+/** Most log text kept on screen; older lines are dropped (amlpipe run logs shows them all). */
+const LOG_KEEP_CHARS = 2_000_000;
 
 const main = document.getElementById("main");
 const notice = document.getElementById("notice");
@@ -34,8 +39,13 @@ const nav = document.getElementById("nav");
 let session = loadSession();
 /** Timers and other teardown of the page on screen; run when the page changes. */
 let teardown = [];
-/** Bumped on every navigation, so an answer for a page the user left is dropped. */
+/** Bumped on every navigation: an answer for a page the user left is dropped (see api()). */
 let generation = 0;
+/** Which poll loop put the notice up: only that loop's next success takes it down. */
+let noticeOwner = null;
+
+/** Thrown by api() when the page changed while the request was out: callers drop it silently. */
+class StalePage extends Error {}
 
 function leavePage() {
   for (const stop of teardown) stop();
@@ -43,21 +53,71 @@ function leavePage() {
   generation += 1;
 }
 
-/** Call `fn` now and then every `ms` until it returns false or the page changes; errors are shown. */
-function every(ms, fn) {
+function showNotice(text, owner = null) {
+  replace(notice, text);
+  notice.hidden = false;
+  noticeOwner = owner;
+}
+
+function clearNotice(owner = null) {
+  if (!notice.hidden && (owner === null || owner === noticeOwner)) {
+    notice.hidden = true;
+    replace(notice);
+    noticeOwner = null;
+  }
+}
+
+/** Whether a failed request is worth trying again: the service is away, busy, or throttling. */
+function transient(error) {
+  return error instanceof ApiError && (error.status === 0 || error.status === 408 || error.status === 429 || error.status >= 500);
+}
+
+/** Show an API failure; a 401 signs out. */
+function report(error, owner = null) {
+  if (error instanceof StalePage) return;
+  if (error instanceof ApiError && error.status === 401) {
+    signOut("Your sign-in has expired or was revoked; sign in again.");
+    return;
+  }
+  showNotice(error instanceof ApiError ? `${error.code}: ${error.message}` : String(error), owner);
+}
+
+let loops = 0;
+/**
+ * Call `fn` now and then every `ms` until it returns false or the page changes. A transient failure
+ * (unreachable, 408, 429, 5xx) is shown and tried again, slower each time; any other failure is shown
+ * and stops the loop. While the tab is hidden the loop waits. `onStop` runs when it stops by itself.
+ */
+function every(ms, fn, onStop) {
   const mine = generation;
+  const owner = `loop-${(loops += 1)}`;
   let timer = null;
   let stopped = false;
+  let failures = 0;
+  const later = (delay) => {
+    if (!stopped && mine === generation) timer = window.setTimeout(tick, delay);
+  };
   const tick = async () => {
+    timer = null;
     if (stopped || mine !== generation) return;
-    let again = true;
-    try {
-      again = (await fn()) !== false;
-      clearNotice();
-    } catch (error) {
-      if (!handleError(error)) return;
+    if (document.hidden) {
+      later(ms);
+      return;
     }
-    if (again && !stopped && mine === generation) timer = window.setTimeout(tick, ms);
+    try {
+      const again = (await fn()) !== false;
+      failures = 0;
+      clearNotice(owner);
+      if (again) later(ms);
+      else if (onStop) onStop();
+    } catch (error) {
+      if (error instanceof StalePage || mine !== generation) return;
+      report(error, owner);
+      if (transient(error)) {
+        failures += 1;
+        later(Math.min(ms * 2 ** failures, 30000));
+      }
+    }
   };
   teardown.push(() => {
     stopped = true;
@@ -66,43 +126,31 @@ function every(ms, fn) {
   tick();
 }
 
-function showNotice(text) {
-  replace(notice, text);
-  notice.hidden = false;
-}
-
-function clearNotice() {
-  if (!notice.hidden) {
-    notice.hidden = true;
-    replace(notice);
-  }
-}
-
-/** Show an API failure; a 401 signs out. Returns whether the caller may go on polling. */
-function handleError(error) {
-  if (error instanceof ApiError && error.status === 401) {
-    signOut("Your sign-in has expired or was revoked; sign in again.");
-    return false;
-  }
-  const text = error instanceof ApiError ? `${error.code}: ${error.message}` : String(error);
-  showNotice(text);
-  return !(error instanceof ApiError) || error.status === 0 || error.status >= 500;
-}
-
-function api(path, options = {}) {
-  return call(path, { ...options, token: session && session.token });
-}
-
-/** Run `fn` for the current page only: its answer is dropped once the user has moved on. */
-async function forPage(fn) {
+/** An API call for the page on screen: throws StalePage if the user moved on while it was out. */
+async function api(path, options = {}) {
   const mine = generation;
-  try {
-    const result = await fn();
-    return mine === generation ? result : undefined;
-  } catch (error) {
-    if (mine === generation) handleError(error);
-    return undefined;
+  const answer = await call(path, { ...options, token: session && session.token });
+  if (mine !== generation) throw new StalePage();
+  return answer;
+}
+
+/**
+ * Rebuild `container` with `build()` only when `key` (what it shows) changed; give focus back to the
+ * element with the same data-key, link target or id as the one that had it.
+ */
+function refresh(container, key, build) {
+  if (container.dataset.shown === key) return false;
+  const focused = container.contains(document.activeElement) ? document.activeElement : null;
+  const mark = focused && (focused.dataset.key || focused.getAttribute("href") || focused.id);
+  replace(container, build());
+  container.dataset.shown = key;
+  if (mark) {
+    const again = [...container.querySelectorAll("[data-key], a[href], [id]")].find(
+      (el) => el.dataset.key === mark || el.getAttribute("href") === mark || el.id === mark,
+    );
+    if (again) again.focus({ preventScroll: true });
   }
+  return true;
 }
 
 // -- sign-in --------------------------------------------------------------------------------------
@@ -173,7 +221,7 @@ function renderSignIn() {
   id.focus();
 }
 
-// -- pages ----------------------------------------------------------------------------------------
+// -- lists ----------------------------------------------------------------------------------------
 
 function link(href, text) {
   return h("a", { href }, text);
@@ -194,117 +242,122 @@ function runColumns() {
   ];
 }
 
-function experimentsPage() {
-  document.title = "Experiments · amlpipe studio";
+/** A list page: a heading and a body polled every LIST_POLL_MS, rebuilt only when its data changed. */
+function listPage(title, crumbs, load, build) {
+  document.title = `${title} · amlpipe studio`;
   const body = h("div", {}, h("p", {}, "Loading…"));
-  replace(main, h("h1", {}, "Experiments"), body);
+  replace(main, crumbs, h("h1", {}, title), body);
   every(LIST_POLL_MS, async () => {
-    const answer = await api("experiments");
-    const items = answer.value.slice().sort((a, b) => (b.CreatedDate || "").localeCompare(a.CreatedDate || ""));
-    replace(
-      body,
-      table("Experiments", [
+    const data = await load();
+    refresh(body, JSON.stringify(data), () => build(data));
+  });
+}
+
+function experimentsPage() {
+  listPage("Experiments", null, async () => (await api("experiments")).value, (value) =>
+    table(
+      "Experiments",
+      [
         ["Experiment", (e) => link(`#/experiments/${seg(e.Name)}`, e.Name)],
         ["Created", (e) => formatTime(e.CreatedDate)],
-      ], items, { empty: "No experiments yet: submit a pipeline run." }),
-    );
-  });
+      ],
+      value.slice().sort((a, b) => (b.CreatedDate || "").localeCompare(a.CreatedDate || "")),
+      { empty: "No experiments yet: submit a pipeline run." },
+    ),
+  );
 }
 
 function experimentPage(name) {
-  document.title = `${name} · amlpipe studio`;
-  const body = h("div", {}, h("p", {}, "Loading…"));
-  replace(main, h("p", { className: "crumbs" }, link("#/experiments", "Experiments"), " / "), h("h1", {}, name), body);
-  every(LIST_POLL_MS, async () => {
-    const answer = await api(`PipelineRuns?experimentName=${seg(name)}&top=100`);
-    replace(body, table(`Runs of ${name}`, runColumns(), answer.value, { empty: "No runs in this experiment." }));
-  });
-}
-
-function pipelinesPage() {
-  document.title = "Pipelines · amlpipe studio";
-  const published = h("div", {}, h("p", {}, "Loading…"));
-  const endpoints = h("div", {}, h("p", {}, "Loading…"));
-  replace(main, h("h1", {}, "Pipelines"), h("h2", {}, "Pipeline endpoints"), endpoints, h("h2", {}, "Published pipelines"), published);
-  every(LIST_POLL_MS, async () => {
-    const [pipes, eps] = await Promise.all([api("pipelines?active_only=false"), api("PipelineEndpoints?active_only=false")]);
-    const names = new Map(pipes.value.map((p) => [p.Id, p.Name]));
-    replace(
-      endpoints,
-      table("Pipeline endpoints", [
-        ["Endpoint", (e) => e.Name],
-        ["Status", (e) => badge(e.Status)],
-        ["Default version", (e) => e.DefaultVersion],
-        [
-          "Versions",
-          (e) =>
-            h(
-              "ul",
-              { className: "versions" },
-              e.PipelineVersionList.map((v) =>
-                h(
-                  "li",
-                  {},
-                  `v${v.Version}: ${names.get(v.PipelineId) || "pipeline"} `,
-                  h("code", {}, v.PipelineId.slice(0, 8)),
-                  v.Version === e.DefaultVersion ? " (default)" : "",
-                ),
-              ),
-            ),
-        ],
-        ["URL", (e) => h("code", { className: "url" }, e.Url)],
-      ], eps.value, { empty: "No pipeline endpoints." }),
-    );
-    replace(
-      published,
-      table("Published pipelines", [
-        ["Name", (p) => p.Name],
-        ["Id", (p) => h("code", {}, p.Id)],
-        ["Status", (p) => badge(p.Status)],
-        ["Steps", (p) => p.TotalRunSteps],
-        ["Published", (p) => formatTime(p.CreatedDate)],
-        ["Runs", (p) => link(`#/pipelines/${seg(p.Id)}/runs`, "runs")],
-      ], pipes.value, { empty: "No published pipelines." }),
-    );
-  });
+  const crumbs = h("p", { className: "crumbs" }, link("#/experiments", "Experiments"), " / ");
+  listPage(name, crumbs, async () => (await api(`PipelineRuns?experimentName=${seg(name)}&top=100`)).value, (value) =>
+    table(`Runs of ${name}`, runColumns(), value, { empty: "No runs in this experiment." }),
+  );
 }
 
 function pipelineRunsPage(pipelineId) {
-  document.title = "Pipeline runs · amlpipe studio";
-  const body = h("div", {}, h("p", {}, "Loading…"));
-  replace(main, h("p", { className: "crumbs" }, link("#/pipelines", "Pipelines"), " / "), h("h1", {}, `Runs of pipeline ${pipelineId.slice(0, 8)}`), body);
-  every(LIST_POLL_MS, async () => {
-    const answer = await api(`PipelineRuns?pipelineId=${seg(pipelineId)}&top=100`);
-    replace(body, table("Runs", [...runColumns(), ["Experiment", (r) => link(`#/experiments/${seg(r.RunHistoryExperimentName)}`, r.RunHistoryExperimentName)]], answer.value, { empty: "No runs of this pipeline." }));
-  });
+  const crumbs = h("p", { className: "crumbs" }, link("#/pipelines", "Pipelines"), " / ");
+  const columns = [...runColumns(), ["Experiment", (r) => link(`#/experiments/${seg(r.RunHistoryExperimentName)}`, r.RunHistoryExperimentName)]];
+  listPage(`Runs of pipeline ${pipelineId.slice(0, 8)}`, crumbs, async () => (await api(`PipelineRuns?pipelineId=${seg(pipelineId)}&top=100`)).value, (value) =>
+    table("Runs", columns, value, { empty: "No runs of this pipeline." }),
+  );
+}
+
+function pipelinesPage() {
+  listPage(
+    "Pipelines",
+    null,
+    async () => {
+      const [pipes, eps] = await Promise.all([api("pipelines?active_only=false"), api("PipelineEndpoints?active_only=false")]);
+      return { pipes: pipes.value, eps: eps.value };
+    },
+    ({ pipes, eps }) => {
+      const names = new Map(pipes.map((p) => [p.Id, p.Name]));
+      return [
+        h("h2", {}, "Pipeline endpoints"),
+        table("Pipeline endpoints", [
+          ["Endpoint", (e) => e.Name],
+          ["Status", (e) => badge(e.Status)],
+          ["Default version", (e) => e.DefaultVersion],
+          [
+            "Versions",
+            (e) =>
+              h(
+                "ul",
+                { className: "versions" },
+                e.PipelineVersionList.map((v) =>
+                  h(
+                    "li",
+                    {},
+                    `v${v.Version}: ${names.get(v.PipelineId) || "pipeline"} `,
+                    h("code", {}, v.PipelineId.slice(0, 8)),
+                    v.Version === e.DefaultVersion ? " (default)" : "",
+                  ),
+                ),
+              ),
+          ],
+          ["URL", (e) => h("code", { className: "url" }, e.Url)],
+        ], eps, { empty: "No pipeline endpoints." }),
+        h("h2", {}, "Published pipelines"),
+        table("Published pipelines", [
+          ["Name", (p) => p.Name],
+          ["Id", (p) => h("code", {}, p.Id)],
+          ["Status", (p) => badge(p.Status)],
+          ["Steps", (p) => p.TotalRunSteps],
+          ["Published", (p) => formatTime(p.CreatedDate)],
+          ["Runs", (p) => link(`#/pipelines/${seg(p.Id)}/runs`, "runs")],
+        ], pipes, { empty: "No published pipelines." }),
+      ];
+    },
+  );
 }
 
 function schedulesPage() {
-  document.title = "Schedules · amlpipe studio";
-  const body = h("div", {}, h("p", {}, "Loading…"));
-  replace(main, h("h1", {}, "Schedules"), body);
-  every(LIST_POLL_MS, async () => {
-    const [schedules, pipes, eps] = await Promise.all([
-      api("schedules?active_only=false"),
-      api("pipelines?active_only=false"),
-      api("PipelineEndpoints?active_only=false"),
-    ]);
-    const targets = new Map([...pipes.value.map((p) => [p.Id, `pipeline ${p.Name}`]), ...eps.value.map((e) => [e.Id, `endpoint ${e.Name}`])]);
-    replace(
-      body,
-      table("Schedules", [
+  listPage(
+    "Schedules",
+    null,
+    async () => {
+      const [schedules, pipes, eps] = await Promise.all([
+        api("schedules?active_only=false"),
+        api("pipelines?active_only=false"),
+        api("PipelineEndpoints?active_only=false"),
+      ]);
+      return { schedules: schedules.value, pipes: pipes.value, eps: eps.value };
+    },
+    ({ schedules, pipes, eps }) => {
+      const targets = new Map([...pipes.map((p) => [p.Id, `pipeline ${p.Name}`]), ...eps.map((e) => [e.Id, `endpoint ${e.Name}`])]);
+      return table("Schedules", [
         ["Schedule", (x) => x.Name],
         ["Status", (x) => badge(x.Status)],
         ["Trigger", (x) => describeSchedule(x)],
         ["Runs", (x) => targets.get(x.PipelineEndpointId || x.PipelineId) || x.PipelineEndpointId || x.PipelineId],
         ["Experiment", (x) => link(`#/experiments/${seg(x.ExperimentName)}`, x.ExperimentName)],
-        ["Next due", (x) => formatTime(x.NextDue)],
+        ["Next due", (x) => h("span", { className: "next-due" }, formatTime(x.NextDue))],
         ["Last fired", (x) => formatTime(x.LastFired)],
         ["Last run", (x) => (x.LastRunId ? runLink(x.LastRunId) : "—")],
         ["Last error", (x) => (x.LastError ? h("span", { className: "error-text" }, x.LastError) : "—")],
-      ], schedules.value, { empty: "No schedules." }),
-    );
-  });
+      ], schedules, { empty: "No schedules." });
+    },
+  );
 }
 
 // -- a run ----------------------------------------------------------------------------------------
@@ -322,16 +375,29 @@ function metricsView(metrics, empty) {
   );
 }
 
+/** What an empty log means, by the step's status. */
+function emptyLogText(status) {
+  if (status === "NotStarted" || status === "Queued") return "This step has not started yet.";
+  if (status === "Bypassed") return "Bypassed: this step did not run.";
+  if (status === "Canceled") return "Canceled before it printed anything.";
+  return isTerminal(status) ? "This step printed nothing." : "No output yet.";
+}
+
 function runPage(runId, openStep) {
   document.title = `Run ${runId.slice(0, 8)} · amlpipe studio`;
+  const crumb = h("span", {});
   const header = h("div", { className: "run-header" });
-  const graphBox = h("div", { className: "graph-box", tabindex: "-1" });
+  const liveStatus = h("p", { className: "run-status", "aria-live": "polite", tabindex: "-1" });
+  const facts = h("dl", { className: "facts" });
+  const actions = h("div", { className: "actions" });
+  const graphBox = h("div", { className: "graph-box" });
   const stepBox = h("section", { className: "step-panel", "aria-labelledby": "step-title" });
   const params = h("div", {});
   const runMetrics = h("div", {});
+  header.append(h("h1", {}, "Run ", h("code", {}, runId)), liveStatus, facts, actions);
   replace(
     main,
-    h("p", { className: "crumbs" }, link("#/experiments", "Experiments"), " / ", h("span", { id: "crumb-experiment" })),
+    h("p", { className: "crumbs" }, link("#/experiments", "Experiments"), " / ", crumb),
     header,
     h("div", { className: "run-body" }, h("section", { className: "graph-section", "aria-label": "Pipeline graph" }, h("h2", {}, "Graph"), graphBox), stepBox),
     h("div", { className: "columns" }, h("section", {}, h("h2", {}, "Parameters"), params), h("section", {}, h("h2", {}, "Run metrics"), runMetrics)),
@@ -342,10 +408,11 @@ function runPage(runId, openStep) {
   let layout = null;
   let run = null;
   let selected = openStep || null;
+  let panelOpen = false;
   let stepGeneration = 0;
   let confirming = false;
+  let metricsKey = null;
 
-  let panelOpen = false;
   // Opening a step stays on the page (no hashchange, no reload of the run): the address records the
   // step so a reload or a shared link opens it again, and focus stays on the graph.
   const select = (name) => {
@@ -359,58 +426,57 @@ function runPage(runId, openStep) {
 
   const drawHeader = () => {
     const status = run.Status.StatusCode;
-    const crumb = document.getElementById("crumb-experiment");
-    replace(crumb, link(`#/experiments/${seg(run.RunHistoryExperimentName)}`, run.RunHistoryExperimentName));
-    const actions = h("div", { className: "actions" });
-    if (session.me && canCancel(session.me.role, run)) {
-      if (confirming) {
-        actions.append(
+    refresh(crumb, run.RunHistoryExperimentName, () => link(`#/experiments/${seg(run.RunHistoryExperimentName)}`, run.RunHistoryExperimentName));
+    refresh(liveStatus, `${status}|${run.Status.StatusDetail || ""}`, () => [badge(status), " ", run.Status.StatusDetail || ""]);
+    const duration = formatDuration(durationSeconds(run.Status.CreationTime, run.Status.EndTime));
+    refresh(facts, `${triggerOf(run)}|${duration}|${run.PipelineId}`, () => [
+      h("dt", {}, "Trigger"), h("dd", { id: "run-trigger" }, triggerOf(run)),
+      h("dt", {}, "Created"), h("dd", {}, formatTime(run.Status.CreationTime)),
+      h("dt", {}, "Duration"), h("dd", {}, duration),
+      h("dt", {}, "Pipeline"), h("dd", {}, run.PipelineId ? h("code", {}, run.PipelineId) : "unpublished graph"),
+    ]);
+    const offer = session.me && canCancel(session.me.role, run);
+    const state = offer ? (confirming ? "confirm" : "offer") : run.CancelRequested && !isTerminal(status) ? "requested" : "none";
+    refresh(actions, state, () => {
+      if (state === "confirm") {
+        return [
           h("span", { id: "confirm-text" }, "Cancel this run? Steps running now are stopped."),
           h("button", { className: "danger", id: "confirm-cancel", onclick: cancelRun }, "Yes, cancel the run"),
-          h("button", { onclick: () => { confirming = false; drawHeader(); } }, "No, keep it running"),
-        );
-      } else {
-        actions.append(h("button", { className: "danger", id: "cancel-run", onclick: () => { confirming = true; drawHeader(); document.getElementById("confirm-cancel").focus(); } }, "Cancel run…"));
+          h("button", { id: "keep-running", onclick: () => { confirming = false; drawHeader(); document.getElementById("cancel-run").focus(); } }, "No, keep it running"),
+        ];
       }
-    } else if (run.CancelRequested && !isTerminal(status)) {
-      actions.append(h("span", {}, "Cancel requested…"));
-    }
-    replace(
-      header,
-      h("h1", {}, "Run ", h("code", {}, runId)),
-      h("p", { className: "run-status", "aria-live": "polite" }, badge(status), " ", run.Status.StatusDetail || ""),
-      h(
-        "dl",
-        { className: "facts" },
-        h("dt", {}, "Trigger"), h("dd", { id: "run-trigger" }, triggerOf(run)),
-        h("dt", {}, "Created"), h("dd", {}, formatTime(run.Status.CreationTime)),
-        h("dt", {}, "Duration"), h("dd", {}, formatDuration(durationSeconds(run.Status.CreationTime, run.Status.EndTime))),
-        h("dt", {}, "Pipeline"), h("dd", {}, run.PipelineId ? h("code", {}, run.PipelineId) : "unpublished graph"),
-      ),
-      actions,
-    );
+      if (state === "offer") {
+        return h("button", { className: "danger", id: "cancel-run", onclick: () => { confirming = true; drawHeader(); document.getElementById("confirm-cancel").focus(); } }, "Cancel run…");
+      }
+      return state === "requested" ? h("span", {}, "Cancel requested…") : [];
+    });
   };
 
   const cancelRun = async () => {
     const button = document.getElementById("confirm-cancel");
     if (button) button.disabled = true;
-    const answer = await forPage(() => api(`PipelineRuns/${seg(runId)}/cancel`, { method: "POST" }));
-    confirming = false;
-    if (answer) {
+    try {
+      const answer = await api(`PipelineRuns/${seg(runId)}/cancel`, { method: "POST" });
+      confirming = false;
       run = { ...run, ...answer, StepRuns: run.StepRuns };
       drawHeader();
-    } else if (button) {
-      button.disabled = false;
+      liveStatus.focus(); // the buttons are gone: keep the keyboard on the run's status
+    } catch (error) {
+      report(error);
+      if (button) button.disabled = false;
     }
   };
 
   const drawGraphNow = () => {
-    const focused = document.activeElement && document.activeElement.dataset ? document.activeElement.dataset.step : undefined;
     const statuses = stepStatuses(graph, run.StepRuns);
+    const key = JSON.stringify([selected, [...statuses].map(([n, st]) => [n, st.status, st.reused, st.attempt])]);
+    if (graphBox.dataset.shown === key) return;
+    const focused = graphBox.contains(document.activeElement) ? document.activeElement.dataset.step : undefined;
     replace(graphBox, drawGraph(model, layout, statuses, selected, select));
+    graphBox.dataset.shown = key;
     if (focused !== undefined) {
       const again = graphBox.querySelector(`[data-step="${CSS.escape(focused)}"]`);
-      if (again) again.focus();
+      if (again) again.focus({ preventScroll: true });
     }
   };
 
@@ -418,19 +484,22 @@ function runPage(runId, openStep) {
     stepGeneration += 1;
     const mine = stepGeneration;
     const step = graph.steps.find((x) => x.name === name);
+    delete stepBox.dataset.live;
     if (!step) {
       replace(stepBox, h("h2", { id: "step-title" }, "Steps"), h("p", { className: "empty" }, `This run has no step '${name}'.`));
       return;
     }
     const logBox = h("pre", { className: "log", id: "step-log", tabindex: "0", "aria-label": `Output of ${name}` });
+    const dropped = h("p", { className: "empty", hidden: true });
     const metricsBox = h("div", { id: "step-metrics" });
-    const facts = h("dl", { className: "facts" });
+    const stepFacts = h("dl", { className: "facts" });
     const artifacts = h("div", {});
     replace(
       stepBox,
       h("h2", { id: "step-title" }, name),
-      facts,
+      stepFacts,
       h("h3", {}, "Log"),
+      dropped,
       logBox,
       h("h3", {}, "Metrics"),
       metricsBox,
@@ -441,37 +510,71 @@ function runPage(runId, openStep) {
       artifacts,
     );
     const current = () => stepStatuses(graph, run.StepRuns).get(name);
+    // Nothing more will happen to the step: it ended, or the run did (a step of an ended run that is
+    // still NotStarted never starts).
+    const over = () => isTerminal(current().status) || isTerminal(run.Status.StatusCode);
     const drawFacts = () => {
       const st = current();
-      replace(
-        facts,
+      const duration = formatDuration(durationSeconds(st.start, st.end));
+      refresh(stepFacts, JSON.stringify([st.status, st.detail, st.attempt, duration, st.reused, st.reuseReason]), () => [
         h("dt", {}, "Status"), h("dd", {}, badge(st.status), st.detail ? ` ${st.detail}` : ""),
         h("dt", {}, "Attempt"), h("dd", {}, st.attempt || "—"),
-        h("dt", {}, "Duration"), h("dd", {}, formatDuration(durationSeconds(st.start, st.end))),
+        h("dt", {}, "Duration"), h("dd", {}, duration),
         h("dt", {}, "Reuse"), h("dd", {}, st.reused ? `Reused: ${st.reuseReason || ""}` : st.reuseReason || "—"),
-      );
+      ]);
     };
     drawFacts();
+
+    let stillPolling = 2;
+    const stopped = () => {
+      stillPolling -= 1;
+      if (stillPolling === 0 && mine === stepGeneration) stepBox.dataset.live = "done";
+    };
     let tail = null;
+    let shownChars = 0;
+    const showEmpty = () => {
+      if (!shownChars) replace(logBox, emptyLogText(current().status));
+    };
+    const append = (text) => {
+      if (!shownChars) replace(logBox);
+      logBox.append(document.createTextNode(text));
+      shownChars += text.length;
+      while (shownChars > LOG_KEEP_CHARS && logBox.firstChild) {
+        shownChars -= logBox.firstChild.textContent.length;
+        logBox.firstChild.remove();
+        dropped.hidden = false;
+        replace(dropped, "Earlier output is not shown here: amlpipe run logs prints all of it.");
+      }
+    };
     every(LOG_POLL_MS, async () => {
       if (mine !== stepGeneration) return false;
       drawFacts();
-      const chunk = await api(`PipelineRuns/${seg(runId)}/steps/${seg(name)}/logs?offset=${tail && tail.runId ? tail.offset : 0}`);
-      if (mine !== stepGeneration) return false;
-      const before = tail;
-      tail = appendLog(tail, chunk);
-      if (tail !== before) {
+      // Read until caught up (a long log arrives in chunks of at most 1 MiB), then wait for more.
+      for (;;) {
+        const offset = tail ? tail.offset : 0;
+        const chunk = await api(`PipelineRuns/${seg(runId)}/steps/${seg(name)}/logs?offset=${offset}`);
+        if (mine !== stepGeneration) return false;
         const follow = logBox.scrollTop + logBox.clientHeight >= logBox.scrollHeight - 8;
-        replace(logBox, tail.text || (chunk.runId ? "" : "This step has not started yet."));
+        tail = appendLog(tail, chunk);
+        if (tail.restart) {
+          replace(logBox);
+          shownChars = 0;
+          dropped.hidden = true;
+        }
+        if (tail.added) append(tail.added);
+        showEmpty();
         if (follow) logBox.scrollTop = logBox.scrollHeight;
+        if (tail.pending) continue; // a new attempt: read it from its first byte now
+        const caughtUp = chunk.nextOffset >= chunk.size;
+        if (!caughtUp && tail.added) continue;
+        if (!over()) return true;
+        return chunk.runId !== null && !caughtUp; // over: only what is left to read keeps the tail going
       }
-      const caughtUp = chunk.nextOffset >= chunk.size;
-      return !(isTerminal(current().status) && caughtUp && chunk.runId);
-    });
+    }, stopped);
     let lastMetrics = "";
     every(LOG_POLL_MS * 2, async () => {
       if (mine !== stepGeneration) return false;
-      const ended = isTerminal(current().status);
+      const ended = over();
       const answer = await api(`PipelineRuns/${seg(runId)}/steps/${seg(name)}/metrics`);
       if (mine !== stepGeneration) return false;
       const text = JSON.stringify(answer.metrics);
@@ -480,7 +583,7 @@ function runPage(runId, openStep) {
         replace(metricsBox, metricsView(answer.metrics, "No metrics logged."));
       }
       if (ended) {
-        const files = await api(`PipelineRuns/${seg(runId)}/steps/${seg(name)}/artifacts`);
+        const files = answer.runId ? await api(`PipelineRuns/${seg(runId)}/steps/${seg(name)}/artifacts`) : { value: [] };
         if (mine !== stepGeneration) return false;
         replace(
           artifacts,
@@ -492,7 +595,7 @@ function runPage(runId, openStep) {
         );
       }
       return !ended;
-    });
+    }, stopped);
   };
 
   every(RUN_POLL_MS, async () => {
@@ -505,8 +608,7 @@ function runPage(runId, openStep) {
     run = fresh;
     drawHeader();
     drawGraphNow();
-    replace(
-      params,
+    refresh(params, JSON.stringify(run.ParameterAssignments || {}), () =>
       table("Parameters", [
         ["Name", ([k]) => k],
         ["Value", ([, v]) => h("code", {}, v)],
@@ -519,8 +621,13 @@ function runPage(runId, openStep) {
       replace(stepBox, h("h2", { id: "step-title" }, "Steps"), h("p", { className: "empty" }, "Choose a step in the graph to see its log, metrics and outputs."));
     }
     const done = isTerminal(run.Status.StatusCode);
-    const metrics = await api(`PipelineRuns/${seg(runId)}/metrics`);
-    replace(runMetrics, metricsView(metrics.metrics, "No run-level metrics (run.parent.log)."));
+    // The run's own metrics change only while steps run: read them when a step's status moved.
+    const key = graphBox.dataset.shown + run.Status.StatusCode;
+    if (key !== metricsKey) {
+      const metrics = await api(`PipelineRuns/${seg(runId)}/metrics`);
+      metricsKey = key;
+      refresh(runMetrics, JSON.stringify(metrics.metrics), () => metricsView(metrics.metrics, "No run-level metrics (run.parent.log)."));
+    }
     return !done;
   });
 }
@@ -534,9 +641,22 @@ function markNav(page) {
   }
 }
 
+/** The page the address names: its parts, or null for an address that is not a page (#main). */
+function pageParts() {
+  const hash = window.location.hash;
+  if (hash && hash !== "#" && !hash.startsWith("#/")) return null;
+  try {
+    return hash.replace(/^#\/?/, "").split("/").filter(Boolean).map(decodeURIComponent);
+  } catch {
+    return ["not-found"];
+  }
+}
+
 /** Show the page the address names; `moveFocus` (after an in-page navigation, not on first load) puts
  * keyboard focus on the new content, as a screen reader user expects. */
 function route(moveFocus = true) {
+  const parts = pageParts();
+  if (parts === null) return; // a fragment inside the page, not a page of the studio
   leavePage();
   clearNotice();
   if (!session) {
@@ -552,7 +672,6 @@ function route(moveFocus = true) {
     " ",
     h("button", { id: "sign-out", onclick: () => signOut("Signed out.") }, "Sign out"),
   );
-  const parts = window.location.hash.replace(/^#\/?/, "").split("/").filter(Boolean).map(decodeURIComponent);
   const [page, id, sub] = parts;
   markNav(page === "runs" ? "experiments" : page || "experiments");
   if (page === "runs" && id) runPage(id, sub);
@@ -560,9 +679,15 @@ function route(moveFocus = true) {
   else if (page === "pipelines" && id && sub === "runs") pipelineRunsPage(id);
   else if (page === "pipelines") pipelinesPage();
   else if (page === "schedules") schedulesPage();
-  else experimentsPage();
+  else if (!page || page === "experiments") experimentsPage();
+  else replace(main, h("h1", {}, "Not found"), h("p", {}, "The studio has no such page. ", link("#/experiments", "Experiments")));
   if (moveFocus) main.focus({ preventScroll: true });
 }
 
+// The skip link moves focus to the content without changing the address (the address is the page).
+document.querySelector(".skip").addEventListener("click", (event) => {
+  event.preventDefault();
+  main.focus();
+});
 window.addEventListener("hashchange", () => route(true));
 route(false);

@@ -2,8 +2,8 @@
 // a run's trigger and duration, which metrics are charts, who may cancel. Unit-tested with `node --test`
 // (studio/tests/); app.js draws what these return.
 
-/** Run and step statuses after which nothing changes (azureml's terminal statuses). */
-export const TERMINAL = Object.freeze(["Finished", "Failed", "Canceled"]);
+/** Run and step statuses after which nothing changes (the service's terminal statuses). */
+export const TERMINAL = Object.freeze(["Finished", "Failed", "Canceled", "Bypassed", "PartiallyExecuted"]);
 
 /** Roles from least to most; a role may do whatever the roles before it may. */
 export const ROLES = Object.freeze(["Reader", "Operator", "Contributor", "Owner"]);
@@ -259,30 +259,57 @@ export function formatValue(value) {
   return JSON.stringify(value);
 }
 
-/** Points of a line chart of `values` in a `width` × `height` box with `pad` inside it. */
-export function chartPoints(values, width, height, pad) {
-  const min = Math.min(...values);
-  const max = Math.max(...values);
+/** The smallest and largest of `values` (a loop: spreading 100k values into Math.min overflows). */
+export function extent(values) {
+  let min = Infinity;
+  let max = -Infinity;
+  for (const v of values) {
+    if (v < min) min = v;
+    if (v > max) max = v;
+  }
+  return { min, max };
+}
+
+/** At most `limit` values, evenly picked, first and last kept (a chart of 100k points draws 100k dots). */
+export function sample(values, limit) {
+  if (values.length <= limit) return values.map((value, i) => ({ value, index: i + 1 }));
+  const step = (values.length - 1) / (limit - 1);
+  return Array.from({ length: limit }, (_, k) => {
+    const i = Math.round(k * step);
+    return { value: values[i], index: i + 1 };
+  });
+}
+
+/** Points of a line chart of `values` in a `width` × `height` box with `pad` inside it (at most
+ * `limit` points, each with the 1-based position of its value in the series). */
+export function chartPoints(values, width, height, pad, limit = 500) {
+  const { min, max } = extent(values);
   const span = max - min || 1;
   const step = values.length > 1 ? (width - 2 * pad) / (values.length - 1) : 0;
-  return values.map((v, i) => ({
-    x: pad + i * step,
-    y: height - pad - ((v - min) / span) * (height - 2 * pad),
-    value: v,
-    index: i + 1,
+  return sample(values, limit).map(({ value, index }) => ({
+    x: pad + (index - 1) * step,
+    y: height - pad - ((value - min) / span) * (height - 2 * pad),
+    value,
+    index,
   }));
 }
 
 /**
- * Where a log tail stands after a chunk arrives: the text so far, the next offset, and the execution
- * it belongs to. A chunk of another execution (the step was retried) starts the text again.
+ * Where a log tail stands after a chunk arrives: the execution it follows, the next offset to ask
+ * for, the text to add (`added`), and `restart` when what is shown must be cleared first.
+ *
+ * A chunk of another execution (the step was retried, or the first answer) is only taken from byte 0:
+ * one read at the old execution's offset is dropped, with `offset` 0 so the next read starts the new
+ * log from its beginning. A chunk that does not start where the tail stands (a repeated or stale
+ * answer) adds nothing.
  */
 export function appendLog(tail, chunk) {
   if (!tail || tail.runId !== chunk.runId) {
-    return { runId: chunk.runId, text: chunk.content, offset: chunk.nextOffset };
+    if (chunk.offset !== 0) return { runId: chunk.runId, offset: 0, added: "", restart: true, pending: true };
+    return { runId: chunk.runId, offset: chunk.nextOffset, added: chunk.content, restart: true, pending: false };
   }
-  if (chunk.offset !== tail.offset) return tail; // a stale or repeated answer: keep what we have
-  return { runId: tail.runId, text: tail.text + chunk.content, offset: chunk.nextOffset };
+  if (chunk.offset !== tail.offset) return { ...tail, added: "", restart: false, pending: false };
+  return { runId: tail.runId, offset: chunk.nextOffset, added: chunk.content, restart: false, pending: false };
 }
 
 /** A schedule's trigger in words: "Every 1 Day from …" or "Watch workspaceblobstore/incoming". */

@@ -175,13 +175,33 @@ test("chart points span the box, highest value at the top", () => {
   assert.deepEqual(chartPoints([5, 5], 100, 50, 10).map((p) => p.y), [40, 40]);
 });
 
-test("a log tail appends chunks in order, ignores repeats, and starts again for a new attempt", () => {
+test("a log tail appends chunks in order and adds nothing for a repeated answer", () => {
   let tail = appendLog(null, { runId: "r:s:1", offset: 0, nextOffset: 6, content: "hello\n" });
+  assert.deepEqual([tail.added, tail.restart, tail.offset], ["hello\n", true, 6]);
   tail = appendLog(tail, { runId: "r:s:1", offset: 6, nextOffset: 12, content: "world\n" });
-  assert.equal(tail.text, "hello\nworld\n");
-  assert.equal(appendLog(tail, { runId: "r:s:1", offset: 6, nextOffset: 12, content: "world\n" }), tail);
-  const retried = appendLog(tail, { runId: "r:s:2", offset: 0, nextOffset: 3, content: "hi\n" });
-  assert.deepEqual(retried, { runId: "r:s:2", text: "hi\n", offset: 3 });
+  assert.deepEqual([tail.added, tail.restart, tail.offset], ["world\n", false, 12]);
+  const repeated = appendLog(tail, { runId: "r:s:1", offset: 6, nextOffset: 12, content: "world\n" });
+  assert.deepEqual([repeated.added, repeated.restart, repeated.offset], ["", false, 12]);
+});
+
+test("a retried step's new attempt is read from its first byte, whatever offset the old one reached", () => {
+  // Attempt 1 printed 14 KB; the next read asks from there and gets attempt 2's (shorter) log.
+  let tail = appendLog(null, { runId: "r:s:1", offset: 0, nextOffset: 14000, content: "x".repeat(14000) });
+  tail = appendLog(tail, { runId: "r:s:2", offset: 14000, nextOffset: 14000, content: "" });
+  assert.deepEqual(
+    { runId: tail.runId, offset: tail.offset, restart: tail.restart, pending: tail.pending, added: tail.added },
+    { runId: "r:s:2", offset: 0, restart: true, pending: true, added: "" },
+  );
+  tail = appendLog(tail, { runId: "r:s:2", offset: 0, nextOffset: 7, content: "second\n" });
+  assert.deepEqual([tail.added, tail.restart, tail.offset, tail.pending], ["second\n", false, 7, false]);
+});
+
+test("a chart of a long series is sampled, keeping the first and last values and their positions", () => {
+  const values = Array.from({ length: 200000 }, (_, i) => i % 7);
+  const points = chartPoints(values, 100, 50, 10, 50);
+  assert.equal(points.length, 50);
+  assert.deepEqual([points[0].index, points[49].index], [1, 200000]);
+  assert.equal(points[49].x, 90);
 });
 
 test("schedules are described by their recurrence or the path they watch", () => {

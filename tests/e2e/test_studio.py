@@ -91,9 +91,11 @@ def dp100(app: RealApp) -> str:
 
 @pytest.fixture(scope="module")
 def slow_pipeline(app: RealApp, tmp_path_factory: pytest.TempPathFactory) -> str:
-    """A published one-step pipeline whose step prints and then waits two minutes: a run to cancel."""
+    """A published one-step pipeline whose step prints a tick five times a second for two minutes."""
     folder = tmp_path_factory.mktemp("slow")
-    (folder / "wait.py").write_text("import time\nprint('waiting', flush=True)\ntime.sleep(120)\nprint('done')\n")
+    (folder / "wait.py").write_text(
+        "import time\nfor i in range(600):\n    print(f'tick {i}', flush=True)\n    time.sleep(0.2)\nprint('done')\n"
+    )
     step = PythonScriptStep(name="wait", script_name="wait.py", source_directory=str(folder))
     published = Pipeline(app.owner(), steps=[step]).publish(name="slow", description="waits", version="1")
     return str(published.id)
@@ -210,22 +212,101 @@ def test_an_operator_watches_a_dp100_run_finish_opens_a_log_and_sees_a_metric_ch
     shot(page, "dp100-finished-narrow")
 
 
-def test_an_operator_cancels_a_running_run_from_its_page(page: Any, app: RealApp, slow_pipeline: str) -> None:
+def test_an_operator_tails_a_running_step_and_cancels_the_run_from_its_page(
+    page: Any, app: RealApp, slow_pipeline: str
+) -> None:
     sign_in(page, app, "Operator")
     token = app.token()
     run_id = submit(app, slow_pipeline, "studio-cancel", token)
     wait_step_running(app, run_id, "wait", token)
-    page.goto(f"{app.url}/api/studio/#/runs/{run_id}")
+    page.goto(f"{app.url}/api/studio/#/runs/{run_id}/wait")
     expect(page.locator(".run-status [data-status]")).to_have_attribute("data-status", "Running")
+
+    # The log grows on screen while the step runs (several polls, several chunks).
+    log = page.locator("#step-log")
+    expect(log).to_contain_text("tick 2", timeout=SLOW)
+    expect(log).to_contain_text("tick 20", timeout=SLOW)
+    assert log.inner_text().index("tick 2\n") < log.inner_text().index("tick 20")
 
     page.click("#cancel-run")
     expect(page.locator("#confirm-cancel")).to_be_focused()  # the confirmation takes focus
+    # ... and keeps it while the page goes on polling (the run is read every 2 s; the log grows).
+    ticks = log.inner_text().count("tick ")
+    expect(log).to_contain_text(f"tick {ticks + 15}", timeout=SLOW)
+    expect(page.locator("#confirm-cancel")).to_be_focused()
     shot(page, "cancel-confirm")
     page.keyboard.press("Enter")
     expect(page.locator(".run-status [data-status]")).to_have_attribute("data-status", "Canceled", timeout=SLOW)
     expect(page.locator("svg.graph [data-step='wait']")).to_have_attribute("data-status", "Canceled")
     expect(page.locator("#cancel-run")).to_have_count(0)
+    expect(page.locator(".step-panel")).to_have_attribute("data-live", "done", timeout=SLOW)  # polling stopped
+    assert "done" not in log.inner_text().split()
     shot(page, "cancel-done")
+
+
+def test_a_retried_steps_log_follows_its_new_attempt_from_the_first_byte(
+    page: Any, app: RealApp, tmp_path: Path
+) -> None:
+    # Attempt 1 prints ~14 KB, then waits for the test's go-ahead and fails; attempt 2 prints two lines.
+    gate, first_done = tmp_path / "go", tmp_path / "first-done"
+    (tmp_path / "flaky.py").write_text(
+        "import pathlib, sys, time\n"
+        f"gate, first_done = pathlib.Path({str(gate)!r}), pathlib.Path({str(first_done)!r})\n"
+        "if not first_done.exists():\n"
+        "    for i in range(150):\n"
+        "        print('first attempt line', i, 'x' * 80)\n"
+        "    sys.stdout.flush()\n"
+        "    while not gate.exists():\n"
+        "        time.sleep(0.05)\n"
+        "    first_done.write_text('1')\n"
+        "    sys.exit('attempt 1 fails')\n"
+        "print('SECOND-ATTEMPT-START')\nprint('SECOND-ATTEMPT-END')\n"
+    )
+    flaky = PythonScriptStep(name="flaky", script_name="flaky.py", source_directory=str(tmp_path))
+    flaky.set_retry_settings(max_retries=1, backoff_seconds=0)
+    pipeline_id = str(Pipeline(app.owner(), steps=[flaky]).publish(name="flaky", description="retried").id)
+    sign_in(page, app, "Operator")
+    token = app.token()
+    run_id = submit(app, pipeline_id, "studio-retry", token)
+    page.goto(f"{app.url}/api/studio/#/runs/{run_id}/flaky")
+    log = page.locator("#step-log")
+    expect(log).to_contain_text("first attempt line 149", timeout=SLOW)
+
+    gate.write_text("go")
+    expect(log).to_contain_text("SECOND-ATTEMPT-END", timeout=SLOW)
+    expect(log).not_to_contain_text("first attempt line")
+    expect(page.locator(".step-panel dd").nth(1)).to_have_text("2")  # Attempt
+    expect(page.locator(".run-status [data-status]")).to_have_attribute("data-status", "Finished", timeout=SLOW)
+    expect(page.locator(".step-panel")).to_have_attribute("data-live", "done", timeout=SLOW)
+    shot(page, "retried-step")
+
+
+def test_a_bypassed_step_says_so_and_its_panel_stops_polling(page: Any, app: RealApp, tmp_path: Path) -> None:
+    (tmp_path / "boom.py").write_text("import sys\nprint('about to fail')\nsys.exit('kaboom')\n")
+    (tmp_path / "after.py").write_text("print('never')\n")
+    boom = PythonScriptStep(name="boom", script_name="boom.py", source_directory=str(tmp_path))
+    after = PythonScriptStep(name="after", script_name="after.py", source_directory=str(tmp_path))
+    after.run_after(boom)
+    pipeline_id = str(Pipeline(app.owner(), steps=[after]).publish(name="bypass", description="bypassed").id)
+    token = app.token()
+    response = requests.post(
+        f"{app.url}/api/PipelineRuns/PipelineSubmit/{pipeline_id}",
+        json={"ExperimentName": "studio-bypass", "ContinueRunOnStepFailure": True},
+        headers=app.headers(token),
+        timeout=30,
+    )
+    assert response.status_code == 200, response.text
+    run_id = str(response.json()["Id"])
+    ended = app.wait_run_ended(run_id)
+    statuses = {s["Name"]: s["Status"]["StatusCode"] for s in ended["StepRuns"]}
+    assert statuses == {"boom": "Failed", "after": "Bypassed"}
+    sign_in(page, app, "Reader")
+    page.goto(f"{app.url}/api/studio/#/runs/{run_id}/after")
+    expect(page.locator("svg.graph [data-step='boom']")).to_have_attribute("data-status", "Failed")
+    expect(page.locator("svg.graph [data-step='after']")).to_have_attribute("data-status", "Bypassed")
+    expect(page.locator(".step-panel")).to_have_attribute("data-live", "done", timeout=SLOW)
+    expect(page.locator("#step-log")).to_have_text("Bypassed: this step did not run.")
+    shot(page, "bypassed-step")
 
 
 def test_a_reader_sees_no_cancel_button_and_the_api_refuses_the_cancel(
@@ -235,7 +316,11 @@ def test_a_reader_sees_no_cancel_button_and_the_api_refuses_the_cancel(
     run_id = submit(app, slow_pipeline, "studio-reader", token)
     try:
         wait_step_running(app, run_id, "wait", token)
-        sign_in(page, app, "Reader")
+        reader = app.create_principal("Reader")
+        page.goto(f"{app.url}/api/studio/")
+        page.fill("#bearer-token", app.token(reader["id"], reader["secret"]))  # the token form
+        page.click("#sign-in-token button")
+        expect(page.locator("#who-role")).to_have_text("Reader")
         page.goto(f"{app.url}/api/studio/#/runs/{run_id}")
         expect(page.locator(".run-status [data-status]")).to_have_attribute("data-status", "Running")
         expect(page.locator("svg.graph [data-step='wait']")).to_have_attribute("data-status", "Running")
@@ -275,9 +360,17 @@ def test_pipelines_endpoints_and_schedules_are_listed_and_reached_by_keyboard(
     sign_in(page, app)
     page.reload()  # a fresh load: focus starts at the top of the page (the session survives the reload)
     expect(page.locator("#who-role")).to_have_text("Owner")
-    # Keyboard only: the skip link first, then the navigation.
+    # Keyboard only: the skip link first (it moves focus to the content, and stays on the page)...
     page.keyboard.press("Tab")
     assert page.evaluate("document.activeElement.textContent") == "Skip to content"
+    before = page.url
+    page.keyboard.press("Enter")
+    assert page.evaluate("document.activeElement.id") == "main" and page.url == before
+    expect(page.locator("h1")).to_have_text("Experiments")
+    # ... then, from the top, the navigation.
+    page.reload()
+    expect(page.locator("#who-role")).to_have_text("Owner")
+    page.keyboard.press("Tab")
     page.keyboard.press("Tab")
     page.keyboard.press("Tab")
     assert page.evaluate("document.activeElement.textContent") == "Pipelines"
@@ -293,8 +386,20 @@ def test_pipelines_endpoints_and_schedules_are_listed_and_reached_by_keyboard(
     page.click("#nav >> text=Schedules")
     row = page.locator("tr", has_text="nightly-dp100")
     expect(row).to_contain_text("Every 1 Day from 2030-01-01T02:00:00 UTC")
-    expect(row).to_contain_text("2030-01-01")  # next due
+    expect(row.locator(".next-due")).to_contain_text("2030-01-01")
     shot(page, "schedules")
+
+    # A list that changes under a keyboard user keeps their place: the focused run link stays focused.
+    token = app.token()
+    first = submit(app, dp100, "studio-list", token)
+    page.goto(f"{app.url}/api/studio/#/experiments/studio-list")
+    link = page.locator(f"a[href='#/runs/{first}']")
+    link.focus()
+    second = submit(app, dp100, "studio-list", token)
+    expect(page.locator(f"a[href='#/runs/{second}']")).to_be_visible(timeout=SLOW)  # the table was rebuilt
+    expect(link).to_be_focused()
+    for run_id in (first, second):
+        requests.post(f"{app.url}/api/PipelineRuns/{run_id}/cancel", headers=app.headers(token), timeout=30)
 
 
 def test_the_studio_apis_a_page_needs_answer_over_http(app: RealApp, dp100: str) -> None:

@@ -104,4 +104,7 @@ def test_every_text_colour_of_the_stylesheet_is_readable_on_the_backgrounds_it_i
             ratio = contrast(colours[text], colours[background])
             assert ratio >= 4.5, f"--{text} on --{background}: {ratio:.2f}:1 (AA needs 4.5:1)"
     assert contrast("#ffffff", colours["failed"]) >= 4.5  # the danger button's label
+    for background in ("bg", "panel"):  # borders of inputs and cards, graph edges: 3:1 (WCAG 1.4.11)
+        ratio = contrast(colours["line"], colours[background])
+        assert ratio >= 3, f"--line on --{background}: {ratio:.2f}:1 (non-text contrast needs 3:1)"
     assert contrast("#e6edf3", "#0d1117") >= 4.5  # the log
