@@ -3,6 +3,12 @@
     {"endpoint": "http://localhost:7071", "tenant_id": "...",
      "service_principal_id": "...", "service_principal_password": "..."}
 
+or, for an app that accepts only its issuer's tokens (Entra ID; ``AMLPIPE_LOCAL_TOKENS=disabled``), a
+command that prints a token, run when one is needed::
+
+    {"endpoint": "https://<app>.azurewebsites.net",
+     "token_command": "az account get-access-token --scope api://<app>/user_impersonation --query accessToken -o tsv"}
+
 ``find_config`` searches the starting folder, then each parent, for ``.amlpipe/config.json`` and then
 ``config.json``; the nearest wins.
 """
@@ -47,6 +53,7 @@ class WorkspaceConfig:
     tenant_id: str | None
     service_principal_id: str | None
     service_principal_password: str | None
+    token_command: str | None = None
 
     def __repr__(self) -> str:  # never show the password
         return f"WorkspaceConfig(path={self.path!s}, endpoint={self.endpoint!r}, tenant_id={self.tenant_id!r})"
@@ -82,6 +89,7 @@ def load_config(path: str | os.PathLike[str] | None = None) -> WorkspaceConfig:
         tenant_id=text("tenant_id"),
         service_principal_id=text("service_principal_id"),
         service_principal_password=text("service_principal_password"),
+        token_command=text("token_command"),
     )
 
 

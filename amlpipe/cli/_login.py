@@ -140,6 +140,7 @@ def config_show(json_output: JsonOption = False, config: ConfigOption = None, de
         "tenant_id": loaded.tenant_id,
         "service_principal_id": loaded.service_principal_id,
         "has_password": loaded.service_principal_password is not None,
+        "token_command": loaded.token_command,
     }
     if opts.json:
         emit_json(view)

@@ -6,12 +6,24 @@ expires::
 
     auth = ServicePrincipalAuthentication(tenant_id, service_principal_id, service_principal_password)
     requests.get(url, headers=auth.get_authentication_header())
+
+``TokenAuthentication`` takes tokens from elsewhere — the app's issuer (Entra ID) when it accepts no
+tokens of its own — through a function, as azureml's does::
+
+    from azure.identity import DefaultAzureCredential
+
+    credential = DefaultAzureCredential()
+    auth = TokenAuthentication(lambda audience: credential.get_token(f"api://{api_app_id}/.default").token)
+    ws = Workspace(auth=auth, endpoint="https://<app>.azurewebsites.net")
 """
 
 from __future__ import annotations
 
+import shlex
+import subprocess
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import jwt
@@ -20,7 +32,7 @@ import requests
 from amlpipe._config import ENDPOINT_ENV, default_endpoint
 from amlpipe.exceptions import AuthenticationException
 
-__all__ = ["AbstractAuthentication", "ServicePrincipalAuthentication"]
+__all__ = ["AbstractAuthentication", "ServicePrincipalAuthentication", "TokenAuthentication"]
 
 TOKEN_PATH = "/api/oauth2/token"
 #: A cached token is renewed this long before it expires (at most a fifth of its lifetime).
@@ -159,3 +171,85 @@ def _json(response: Any) -> dict[str, Any]:
     except ValueError:
         return {}
     return data if isinstance(data, dict) else {}
+
+
+#: What ``get_token_for_audience`` may return: a token, or azureml's ``(token, expiry as epoch seconds)``.
+TokenAnswer = str | tuple[str, float]
+#: How long ``token_command`` may take (``az`` may refresh its own sign-in first).
+TOKEN_COMMAND_TIMEOUT_SECONDS = 60
+
+
+class TokenAuthentication(AbstractAuthentication):
+    """Bearer tokens from a function (azureml's ``TokenAuthentication``): for an app that accepts its
+    issuer's tokens (Entra ID), e.g. from ``azure.identity``.
+
+    Args:
+        get_token_for_audience: called with the audience (here the service endpoint, or "" when
+            unknown) whenever a token is needed; returns the token, or ``(token, expiry epoch seconds)``.
+            Without an expiry the token's own ``exp`` claim decides when to ask again.
+    """
+
+    def __init__(self, get_token_for_audience: Callable[[str], TokenAnswer], *, audience: str = "") -> None:
+        self._get = get_token_for_audience
+        self._audience = audience
+        self._token: str | None = None
+        self._refresh_at = 0.0
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"TokenAuthentication(audience={self._audience!r})"
+
+    @classmethod
+    def from_command(cls, command: str) -> TokenAuthentication:
+        """Tokens printed by ``command`` (run without a shell; its trimmed standard output is the token),
+        as ``token_command`` in ``.amlpipe/config.json`` asks.
+
+        Raises:
+            AuthenticationException (when a token is needed): the command failed or printed nothing.
+        """
+        argv = shlex.split(command)
+        if not argv:
+            raise AuthenticationException("token_command is empty.")
+
+        def run(_audience: str) -> str:
+            try:
+                done = subprocess.run(
+                    argv, capture_output=True, text=True, timeout=TOKEN_COMMAND_TIMEOUT_SECONDS, check=False
+                )
+            except (OSError, subprocess.TimeoutExpired) as exc:
+                raise AuthenticationException(f"token_command {argv[0]!r} could not run: {exc}") from exc
+            token = done.stdout.strip()
+            if done.returncode != 0 or not token:
+                last = (done.stderr.strip().splitlines() or ["no output"])[-1][:300]
+                raise AuthenticationException(f"token_command {argv[0]!r} failed ({done.returncode}): {last}")
+            return token
+
+        return cls(run)
+
+    def get_authentication_header(self) -> dict[str, str]:
+        """``{"Authorization": "Bearer <token>"}``, asking for a new token shortly before the last expires.
+
+        Raises:
+            AuthenticationException: the function gave no usable token.
+        """
+        with self._lock:
+            if self._token is None or time.time() >= self._refresh_at:
+                self._token, expires = self._ask()
+                lifetime = max(0.0, expires - time.time())
+                self._refresh_at = expires - min(REFRESH_MARGIN_SECONDS, lifetime / 5)
+            return {"Authorization": f"Bearer {self._token}"}
+
+    def _ask(self) -> tuple[str, float]:
+        answer = self._get(self._audience)
+        token, expires = (answer, None) if isinstance(answer, str) else (answer[0], float(answer[1]))
+        if not isinstance(token, str) or not token.strip():
+            raise AuthenticationException("get_token_for_audience returned no token.")
+        token = token.strip()
+        if expires is None:
+            try:
+                claim = jwt.decode(token, options={"verify_signature": False}).get("exp")
+            except jwt.InvalidTokenError:
+                claim = None
+            # A token that says nothing of its expiry is asked for again after a minute.
+            expires = float(claim) if isinstance(claim, int | float) else time.time() + 60
+        return token, expires

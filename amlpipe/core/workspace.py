@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from amlpipe._client import ServiceClient
 from amlpipe._config import load_config
-from amlpipe.core.authentication import AbstractAuthentication, ServicePrincipalAuthentication
+from amlpipe.core.authentication import AbstractAuthentication, ServicePrincipalAuthentication, TokenAuthentication
 from amlpipe.exceptions import UserErrorException
 
 if TYPE_CHECKING:
@@ -87,6 +87,8 @@ class Workspace:
         config = load_config(start)
         if config.endpoint is None:
             raise UserErrorException(f"{config.path} has no 'endpoint'.")
+        if auth is None and config.token_command is not None:
+            auth = TokenAuthentication.from_command(config.token_command)
         if auth is None:
             missing = [
                 key
@@ -94,7 +96,9 @@ class Workspace:
                 if getattr(config, key) is None
             ]
             if missing:
-                raise UserErrorException(f"{config.path} lacks {', '.join(missing)}; pass auth=... or fix the file.")
+                raise UserErrorException(
+                    f"{config.path} lacks {', '.join(missing)} (or a token_command); pass auth=... or fix the file."
+                )
             assert config.tenant_id and config.service_principal_id and config.service_principal_password
             auth = ServicePrincipalAuthentication(
                 config.tenant_id,

@@ -23,7 +23,8 @@ import pytest
 from azure.data.tables import TableServiceClient
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from amlpipe.core.authentication import ServicePrincipalAuthentication
+from amlpipe.core import Workspace
+from amlpipe.core.authentication import ServicePrincipalAuthentication, TokenAuthentication
 from amlpipe.exceptions import AuthenticationException
 from amlpipe.host.testing import HostProcess
 from shared.auth import Role, TokenIssuer
@@ -448,3 +449,72 @@ def test_an_external_token_signed_by_another_key_is_401(external_app: HostProces
         f"{external_app.url}/api/principals", headers=bearer(issuer.token(roles=["Owner"], key=stranger))
     )
     assert response.status_code == 401
+
+
+SIGNING_KEY = "a-signing-key-of-at-least-32-bytes!!"
+
+
+@pytest.fixture(scope="module")
+def entra_only_app(storage: str, issuer: Issuer) -> Iterator[HostProcess]:
+    """The app as infra/ deploys it: AMLPIPE_LOCAL_TOKENS=disabled, the external issuer's tokens only."""
+    unique = uuid.uuid4().hex[:10]
+    env = {
+        "AzureWebJobsStorage": storage,
+        "AzureFunctionsWebHost__hostid": f"e2e-entra-{unique}",
+        "AMLPIPE_TABLE_PREFIX": f"e{unique}",
+        "AMLPIPE_DEFAULT_CONTAINER": f"blobs-{unique}",
+        "AMLPIPE_AUTH_ISSUER": issuer.issuer,
+        "AMLPIPE_AUTH_AUDIENCE": issuer.audience,
+        "AMLPIPE_AUTH_JWKS_URL": issuer.url,
+        "AMLPIPE_LOCAL_TOKENS": "disabled",
+        "AMLPIPE_TOKEN_SIGNING_KEY": SIGNING_KEY,
+        "AMLPIPE_TENANT_ID": "tenant-1",
+        "NO_PROXY": "127.0.0.1,localhost",
+    }
+    host = HostProcess(ROOT, env=env).start()
+    yield host
+    host.stop()
+
+
+def test_with_local_tokens_disabled_the_token_endpoint_issues_none(entra_only_app: HostProcess) -> None:
+    response = httpx.post(
+        f"{entra_only_app.url}/api/oauth2/token",
+        data={"grant_type": "client_credentials", "client_id": "anyone", "client_secret": "anything"},
+    )
+    assert response.status_code == 400
+    body = response.json()
+    assert body["error"] == "unauthorized_client"
+    assert "AMLPIPE_LOCAL_TOKENS=disabled" in body["error_description"]
+    assert "https://login.example.test/tenant-1/v2.0" in body["error_description"]
+    assert "WWW-Authenticate" not in response.headers
+
+
+def test_with_local_tokens_disabled_a_local_token_of_a_real_owner_is_refused(
+    entra_only_app: HostProcess, issuer: Issuer
+) -> None:
+    # A principal the external Owner created, and a token signed with the app's own key: what anyone
+    # able to read that key could forge. It must not get in.
+    created = httpx.post(
+        f"{entra_only_app.url}/api/principals",
+        json={"displayName": "forged", "role": "Owner"},
+        headers=bearer(issuer.token(roles=["Owner"])),
+    )
+    assert created.status_code == 201, created.text
+    forged = TokenIssuer(SIGNING_KEY.encode(), tenant_id="tenant-1").issue(created.json()["id"], Role.OWNER)
+    response = httpx.get(f"{entra_only_app.url}/api/principals", headers=bearer(forged.access_token))
+    assert response.status_code == 401
+    assert "accepts only tokens from https://login.example.test/tenant-1/v2.0" in response.json()["Error"]["Message"]
+
+
+def test_with_local_tokens_disabled_the_sdk_works_with_the_issuers_tokens(
+    entra_only_app: HostProcess, issuer: Issuer, tmp_path: Path
+) -> None:
+    auth = TokenAuthentication(lambda _audience: issuer.token(roles=["Reader"]))
+    ws = Workspace(auth=auth, endpoint=entra_only_app.url)
+    assert "workspaceblobstore" in ws.datastores
+
+    # The same through a config file's token_command, as the CLI reads it.
+    command = f'{sys.executable} -c "print({issuer.token(roles=["Reader"])!r})"'
+    (tmp_path / "config.json").write_text(json.dumps({"endpoint": entra_only_app.url, "token_command": command}))
+    from_config = Workspace.from_config(tmp_path / "config.json")
+    assert "workspaceblobstore" in from_config.datastores
