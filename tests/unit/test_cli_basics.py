@@ -263,6 +263,7 @@ def test_config_is_found_in_the_current_folder_or_a_parent(tmp_path: Path, monke
         "tenant_id": "t",
         "service_principal_id": "sp",
         "has_password": True,
+        "token_command": None,
     }
     assert SECRET not in result.output
 
