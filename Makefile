@@ -5,9 +5,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 PY_STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
-# checkov has pins of its own that clash with ours: it gets a venv of its own.
+# checkov has pins of its own that clash with ours: it gets a venv of its own. Its pins were frozen on
+# one Python (infra/requirements-checks.txt), so the stamp names the interpreter's version: another
+# $(PYTHON) builds the venv anew.
 CHECKOV_VENV := .venv-checkov
-CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
+CHECKOV_PYTHON_VERSION := $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed-$(CHECKOV_PYTHON_VERSION)
 
 # Written by tools/install-chromium.sh when no Chromium can be had: the studio's browser tests skip with it.
 BROWSER_NOTE := $(VENV)/browser-unavailable
@@ -27,7 +30,7 @@ $(NODE_STAMP): package.json package-lock.json
 	touch $@
 
 $(CHECKOV_STAMP): infra/requirements-checks.txt
-	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(PYTHON) -m venv --clear $(CHECKOV_VENV)
 	$(CHECKOV_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r infra/requirements-checks.txt
 	touch $@
 

@@ -1,7 +1,8 @@
 // amlpipe on Azure: the Functions app on a Flex Consumption plan, its Storage account reached with the
 // app's managed identity only (no account keys anywhere), Application Insights on a Log Analytics
-// workspace, and Entra ID as the token issuer. Optionally an Event Grid subscription that feeds the
-// default datastore's blob trigger.
+// workspace, and Entra ID as the token issuer. The Event Grid subscription that feeds the default
+// datastore's blob trigger is infra/eventgrid.bicep, deployed on its own after the code is published:
+// this template PUTs the site (its app settings restart it), that one only reads it.
 //
 // Deploy (docs/deploy.md has every step):
 //   az deployment group create -g <group> -f infra/main.bicep -p infra/main.parameters.json -p apiAppId=<guid>
@@ -49,9 +50,6 @@ param maximumInstanceCount int = 40
 ])
 param instanceMemoryMB int = 2048
 
-@description('Add the Event Grid subscription that delivers the default container\'s new blobs to the app\'s blob trigger. Deploy with true only after the code is published: the webhook\'s key exists from then on (docs/deploy.md).')
-param blobEventSubscription bool = false
-
 @description('Container of the default datastore `workspaceblobstore` (AMLPIPE_DEFAULT_CONTAINER): 3-63 lowercase letters, digits and hyphens.')
 @minLength(3)
 @maxLength(63)
@@ -79,6 +77,16 @@ param tags object = {
   app: 'amlpipe'
 }
 
+@description('Whether the app issues and accepts its own tokens (AMLPIPE_LOCAL_TOKENS). disabled: only Entra ID tokens get in. enabled: amlpipe service principals can sign in at POST /api/oauth2/token too, with HS256 tokens whose key is kept in the blob amlpipe-secrets/token-signing-key unless AMLPIPE_TOKEN_SIGNING_KEY is set through extraAppSettings (docs/deploy.md).')
+@allowed([
+  'disabled'
+  'enabled'
+])
+param localTokens string = 'disabled'
+
+@description('App settings added to the template\'s own, by name; one with the name of a template setting replaces it. Each deployment sets the app settings to exactly the template\'s plus these, so a setting added by hand is removed by the next one: keep it here. Values are strings; a secret goes in Key Vault and in here as a reference (@Microsoft.KeyVault(SecretUri=...)), since parameters stay in the deployment history (docs/deploy.md).')
+param extraAppSettings object = {}
+
 // ---------------------------------------------------------------------------------------------------
 // Names and fixed values
 
@@ -103,9 +111,16 @@ var appQueues = [
   '${scheduleQueue}-poison'
 ]
 
-// The blob trigger on the default container (functions/schedule_watches.py), for the Event Grid webhook.
-var blobTriggerFunctionName = 'watch_default_datastore'
-var useEventGrid = blobEventSubscription
+// Per-instance concurrency of the queue functions. An instance takes host.json's queues batchSize (16)
+// messages of its queue at once and more when the number in flight falls to newBatchThreshold, so it runs
+// up to batchSize + newBatchThreshold of them together. newBatchThreshold defaults to batchSize/2 times
+// the processor count outside the Dynamic (Consumption) SKU, and Flex instances' core counts vary: it is
+// pinned here. The invocations (advance_run, execute_step) are synchronous, and the Python worker runs
+// those on a thread pool of PYTHON_THREADPOOL_THREAD_COUNT threads (default min(32, cores + 4), so about
+// 5): it gets one thread per message in flight, or the others would wait, their functionTimeout running.
+var queueBatchSize = 16 // host.json extensions.queues.batchSize (a unit test keeps them equal)
+var queueNewBatchThreshold = 8
+var pythonThreadCount = queueBatchSize + queueNewBatchThreshold // at most 32, the documented maximum
 
 // Built-in roles (well-known IDs), the least the app needs on its own account:
 // Blob Data Owner: the host's blob leases and receipts, the datastore and its logs, and
@@ -128,6 +143,114 @@ var storageDataRoles = [
 ]
 // Monitoring Metrics Publisher: Entra-authenticated telemetry to Application Insights (local auth off).
 var monitoringMetricsPublisherRoleId = '3913510d-42f4-4e42-8a64-420c390055eb'
+
+// The app settings the template sets (infra/README.md lists them); the site's appSettings are these with
+// extraAppSettings merged in. Storage endpoints and the telemetry connection string come from the resources.
+var baseAppSettings = [
+  // Host storage by identity: no AzureWebJobsStorage connection string exists.
+  {
+    name: 'AzureWebJobsStorage__accountName'
+    value: storage.name
+  }
+  {
+    name: 'AzureWebJobsStorage__credential'
+    value: 'managedidentity'
+  }
+  {
+    name: 'AzureWebJobsStorage__blobServiceUri'
+    value: storage.properties.primaryEndpoints.blob
+  }
+  {
+    name: 'AzureWebJobsStorage__queueServiceUri'
+    value: storage.properties.primaryEndpoints.queue
+  }
+  {
+    name: 'AzureWebJobsStorage__tableServiceUri'
+    value: storage.properties.primaryEndpoints.table
+  }
+  // Telemetry with the app's identity (the component refuses its instrumentation key alone).
+  {
+    name: 'APPLICATIONINSIGHTS_CONNECTION_STRING'
+    value: appInsights.properties.ConnectionString
+  }
+  {
+    name: 'APPLICATIONINSIGHTS_AUTHENTICATION_STRING'
+    value: 'Authorization=AAD'
+  }
+  // amlpipe's settings (infra/README.md).
+  {
+    name: 'AMLPIPE_RUN_QUEUE'
+    value: runQueue
+  }
+  {
+    name: 'AMLPIPE_STEP_QUEUE'
+    value: stepQueue
+  }
+  {
+    name: 'AMLPIPE_SCHEDULE_QUEUE'
+    value: scheduleQueue
+  }
+  {
+    name: 'AMLPIPE_SCHEDULE_PLANNER'
+    value: '0 * * * * *'
+  }
+  {
+    name: 'AMLPIPE_WATCHDOG_SCHEDULE'
+    value: '*/30 * * * * *'
+  }
+  {
+    name: 'AMLPIPE_DATASTORE_POLLER'
+    value: '0 * * * * *'
+  }
+  {
+    name: 'AMLPIPE_DEFAULT_CONTAINER'
+    value: defaultContainer
+  }
+  // Flex Consumption loads only Event Grid blob triggers; the app declares its trigger's source
+  // from this setting when it is indexed (functions/schedule_watches.py).
+  {
+    name: 'AMLPIPE_BLOB_TRIGGER_SOURCE'
+    value: 'EventGrid'
+  }
+  // Entra ID tokens: the caller's role is the highest amlpipe app role in its `roles` claim.
+  {
+    name: 'AMLPIPE_AUTH_ISSUER'
+    value: authIssuer
+  }
+  {
+    name: 'AMLPIPE_AUTH_AUDIENCE'
+    value: authAudience
+  }
+  {
+    name: 'AMLPIPE_AUTH_JWKS_URL'
+    value: authJwksUrl
+  }
+  {
+    name: 'AMLPIPE_TENANT_ID'
+    value: tenantId
+  }
+  // Only Entra ID tokens unless localTokens is enabled: the app's own token endpoint then issues none
+  // and its HS256 tokens are refused.
+  {
+    name: 'AMLPIPE_LOCAL_TOKENS'
+    value: localTokens
+  }
+  // One worker thread per queue message an instance may have in flight (queueBatchSize above).
+  {
+    name: 'PYTHON_THREADPOOL_THREAD_COUNT'
+    value: string(pythonThreadCount)
+  }
+  {
+    name: 'AzureFunctionsJobHost__extensions__queues__newBatchThreshold'
+    value: string(queueNewBatchThreshold)
+  }
+]
+
+// extraAppSettings as name/value pairs.
+var extraAppSettingsList = [for setting in items(extraAppSettings): {
+  name: setting.key
+  value: string(setting.value)
+}]
 
 // ---------------------------------------------------------------------------------------------------
 // Storage: queues, tables, blobs and the deployment package, reachable only with Entra ID
@@ -311,90 +434,9 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
       scmMinTlsVersion: '1.2'
       ftpsState: 'Disabled'
       http20Enabled: true
-      appSettings: [
-        // Host storage by identity: no AzureWebJobsStorage connection string exists.
-        {
-          name: 'AzureWebJobsStorage__accountName'
-          value: storage.name
-        }
-        {
-          name: 'AzureWebJobsStorage__credential'
-          value: 'managedidentity'
-        }
-        {
-          name: 'AzureWebJobsStorage__blobServiceUri'
-          value: storage.properties.primaryEndpoints.blob
-        }
-        {
-          name: 'AzureWebJobsStorage__queueServiceUri'
-          value: storage.properties.primaryEndpoints.queue
-        }
-        {
-          name: 'AzureWebJobsStorage__tableServiceUri'
-          value: storage.properties.primaryEndpoints.table
-        }
-        // Telemetry with the app's identity (the component refuses its instrumentation key alone).
-        {
-          name: 'APPLICATIONINSIGHTS_CONNECTION_STRING'
-          value: appInsights.properties.ConnectionString
-        }
-        {
-          name: 'APPLICATIONINSIGHTS_AUTHENTICATION_STRING'
-          value: 'Authorization=AAD'
-        }
-        // amlpipe's settings (infra/README.md).
-        {
-          name: 'AMLPIPE_RUN_QUEUE'
-          value: runQueue
-        }
-        {
-          name: 'AMLPIPE_STEP_QUEUE'
-          value: stepQueue
-        }
-        {
-          name: 'AMLPIPE_SCHEDULE_QUEUE'
-          value: scheduleQueue
-        }
-        {
-          name: 'AMLPIPE_SCHEDULE_PLANNER'
-          value: '0 * * * * *'
-        }
-        {
-          name: 'AMLPIPE_WATCHDOG_SCHEDULE'
-          value: '*/30 * * * * *'
-        }
-        {
-          name: 'AMLPIPE_DATASTORE_POLLER'
-          value: '0 * * * * *'
-        }
-        {
-          name: 'AMLPIPE_DEFAULT_CONTAINER'
-          value: defaultContainer
-        }
-        // Flex Consumption loads only Event Grid blob triggers; the app declares its trigger's source
-        // from this setting when it is indexed (functions/schedule_watches.py).
-        {
-          name: 'AMLPIPE_BLOB_TRIGGER_SOURCE'
-          value: 'EventGrid'
-        }
-        // Entra ID tokens: the caller's role is the highest amlpipe app role in its `roles` claim.
-        {
-          name: 'AMLPIPE_AUTH_ISSUER'
-          value: authIssuer
-        }
-        {
-          name: 'AMLPIPE_AUTH_AUDIENCE'
-          value: authAudience
-        }
-        {
-          name: 'AMLPIPE_AUTH_JWKS_URL'
-          value: authJwksUrl
-        }
-        {
-          name: 'AMLPIPE_TENANT_ID'
-          value: tenantId
-        }
-      ]
+      // The template's settings with extraAppSettings merged in by name (an extra one replaces a
+      // template setting of the same name).
+      appSettings: concat(filter(baseAppSettings, setting => !contains(extraAppSettings, setting.name)), extraAppSettingsList)
     }
     functionAppConfig: {
       deployment: {
@@ -463,56 +505,8 @@ resource telemetryRoleAssignment 'Microsoft.Authorization/roleAssignments@2022-0
 }
 
 // ---------------------------------------------------------------------------------------------------
-// Optional: Event Grid pushes BlobCreated events of the default container to the blob trigger
-
-// The host's keys; systemKeys.blobs_extension exists once the published code has a blob trigger with
-// source="EventGrid", which is why this part is deployed after the code (docs/deploy.md). The key is
-// read behind `useEventGrid ?` too: ARM may evaluate list functions of a resource it then skips.
-resource hostKeys 'Microsoft.Web/sites/host@2024-04-01' existing = {
-  parent: functionApp
-  name: 'default'
-}
-
-resource blobEventsTopic 'Microsoft.EventGrid/systemTopics@2022-06-15' = if (useEventGrid) {
-  name: '${namePrefix}-blobevents-${suffix}'
-  location: location
-  tags: tags
-  properties: {
-    source: storage.id
-    topicType: 'Microsoft.Storage.StorageAccounts'
-  }
-}
-
-resource blobTriggerSubscription 'Microsoft.EventGrid/systemTopics/eventSubscriptions@2022-06-15' = if (useEventGrid) {
-  parent: blobEventsTopic
-  name: 'default-datastore-blob-trigger'
-  properties: {
-    destination: {
-      endpointType: 'WebHook'
-      properties: {
-        endpointUrl: 'https://${functionApp.properties.defaultHostName}/runtime/webhooks/blobs?functionName=Host.Functions.${blobTriggerFunctionName}&code=${useEventGrid ? hostKeys.listKeys().systemKeys.blobs_extension : ''}'
-        maxEventsPerBatch: 1
-        preferredBatchSizeInKilobytes: 64
-      }
-    }
-    eventDeliverySchema: 'EventGridSchema'
-    filter: {
-      includedEventTypes: [
-        'Microsoft.Storage.BlobCreated'
-      ]
-      subjectBeginsWith: '/blobServices/default/containers/${defaultContainer}/'
-    }
-    // No dead-letter destination: an event that is never delivered is still caught by the datastore
-    // poller, which reconciles the default container at each schedule's polling_interval.
-    retryPolicy: {
-      maxDeliveryAttempts: 30
-      eventTimeToLiveInMinutes: 1440
-    }
-  }
-}
-
-// ---------------------------------------------------------------------------------------------------
-// Outputs: names and URLs only, never a key or a connection string
+// Outputs: names and URLs only, never a key or a connection string. functionAppName,
+// storageAccountName, defaultContainer and location are eventgrid.bicep's parameters.
 
 output functionAppName string = functionApp.name
 output functionAppUrl string = 'https://${functionApp.properties.defaultHostName}'
@@ -521,4 +515,5 @@ output functionAppPrincipalId string = functionApp.identity.principalId
 output storageAccountName string = storage.name
 output defaultContainer string = datastoreContainer.name
 output applicationInsightsName string = appInsights.name
-output blobEventSubscription bool = blobEventSubscription
+output location string = location
+output localTokens string = localTokens

@@ -1,4 +1,5 @@
-"""checkov scans infra/: every Bicep file parses, no check fails, and each suppression is still needed.
+"""checkov scans infra/: every Bicep file (main.bicep, eventgrid.bicep) parses, no check fails, and each
+suppression is still needed.
 
 checkov lives in a venv of its own (``.venv-checkov``, made by ``make infra-check`` from
 infra/requirements-checks.txt) because its pins clash with the app's. Under ``make test`` and
@@ -46,15 +47,20 @@ def scan() -> dict[str, Any]:
     return report
 
 
-def suppressed_in_template() -> set[str]:
-    return set(re.findall(r"checkov:skip=([A-Z0-9_]+)", (INFRA / "main.bicep").read_text(encoding="utf-8")))
+def suppressed_in_templates() -> set[str]:
+    found: set[str] = set()
+    for path in sorted(INFRA.glob("*.bicep")):
+        found |= set(re.findall(r"checkov:skip=([A-Z0-9_]+)", path.read_text(encoding="utf-8")))
+    return found
 
 
-def test_checkov_parses_every_resource_of_the_template() -> None:
+def test_checkov_parses_every_resource_of_the_templates() -> None:
     summary = scan()["summary"]
     assert summary["parsing_errors"] == 0
-    # A file checkov cannot parse is left out silently: count what it saw (18 declared, some nested).
-    assert summary["resource_count"] >= 12, summary
+    # A file checkov cannot parse may be left out silently: count what it saw. main.bicep alone counts
+    # 15; eventgrid.bicep adds 7 (checkov has no check for Event Grid system topics or subscriptions,
+    # so only the count shows it was read).
+    assert summary["resource_count"] >= 20, summary
     assert summary["passed"] >= 15, summary
 
 
@@ -68,6 +74,6 @@ def test_checkov_finds_no_failed_check() -> None:
 
 def test_every_suppression_is_needed_and_gives_its_reason() -> None:
     skipped = scan()["results"]["skipped_checks"]
-    assert {c["check_id"] for c in skipped} == suppressed_in_template(), "a checkov:skip no longer matches a check"
+    assert {c["check_id"] for c in skipped} == suppressed_in_templates(), "a checkov:skip no longer matches a check"
     for check in skipped:
         assert len(check["check_result"].get("suppress_comment", "")) >= 40, check["check_id"]
