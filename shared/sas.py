@@ -11,6 +11,11 @@ Fetching a delegation key is a round trip, so each blob service client keeps one
 (:func:`signer_for`) for a day and fetches the next one when a SAS would outlive it. A key is
 requested from a little in the past, so a SAS that starts a few minutes early (for clock skew)
 still starts inside it.
+
+One request fetches the key while the others wait for it, so that request is bounded
+(:data:`KEY_REQUEST_OPTIONS`: short timeouts, no retry) and a waiting SAS gives up after
+:data:`KEY_WAIT` with a 503 instead of queueing behind a slow fetch; a failed fetch is not kept, the
+next SAS asks again.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from azure.core.exceptions import HttpResponseError
+from azure.core.exceptions import AzureError, HttpResponseError
 from azure.storage.blob import (
     BlobSasPermissions,
     BlobServiceClient,
@@ -33,7 +38,15 @@ from azure.storage.blob import (
 
 from shared.errors import AmlPipeError
 
-__all__ = ["KEY_LIFETIME", "MAX_SAS_LIFETIME", "DelegationKeys", "SasSigner", "signer_for"]
+__all__ = [
+    "KEY_LIFETIME",
+    "KEY_REQUEST_OPTIONS",
+    "KEY_WAIT",
+    "MAX_SAS_LIFETIME",
+    "DelegationKeys",
+    "SasSigner",
+    "signer_for",
+]
 
 #: How long a fetched user delegation key is valid (and reused).
 KEY_LIFETIME = timedelta(days=1)
@@ -43,6 +56,13 @@ MAX_SAS_LIFETIME = timedelta(days=7)
 KEY_BACKDATE = timedelta(minutes=15)
 #: Azure measures the 7 days from its own clock: keep this much below the limit.
 _LIMIT_MARGIN = timedelta(minutes=5)
+#: The delegation key request's options: every SAS of the client waits while it runs, so not the SDK's
+#: defaults (3 retries with 15 s+ backoffs, 60 s read timeouts: minutes on a network fault). Server and
+#: socket timeouts of seconds, and no retry (the storage retry policy's first backoff alone is 15 s):
+#: the next SAS asks again.
+KEY_REQUEST_OPTIONS: dict[str, Any] = {"timeout": 10, "connection_timeout": 5, "read_timeout": 10, "retry_total": 0}
+#: How long a SAS waits for a key another thread is fetching before it fails (503).
+KEY_WAIT = timedelta(seconds=30)
 
 
 def _utcnow() -> datetime:
@@ -56,6 +76,7 @@ class SasSigner:
         blobs: the app's blob service client: keyed (connection string) or with a token credential.
         clock: the current time (UTC); tests pass their own.
         keys: where the delegation key is kept (:func:`signer_for` shares one per client).
+        key_wait: how long to wait for a delegation key another thread is fetching.
     """
 
     def __init__(
@@ -64,10 +85,12 @@ class SasSigner:
         *,
         clock: Callable[[], datetime] = _utcnow,
         keys: DelegationKeys | None = None,
+        key_wait: timedelta = KEY_WAIT,
     ) -> None:
         self._blobs = blobs
         self._clock = clock
         self._keys = keys or DelegationKeys()
+        self._key_wait = key_wait
 
     @property
     def uses_delegation(self) -> bool:
@@ -81,7 +104,8 @@ class SasSigner:
 
         Raises:
             AmlPipeError: the connection can sign with neither a key nor an identity, or the identity may
-                not get a user delegation key.
+                not get a user delegation key; a 503 when the key could not be had in time (Storage did
+                not answer, or another request's fetch took longer than ``key_wait``).
         """
         account, signing = self._signing(start, expiry)
         return generate_blob_sas(account, container, blob, permission=permission, start=start, expiry=expiry, **signing)
@@ -124,7 +148,15 @@ class SasSigner:
 
     def _delegation_key(self, start: datetime, expiry: datetime) -> UserDelegationKey:
         keys = self._keys
-        with keys.lock:
+        # One fetch at a time (the others then reuse its key), but nobody waits on it for long.
+        if not keys.lock.acquire(timeout=self._key_wait.total_seconds()):
+            raise AmlPipeError(
+                "Timed out waiting for the user delegation key that signs SAS URLs (Storage is slow to hand it"
+                " out); try again.",
+                code="ServiceUnavailable",
+                status=503,
+            )
+        try:
             if keys.key is not None and keys.start <= start and expiry <= keys.expiry:
                 return keys.key
             now = self._clock()
@@ -136,16 +168,34 @@ class SasSigner:
                 )
             key_start = min(start, now - KEY_BACKDATE)
             key_expiry = min(max(now + KEY_LIFETIME, expiry), limit)
-            try:
-                key = self._blobs.get_user_delegation_key(key_start, key_expiry)
-            except HttpResponseError as exc:
-                code = getattr(exc, "error_code", None) or exc.status_code or type(exc).__name__
-                raise AmlPipeError(
-                    f"Could not get a user delegation key to sign SAS URLs ({code}): the app's identity needs"
-                    " Storage Blob Data Owner (or Storage Blob Delegator) on the storage account."
-                ) from exc
+            key = self._fetch(key_start, key_expiry)
             keys.key, keys.start, keys.expiry = key, key_start, key_expiry
             return key
+        finally:
+            keys.lock.release()
+
+    def _fetch(self, start: datetime, expiry: datetime) -> UserDelegationKey:
+        try:
+            return self._blobs.get_user_delegation_key(start, expiry, **KEY_REQUEST_OPTIONS)
+        except HttpResponseError as exc:
+            status = exc.status_code
+            code = getattr(exc, "error_code", None) or status or type(exc).__name__
+            if status is not None and (status in (408, 429) or status >= 500):
+                raise _unavailable(code) from exc
+            raise AmlPipeError(
+                f"Could not get a user delegation key to sign SAS URLs ({code}): the app's identity needs"
+                " Storage Blob Data Owner (or Storage Blob Delegator) on the storage account."
+            ) from exc
+        except AzureError as exc:  # no answer: a connection error or a timeout
+            raise _unavailable(type(exc).__name__) from exc
+
+
+def _unavailable(code: object) -> AmlPipeError:
+    return AmlPipeError(
+        f"Could not get a user delegation key to sign SAS URLs ({code}): Storage did not answer in time; try again.",
+        code="ServiceUnavailable",
+        status=503,
+    )
 
 
 class DelegationKeys:

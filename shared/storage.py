@@ -13,9 +13,14 @@ How to reach the account comes from the app settings, as the Functions host read
 - otherwise an identity-based connection: ``AzureWebJobsStorage__accountName`` (the endpoints are
   ``https://<name>.blob|queue|table.core.windows.net``), or the explicit
   ``AzureWebJobsStorage__blobServiceUri``, ``__queueServiceUri`` and ``__tableServiceUri``
-  (``__serviceUri`` is an alias of the blob one), with ``__credential`` = ``managedidentity`` and
-  ``__clientId`` for a user-assigned identity. Tokens come from one ``DefaultAzureCredential`` per
-  process (it caches them), so a developer's ``az login`` works as well as the app's managed identity.
+  (``__serviceUri`` is an alias of the blob one), with ``__clientId`` for a user-assigned identity.
+  With ``__credential`` = ``managedidentity`` (as on Azure) tokens come from the managed identity alone
+  (``ManagedIdentityCredential``), as the host gets its own: stray ``AZURE_CLIENT_ID``/``SECRET``
+  variables cannot make the engine another principal. Unset, they come from ``DefaultAzureCredential``,
+  so a developer's ``az login`` works too. One credential per process per (kind, client id): it
+  caches its tokens.
+
+Setting names match as the host reads them: each name as documented, else case-insensitively.
 
 ``clients()`` returns process-wide clients, created on first use and kept for the life of the
 process (the Azure SDK clients are thread-safe and pool their connections, which matters on Azure
@@ -87,7 +92,9 @@ class StorageAccount:
 
     A plain value resolved from the app settings alone (:meth:`from_settings`, no I/O), so it keys the
     process-wide clients and can be checked in unit tests. Exactly one form is set: ``connection_string``,
-    or the three service URLs (with ``client_id`` naming a user-assigned managed identity, or None).
+    or the three service URLs (with ``client_id`` naming a user-assigned managed identity, or None, and
+    ``managed_identity`` when ``__credential`` says ``managedidentity``: the managed identity only, not
+    ``DefaultAzureCredential``'s chain).
     """
 
     connection_string: str | None = field(default=None, repr=False)  # a secret: never in a repr or log
@@ -95,10 +102,11 @@ class StorageAccount:
     queue_url: str | None = None
     table_url: str | None = None
     client_id: str | None = None
+    managed_identity: bool = False
 
     @property
     def uses_identity(self) -> bool:
-        """Whether clients authenticate with a token (``DefaultAzureCredential``), not a connection string."""
+        """Whether clients authenticate with a token (:func:`identity_credential`), not a connection string."""
         return self.connection_string is None
 
     @classmethod
@@ -121,19 +129,32 @@ class StorageAccount:
 def _storage_settings(settings: Mapping[str, str]) -> dict[str, str]:
     """The non-empty storage settings by lower-case name, values stripped.
 
-    Looked up under their documented names (a few dictionary lookups: this runs on every
-    ``clients()`` call); only when none is there, matched case-insensitively, as the Functions host
-    reads setting names.
+    Each name is resolved on its own, as the Functions host reads setting names: under its documented
+    name (a dictionary lookup: this runs on every ``clients()`` call), else matched case-insensitively
+    (``AzureWebJobsStorage__accountName`` with ``AZUREWEBJOBSSTORAGE__CLIENTID`` gives both).
     """
-    found = {name.lower(): value.strip() for name in _NAMES if (value := settings.get(name)) and value.strip()}
-    if found:
-        return found
+    found: dict[str, str] = {}
+    other_cases: dict[str, str] | None = None  # read once, only when a name is not there as documented
+    for name in _NAMES:
+        value = settings.get(name)
+        if not value or not value.strip():
+            if other_cases is None:
+                other_cases = _case_insensitive(settings)
+            value = other_cases.get(name.lower())
+        if value and value.strip():
+            found[name.lower()] = value.strip()
+    return found
+
+
+def _case_insensitive(settings: Mapping[str, str]) -> dict[str, str]:
+    """The non-empty ``AzureWebJobsStorage*`` settings by lower-case name (the first of names that differ by case)."""
     prefix = STORAGE_SETTING.lower()
-    return {
-        name.lower(): value.strip()
-        for name, value in settings.items()
-        if name.lower().startswith(prefix) and value and value.strip()
-    }
+    found: dict[str, str] = {}
+    for name in settings:
+        lower = name.lower()
+        if lower.startswith(prefix) and lower not in found and (value := settings.get(name)) and value.strip():
+            found[lower] = value
+    return found
 
 
 def _setting(settings: Mapping[str, str], name: str) -> str | None:
@@ -195,6 +216,7 @@ def _identity_account(settings: Mapping[str, str]) -> StorageAccount:
         queue_url=urls["queue"],
         table_url=urls["table"],
         client_id=_setting(settings, CLIENT_ID_SETTING),
+        managed_identity=credential is not None,
     )
 
 
@@ -253,23 +275,42 @@ class LazyTable:
             return self._client
 
 
-_credentials: dict[str | None, TokenCredential] = {}
+_credentials: dict[tuple[bool, str | None], TokenCredential] = {}
 _credentials_lock = threading.Lock()
 
 
-def identity_credential(client_id: str | None = None) -> TokenCredential:
-    """The process's ``DefaultAzureCredential`` (per user-assigned identity ``client_id``).
+def identity_credential(client_id: str | None = None, *, managed_identity: bool = False) -> TokenCredential:
+    """The process's token credential for an identity-based connection.
 
-    One per process, because it caches its tokens: a new one per client would ask the identity
-    endpoint again. Creating it makes no network call; the first token request does.
+    ``managed_identity`` (``__credential`` = ``managedidentity``): a ``ManagedIdentityCredential`` of
+    ``client_id`` (None: the system-assigned identity), as the Functions host authenticates; it never
+    signs in as a service principal from ``AZURE_CLIENT_ID``/``AZURE_CLIENT_SECRET`` variables (as
+    ``DefaultAzureCredential``'s first link, ``EnvironmentCredential``, does), so those cannot switch
+    the principal.
+    Otherwise a ``DefaultAzureCredential`` with ``client_id`` as its managed identity (its chain also
+    tries environment variables and a developer's ``az login``).
+
+    One per process per (kind, ``client_id``), because it caches its tokens: a new one per client would
+    ask the identity endpoint again. Creating it makes no network call; the first token request does.
     """
     with _credentials_lock:
-        found = _credentials.get(client_id)
+        found = _credentials.get((managed_identity, client_id))
         if found is None:
-            from azure.identity import DefaultAzureCredential  # only identity-based connections need it
+            # Only identity-based connections need azure.identity.
+            if managed_identity:
+                from azure.identity import ManagedIdentityCredential
 
-            found = _credentials[client_id] = DefaultAzureCredential(managed_identity_client_id=client_id)
+                found = ManagedIdentityCredential(client_id=client_id)
+            else:
+                from azure.identity import DefaultAzureCredential
+
+                found = DefaultAzureCredential(managed_identity_client_id=client_id)
+            _credentials[(managed_identity, client_id)] = found
         return found
+
+
+def _account_credential(account: StorageAccount) -> TokenCredential:
+    return identity_credential(account.client_id, managed_identity=account.managed_identity)
 
 
 def blob_service(
@@ -279,9 +320,7 @@ def blob_service(
     if account.connection_string is not None:
         return BlobServiceClient.from_connection_string(account.connection_string, **options)
     assert account.blob_url is not None
-    return BlobServiceClient(
-        account.blob_url, credential=credential or identity_credential(account.client_id), **options
-    )
+    return BlobServiceClient(account.blob_url, credential=credential or _account_credential(account), **options)
 
 
 @dataclass
@@ -303,7 +342,7 @@ class StorageClients:
         Args:
             account: a connection string, or service URLs and an identity.
             credential: for an identity-based account, the token credential to use instead of the
-                process's ``DefaultAzureCredential`` (tests; tools with a credential of their own).
+                process's (:func:`identity_credential`; tests, tools with a credential of their own).
         """
         if account.connection_string is not None:
             return cls(
@@ -312,7 +351,7 @@ class StorageClients:
                 queues=QueueServiceClient.from_connection_string(account.connection_string),
             )
         assert account.table_url is not None and account.queue_url is not None
-        token = credential or identity_credential(account.client_id)
+        token = credential or _account_credential(account)
         return cls(
             tables=TableServiceClient(account.table_url, credential=token),
             blobs=blob_service(account, credential=token),
@@ -326,7 +365,7 @@ class StorageClients:
         return cls.for_account(StorageAccount.from_settings(settings))
 
     def close(self) -> None:
-        # Closes the clients' connections only: a shared DefaultAzureCredential stays usable.
+        # Closes the clients' connections only: the shared token credential stays usable.
         self.tables.close()
         self.blobs.close()
         self.queues.close()

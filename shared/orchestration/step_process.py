@@ -8,6 +8,10 @@ variables, then the runconfig's, then amlpipe's: ``AML_PARAMETER_<name>``,
 ``AZUREML_DATAREFERENCE_<name>``, ``AZUREML_RUN_ID`` and ``AZUREML_PIPELINE_RUN_ID`` (the worker adds
 ``AMLPIPE_RUN_CONTEXT``, see :mod:`shared.orchestration.run_context`).
 
+A step's ``PYTHONPATH`` (:func:`step_pythonpath`) lets a script import what the app imports:
+``amlpipe`` and the app's packages, which Azure's remote build installs into
+``<app root>/.python_packages/lib/site-packages`` rather than the interpreter's site-packages.
+
 A definition the worker cannot run raises :class:`StepFailed`, before anything is downloaded where
 it can (:func:`check_runnable`): the step is recorded Failed, not retried.
 """
@@ -15,10 +19,13 @@ it can (:func:`check_runnable`): the step is recorded Failed, not retried.
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import shutil
+import site
 import sys
-from collections.abc import Mapping
+import sysconfig
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import amlpipe
@@ -36,7 +43,7 @@ from shared.graph.validate import parameter_env_name
 from shared.orchestration.fingerprint import step_parameters
 from shared.pipelines.runs import PipelineRun, StepRun, wire_string
 
-__all__ = ["StepFailed", "check_runnable", "step_argv", "step_environment"]
+__all__ = ["StepFailed", "check_runnable", "step_argv", "step_environment", "step_pythonpath"]
 
 # The only variables of the host a script inherits: an allow-list, so app settings (storage
 # connection strings, identity endpoints, client secrets) are not handed to it. This is not an
@@ -48,6 +55,14 @@ _INHERITED_ENV_WINDOWS = frozenset({"SYSTEMROOT", "SYSTEMDRIVE", "WINDIR", "COMS
 #: The folder holding the ``amlpipe`` package: on a step's PYTHONPATH, so ``from amlpipe.core import Run``
 #: works where the app is deployed as files rather than pip-installed (Azure Functions).
 _CLIENT_ROOT = str(Path(amlpipe.__file__).resolve().parent.parent)
+#: The app's folder on Azure (``/home/site/wwwroot``), as the Functions host tells its worker.
+SCRIPT_ROOT_ENV = "AzureWebJobsScriptRoot"
+#: Where remote build (and ``func pack``) installs ``requirements.txt`` under the app's folder.
+_APP_PACKAGES = Path(".python_packages", "lib")
+#: A folder of the Functions Python worker itself (``.../workers/python/3.11/LINUX/X64``): its own
+#: copies of grpc and protobuf would shadow the app's, so it is never passed on.
+_WORKER_FOLDER = re.compile(r"[/\\]python[/\\]\d+\.\d+[/\\](?:WINDOWS|LINUX|OSX)(?:[/\\]|$)", re.IGNORECASE)
+_WORKER_PACKAGES = ("azure_functions_worker", "proxy_worker")
 #: The step kinds that run ``python <script_name> <arguments>``.
 _SCRIPT_KINDS = frozenset({"python_script", "estimator"})
 _SHELL = ("/bin/sh", "-c") if os.name == "posix" else (os.environ.get("COMSPEC", "cmd.exe"), "/c")
@@ -122,7 +137,9 @@ def step_environment(
     # ``python`` in a command is the interpreter scripts run with, as in an azureml environment.
     env["PATH"] = os.pathsep.join(p for p in (os.path.dirname(sys.executable), env.get("PATH")) if p)
     env.update(definition.runconfig.environment_variables)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (env.get("PYTHONPATH"), _CLIENT_ROOT) if p)
+    # The runconfig's PYTHONPATH first; the host's own is never passed on (only what the app needs).
+    pythonpath = [env.get("PYTHONPATH", ""), *step_pythonpath(os.environ, sys.path)]
+    env["PYTHONPATH"] = os.pathsep.join(p for p in pythonpath if p)
     values = _parameters(run, graph)
     used = step_parameters(definition)  # only what the step's fingerprint covers (None: a command line)
     for name, value in values.items():
@@ -137,6 +154,79 @@ def step_environment(
     env["AZUREML_RUN_ID"] = f"{run.id}:{step.name}:{step.attempt}"
     env["AZUREML_PIPELINE_RUN_ID"] = run.id
     return env
+
+
+def _interpreter_paths() -> tuple[str, ...]:
+    """The folders the interpreter steps run with (``sys.executable``) searches by itself: its standard
+    library and site-packages (a venv's, locally)."""
+    paths = sysconfig.get_paths()
+    found = {paths[name] for name in ("stdlib", "platstdlib", "purelib", "platlib") if name in paths}
+    found.update(site.getsitepackages())
+    return tuple(sorted(found))
+
+
+def _real(path: str) -> str:
+    return os.path.normcase(os.path.realpath(path))
+
+
+def _within(path: str, folder: str) -> bool:
+    """Whether real path ``path`` is real path ``folder`` or lies under it."""
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def _is_worker_folder(entry: str) -> bool:
+    return bool(_WORKER_FOLDER.search(entry)) or any(os.path.isdir(os.path.join(entry, p)) for p in _WORKER_PACKAGES)
+
+
+def step_pythonpath(
+    environ: Mapping[str, str],
+    path: Sequence[str],
+    *,
+    client_root: str = _CLIENT_ROOT,
+    interpreter: Sequence[str] | None = None,
+    version: tuple[int, int] = (sys.version_info.major, sys.version_info.minor),
+) -> list[str]:
+    """The folders a step's ``PYTHONPATH`` holds (after the runconfig's), so its script imports what the app does.
+
+    First ``client_root``, the folder holding ``amlpipe`` (``from amlpipe.core import Run``). Then the
+    app's packages. On Azure, remote build installs ``requirements.txt`` into
+    ``<app root>/.python_packages/lib/site-packages``, not into the interpreter's site-packages: the
+    Python worker adds that folder to its own ``sys.path``, and a step process, started with the same
+    interpreter, would not see it. So these follow, each once:
+
+    - ``<app root>/.python_packages/lib/site-packages`` and ``.../lib/python<X.Y>/site-packages``
+      (``version``: the interpreter's; another version's compiled packages would not load) when they
+      exist. The app root is ``environ``'s ``AzureWebJobsScriptRoot`` (set by the Functions host), else
+      ``client_root``;
+    - the entries of ``path`` (the worker's ``sys.path``) that lie under the app root, in their order,
+      so whatever the worker added for the app is kept;
+
+    but from ``path`` never a folder of the Functions worker itself (its grpc and protobuf could shadow
+    the app's), nor one of the interpreter's own folders (``interpreter``, default: its standard
+    library and site-packages, which the step's interpreter searches anyway; locally a ``.venv``
+    inside the repository), nor a relative or missing entry, nor anything outside the app root.
+
+    A pure function of its arguments and the filesystem (the default ``interpreter`` is read from
+    :mod:`sysconfig`): tests pass their own.
+    """
+    root = environ.get(SCRIPT_ROOT_ENV, "").strip() or client_root
+    real_root = _real(root)
+    own = [_real(p) for p in (_interpreter_paths() if interpreter is None else interpreter)]
+    lib = Path(root) / _APP_PACKAGES
+    app_packages = [str(lib / "site-packages"), str(lib / f"python{version[0]}.{version[1]}" / "site-packages")]
+    found = [client_root]
+    seen = {_real(client_root)}
+    for entry in [*app_packages, *path]:
+        if not entry or not os.path.isabs(entry) or not os.path.exists(entry):
+            continue
+        real = _real(entry)
+        if real in seen or not _within(real, real_root):
+            continue
+        if entry not in app_packages and (_is_worker_folder(entry) or any(_within(real, f) for f in own)):
+            continue
+        seen.add(real)
+        found.append(entry)
+    return found
 
 
 def step_argv(

@@ -585,6 +585,7 @@ def _best_effort(logblob: LogBlob, step: StepRun) -> Callable[[bytes], None]:
 
 
 _default: dict[StorageAccount, StepWorker] = {}
+_default_lock = threading.Lock()
 
 
 def default_worker() -> StepWorker:
@@ -593,8 +594,9 @@ def default_worker() -> StepWorker:
     from shared.pipelines.stores import default_stores
 
     account = storage.StorageAccount.from_settings()
-    found = _default.get(account)
-    if found is None:
-        clients = storage.clients()
-        found = _default[account] = StepWorker(default_stores(), clients.blobs, StepQueue.of(clients.queues))
-    return found
+    with _default_lock:
+        found = _default.get(account)
+        if found is None:
+            clients = storage.clients()
+            found = _default[account] = StepWorker(default_stores(), clients.blobs, StepQueue.of(clients.queues))
+        return found

@@ -13,6 +13,7 @@ named pool). Every other compute target must be created first.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 
 from azure.data.tables import TableServiceClient
@@ -81,13 +82,15 @@ class WorkspaceRegistry:
 
 
 _default: dict[storage.StorageAccount, WorkspaceRegistry] = {}
+_default_lock = threading.Lock()
 
 
 def default_registry() -> WorkspaceRegistry:
     """The registry of the app's own storage account (``AzureWebJobsStorage``), one per process."""
     account = storage.StorageAccount.from_settings()
-    found = _default.get(account)
-    if found is None:
-        shared = storage.clients()
-        found = _default[account] = WorkspaceRegistry(shared.tables, shared.blobs)
-    return found
+    with _default_lock:
+        found = _default.get(account)
+        if found is None:
+            shared = storage.clients()
+            found = _default[account] = WorkspaceRegistry(shared.tables, shared.blobs)
+        return found

@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
@@ -547,13 +548,15 @@ class ModelStore:
 
 
 _default: dict[storage.StorageAccount, ModelStore] = {}
+_default_lock = threading.Lock()
 
 
 def default_models() -> ModelStore:
     """The model store of the app's own storage account (``AzureWebJobsStorage``), one per process."""
     account = storage.StorageAccount.from_settings()
-    found = _default.get(account)
-    if found is None:
-        shared = storage.clients()
-        found = _default[account] = ModelStore(shared.tables, shared.blobs)
-    return found
+    with _default_lock:
+        found = _default.get(account)
+        if found is None:
+            shared = storage.clients()
+            found = _default[account] = ModelStore(shared.tables, shared.blobs)
+        return found

@@ -4,7 +4,13 @@ imports every engine module and every third-party module they import, lazily or 
 
 Azure installs ``requirements.txt`` (remote build) and nothing else, and step scripts run in the app's
 Python, so ``amlpipe.core`` and ``amlpipe.data`` (``Run.get_context()``, datasets) must import there too.
-The venv has no system site packages and never sees the repository's ``.venv``.
+The venv has no system site packages and never sees the repository's ``.venv``. It is built with the
+interpreter running the tests (``sys.executable``, the ``.venv``'s Python, so the same Python version as
+the ``.venv``; ``venv`` bases it on that interpreter's own installation) and removed at the end (about
+300 MB; pytest keeps the last three base temporary folders).
+
+pip needs the package index: it is given one retry and a 15 s timeout, so without network the test fails
+within a minute or so, saying so, instead of stalling the suite on pip's default retries.
 """
 
 from __future__ import annotations
@@ -12,6 +18,8 @@ from __future__ import annotations
 import ast
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 import time
@@ -118,28 +126,53 @@ def index_app(python: Path | str, modules: list[str]) -> dict[str, Any]:
     return result
 
 
+#: pip's words when it cannot reach the package index (connection, DNS, proxy, TLS, timeout).
+_UNREACHABLE = re.compile(
+    r"NewConnectionError|Failed to establish a new connection|Temporary failure in name resolution|"
+    r"Name or service not known|Network is unreachable|ConnectTimeoutError|Read timed out|ProxyError|"
+    r"SSLError|No route to host|Connection refused|ConnectionResetError"
+)
+#: Bounded retries and timeout, so an unreachable index fails fast (pip's defaults: 5 retries, 15 s).
+PIP_OPTIONS = ("--disable-pip-version-check", "--retries", "1", "--timeout", "15")
+
+
 def build_venv(folder: Path, requirements: Path) -> tuple[Path, float]:
-    """A venv in ``folder`` with ``requirements`` installed, and the seconds it took."""
+    """A venv in ``folder`` with ``requirements`` installed, and the seconds it took.
+
+    Built with ``sys.executable``: the Python version of the repository's ``.venv``, which runs the tests.
+    """
     started = time.monotonic()
     subprocess.run([sys.executable, "-m", "venv", str(folder)], check=True, timeout=300)
     python = folder / "bin" / "python"
     install = subprocess.run(
-        [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-r", str(requirements)],
+        [str(python), "-m", "pip", "install", "--quiet", *PIP_OPTIONS, "-r", str(requirements)],
         capture_output=True,
         text=True,
         timeout=900,
     )
-    assert install.returncode == 0, install.stdout + install.stderr
+    output = install.stdout + install.stderr
+    if install.returncode != 0 and _UNREACHABLE.search(output):
+        pytest.fail(
+            "pip could not reach the package index to install requirements.txt (no network, a proxy or DNS"
+            " problem?); this test needs PyPI (or PIP_INDEX_URL). pip said:\n" + output[-3000:],
+            pytrace=False,
+        )
+    assert install.returncode == 0, output
     return python, time.monotonic() - started
 
 
 def check_requirements(requirements: Path, venv: Path) -> float:
-    """Build a clean venv from ``requirements`` and assert the app runs there as in ``.venv``; the build time."""
+    """Build a clean venv from ``requirements`` and assert the app runs there as in ``.venv``; the build time.
+
+    The venv is deleted at the end, whatever the outcome."""
     modules = app_modules()
     expected = index_app(sys.executable, modules)
     assert expected["failures"] == {}, "the repository's .venv cannot import the app's modules"
-    python, seconds = build_venv(venv, requirements)
-    found = index_app(python, modules)
+    try:
+        python, seconds = build_venv(venv, requirements)
+        found = index_app(python, modules)
+    finally:
+        shutil.rmtree(venv, ignore_errors=True)
     assert found["leaks"] == []
     assert found["failures"] == {}, "requirements.txt misses what these need:\n" + "\n".join(found["failures"].values())
     names = [f["name"] for f in found["functions"]]

@@ -4,7 +4,7 @@
 - an identity: an Azurite of this module's own, over HTTPS with ``--oauth basic`` (it checks a bearer
   token's issuer, audience and lifetime but not its signature, and hands out user delegation keys).
   Only the token source stands in for Entra ID: a credential that mints such tokens replaces the
-  process's ``DefaultAzureCredential``. Everything else (clients from the settings, the process-wide
+  process's credential (``identity_credential``). Everything else (clients from the settings, the process-wide
   caches, user delegation SAS from the engine's stores, the health probe) runs as on Azure.
 """
 
@@ -116,7 +116,8 @@ class EntraLikeCredential:
 
     def __init__(self) -> None:
         self.requests = 0
-        self.asked: list[str | None] = []  # the client ids identity_credential was asked for
+        # What identity_credential was asked for: (client id, managed identity only).
+        self.asked: list[tuple[str | None, bool]] = []
 
     def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
         assert scopes == ("https://storage.azure.com/.default",), scopes
@@ -209,8 +210,8 @@ def entra(oauth_azurite: OAuthAzurite, monkeypatch: pytest.MonkeyPatch) -> Entra
     """The token source for identity-based clients, and trust in the module Azurite's certificate."""
     credential = EntraLikeCredential()
 
-    def identity_credential(client_id: str | None = None) -> EntraLikeCredential:
-        credential.asked.append(client_id)
+    def identity_credential(client_id: str | None = None, *, managed_identity: bool = False) -> EntraLikeCredential:
+        credential.asked.append((client_id, managed_identity))
         return credential
 
     monkeypatch.setattr(storage, "identity_credential", identity_credential)
@@ -231,7 +232,7 @@ def test_identity_settings_resolve_to_working_token_clients(
         round_trip(clients, unique)
         assert signer_for(clients.blobs).uses_delegation
         token = read_with_sas(clients, unique)
-    assert entra.requests >= 1 and entra.asked == ["client-1"]
+    assert entra.requests >= 1 and entra.asked == [("client-1", True)]
     # A user delegation SAS: signed by the identity's key, not an account key.
     assert (token["skoid"], token["sktid"], token["sks"]) == (OBJECT_ID, TENANT, "b")
 

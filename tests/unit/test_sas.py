@@ -4,18 +4,20 @@ one, else with a user delegation key, fetched once and reused until a SAS would 
 from __future__ import annotations
 
 import gc
+import threading
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs
 
 import pytest
 from azure.core.credentials import AccessToken
-from azure.core.exceptions import HttpResponseError
+from azure.core.exceptions import HttpResponseError, ServiceResponseError
 from azure.storage.blob import BlobSasPermissions, BlobServiceClient, ContainerSasPermissions, UserDelegationKey
 
 from shared import sas
 from shared.errors import AmlPipeError
-from shared.sas import KEY_LIFETIME, DelegationKeys, SasSigner, signer_for
+from shared.sas import KEY_LIFETIME, KEY_REQUEST_OPTIONS, DelegationKeys, SasSigner, signer_for
 
 KEYED = (
     "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=a2V5a2V5a2V5;"
@@ -35,14 +37,18 @@ class TokenOnly:
 class FakeBlobs:
     """What ``SasSigner`` uses of a BlobServiceClient with a token credential: records key requests."""
 
-    def __init__(self, *, fail: HttpResponseError | None = None) -> None:
+    def __init__(self, *, fail: Exception | None = None) -> None:
         self.credential: Any = TokenOnly()
         self.account_name: str | None = "appstore1"
         self.url = "https://appstore1.blob.core.windows.net/"
         self.requests: list[tuple[datetime, datetime]] = []
+        self.options: list[dict[str, Any]] = []  # each request's keyword options (timeouts, retries)
         self.fail = fail
 
-    def get_user_delegation_key(self, key_start_time: datetime, key_expiry_time: datetime) -> UserDelegationKey:
+    def get_user_delegation_key(
+        self, key_start_time: datetime, key_expiry_time: datetime, **options: Any
+    ) -> UserDelegationKey:
+        self.options.append(options)
         if self.fail is not None:
             raise self.fail
         self.requests.append((key_start_time, key_expiry_time))
@@ -187,3 +193,89 @@ def test_signer_for_keeps_one_key_store_per_client_without_keeping_the_client() 
     del three
     gc.collect()
     assert len(sas._keys) == before  # a closed test client does not stay cached
+
+
+# -- a slow or failing key request does not hold every SAS of the process ------------------------------
+
+
+class SlowBlobs(FakeBlobs):
+    """A key request that blocks until ``release`` is set (a Storage that does not answer)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.started = threading.Event()
+        self.release = threading.Event()
+
+    def get_user_delegation_key(
+        self, key_start_time: datetime, key_expiry_time: datetime, **options: Any
+    ) -> UserDelegationKey:
+        self.started.set()
+        assert self.release.wait(10)
+        return super().get_user_delegation_key(key_start_time, key_expiry_time, **options)
+
+
+def test_the_key_request_is_bounded_no_retries_and_short_timeouts() -> None:
+    blobs = FakeBlobs()
+    read_for_an_hour(delegating(blobs))
+    assert blobs.options == [KEY_REQUEST_OPTIONS]
+    assert KEY_REQUEST_OPTIONS["retry_total"] == 0
+    assert 0 < KEY_REQUEST_OPTIONS["timeout"] <= 10 and 0 < KEY_REQUEST_OPTIONS["read_timeout"] <= 10
+
+
+def test_a_sas_waiting_for_a_slow_key_fetch_times_out_clearly_and_the_fetch_still_happens_once() -> None:
+    blobs, keys = SlowBlobs(), DelegationKeys()
+    first: list[str] = []
+    fetcher = SasSigner(blobs, keys=keys, clock=Clock())  # type: ignore[arg-type]
+    fetching = threading.Thread(target=lambda: first.append(read_for_an_hour(fetcher)))
+    fetching.start()
+    try:
+        assert blobs.started.wait(10)
+        waiting = SasSigner(blobs, keys=keys, clock=Clock(), key_wait=timedelta(seconds=0.2))  # type: ignore[arg-type]
+        began = time.monotonic()
+        with pytest.raises(AmlPipeError, match="Timed out waiting for the user delegation key") as caught:
+            read_for_an_hour(waiting)
+        assert time.monotonic() - began < 5
+        assert caught.value.status == 503 and caught.value.code == "ServiceUnavailable"
+    finally:
+        blobs.release.set()
+        fetching.join(10)
+    assert first and fields(first[0])["skoid"] == OID
+    read_for_an_hour(waiting)  # the key the first fetch got: no second request
+    assert len(blobs.requests) == 1
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [
+        ServiceResponseError("Read timed out."),
+        HttpResponseError(message="Server busy", response=None),
+    ],
+    ids=["no-answer", "server-busy"],
+)
+def test_a_key_request_that_times_out_is_a_503_and_the_next_sas_asks_again(failure: Exception) -> None:
+    if isinstance(failure, HttpResponseError):
+        failure.status_code = 503
+    blobs = FakeBlobs(fail=failure)
+    signer = delegating(blobs)
+    with pytest.raises(AmlPipeError, match="did not answer in time; try again") as caught:
+        read_for_an_hour(signer)
+    assert caught.value.status == 503 and caught.value.__cause__ is failure
+    blobs.fail = None
+    read_for_an_hour(signer)
+    assert len(blobs.options) == 2 and len(blobs.requests) == 1
+
+
+class Token:
+    def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
+        return AccessToken("token", int(time.time()) + 3600)
+
+
+def test_the_sdk_takes_the_options_and_does_not_retry_an_unreachable_endpoint() -> None:
+    # A real client on a closed local port: the SDK's default retries would take more than a minute.
+    with BlobServiceClient("https://127.0.0.1:9/appstore1", credential=Token()) as blobs:
+        signer = SasSigner(blobs, keys=DelegationKeys())
+        began = time.monotonic()
+        with pytest.raises(AmlPipeError, match="did not answer in time") as caught:
+            read_for_an_hour(signer, datetime.now(UTC))
+        assert time.monotonic() - began < 10
+        assert caught.value.status == 503

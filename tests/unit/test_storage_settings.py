@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from azure.data.tables import TableServiceClient
-from azure.identity import DefaultAzureCredential
+from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
 from azure.storage.blob import BlobServiceClient
 from azure.storage.queue import QueueServiceClient
 
@@ -54,7 +54,13 @@ def test_an_account_name_gives_the_three_public_endpoints() -> None:
     resolved = StorageAccount.from_settings(identity(AzureWebJobsStorage__credential="managedidentity"))
     assert resolved.uses_identity and resolved.connection_string is None
     assert (resolved.blob_url, resolved.queue_url, resolved.table_url) == tuple(ENDPOINTS.values())
-    assert resolved.client_id is None
+    assert resolved.client_id is None and resolved.managed_identity
+
+
+def test_without_the_credential_setting_the_account_is_not_managed_identity_only() -> None:
+    resolved = StorageAccount.from_settings(identity())
+    assert resolved.uses_identity and not resolved.managed_identity
+    assert resolved != StorageAccount.from_settings(identity(AzureWebJobsStorage__credential="managedidentity"))
 
 
 def test_explicit_service_uris_are_used_as_given_without_a_trailing_slash() -> None:
@@ -103,6 +109,34 @@ def test_setting_names_match_case_insensitively_and_blank_values_count_as_unset(
         {"AZUREWEBJOBSSTORAGE": "  ", "azurewebjobsstorage__ACCOUNTNAME": "appstore1"}
     )
     assert resolved.uses_identity and resolved.blob_url == ENDPOINTS["blob"]
+
+
+def test_each_setting_name_is_matched_on_its_own() -> None:
+    # A documented name does not hide another one spelled in other case.
+    resolved = StorageAccount.from_settings(
+        {
+            "AzureWebJobsStorage__accountName": "appstore1",
+            "AZUREWEBJOBSSTORAGE__CLIENTID": "1234-abcd",
+            "azurewebjobsstorage__credential": "managedidentity",
+            "AzureWebJobsStorage__TABLESERVICEURI": "https://tables.contoso.example",
+        }
+    )
+    assert resolved.client_id == "1234-abcd" and resolved.managed_identity
+    assert resolved.table_url == "https://tables.contoso.example" and resolved.blob_url == ENDPOINTS["blob"]
+
+
+def test_the_documented_spelling_wins_over_another_case_and_a_blank_one_does_not() -> None:
+    both = {"AzureWebJobsStorage__accountName": "appstore1", "AZUREWEBJOBSSTORAGE__ACCOUNTNAME": "other22"}
+    assert StorageAccount.from_settings(both).blob_url == ENDPOINTS["blob"]
+    blank = {"AzureWebJobsStorage__accountName": " ", "AZUREWEBJOBSSTORAGE__ACCOUNTNAME": "other22"}
+    assert StorageAccount.from_settings(blank).blob_url == "https://other22.blob.core.windows.net"
+    # A connection string in any case still wins over identity settings in the documented case.
+    assert StorageAccount.from_settings({"azurewebjobsstorage": AZURITE, **identity()}).connection_string == AZURITE
+
+
+def test_an_unsupported_setting_in_another_case_is_still_refused() -> None:
+    with pytest.raises(AmlPipeError, match="'AzureWebJobsStorage__clientSecret' is not supported"):
+        StorageAccount.from_settings(identity(AZUREWEBJOBSSTORAGE__CLIENTSECRET="s3cret"))
 
 
 def test_the_connection_string_never_shows_in_a_repr() -> None:
@@ -189,7 +223,7 @@ def fresh_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.mark.usefixtures("fresh_credentials")
-def test_identity_settings_build_service_clients_on_the_endpoints_with_default_azure_credential(
+def test_identity_settings_build_service_clients_on_the_endpoints_with_the_managed_identity(
     no_network: list[str],
 ) -> None:
     with StorageClients.from_settings(identity(AzureWebJobsStorage__credential="managedidentity")) as clients:
@@ -201,30 +235,67 @@ def test_identity_settings_build_service_clients_on_the_endpoints_with_default_a
         assert clients.tables.url.rstrip("/") == ENDPOINTS["table"]
         assert clients.blobs.account_name == "appstore1"
         credential = clients.blobs.credential
-        assert isinstance(credential, DefaultAzureCredential)
-        # One credential (one token cache) for the three services, and for every later client.
+        assert isinstance(credential, ManagedIdentityCredential)
+        # One credential (one token cache) for the three services, and for every later client of its kind.
         assert clients.queues.credential is credential and clients.tables.credential is credential
-        with StorageClients.from_settings(identity("other22")) as others:
+        with StorageClients.from_settings(
+            identity("other22", AzureWebJobsStorage__credential="ManagedIdentity")
+        ) as others:
             assert others.blobs.credential is credential
+        with StorageClients.from_settings(identity()) as unset:  # no __credential: DefaultAzureCredential
+            assert isinstance(unset.blobs.credential, DefaultAzureCredential)
+            assert unset.tables.credential is unset.blobs.credential
     assert no_network == []
 
 
 @pytest.mark.usefixtures("fresh_credentials", "no_network")
-def test_client_id_reaches_default_azure_credential_as_the_managed_identity(monkeypatch: pytest.MonkeyPatch) -> None:
-    made: list[dict[str, Any]] = []
+def test_managedidentity_never_reads_a_service_principal_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Stray variables that DefaultAzureCredential's EnvironmentCredential would authenticate with first.
+    monkeypatch.setenv("AZURE_TENANT_ID", "99999999-8888-7777-6666-555555555555")
+    monkeypatch.setenv("AZURE_CLIENT_ID", "another-principal")
+    monkeypatch.setenv("AZURE_CLIENT_SECRET", "s3cret")
+    with StorageClients.from_settings(identity(AzureWebJobsStorage__credential="managedidentity")) as clients:
+        credential = clients.blobs.credential
+        assert isinstance(credential, ManagedIdentityCredential)
+        assert not isinstance(credential, DefaultAzureCredential)
 
-    class Recording(DefaultAzureCredential):
+
+@pytest.mark.usefixtures("fresh_credentials", "no_network")
+def test_the_credential_kind_and_client_id_choose_the_credential(monkeypatch: pytest.MonkeyPatch) -> None:
+    made: list[tuple[str, dict[str, Any]]] = []
+
+    class RecordingDefault(DefaultAzureCredential):
         def __init__(self, **kwargs: Any) -> None:
-            made.append(kwargs)
+            made.append(("default", kwargs))
             super().__init__(**kwargs)
 
-    monkeypatch.setattr("azure.identity.DefaultAzureCredential", Recording)
-    settings = identity(AzureWebJobsStorage__clientId="1234-abcd")
-    with StorageClients.from_settings(settings) as first, StorageClients.from_settings(settings) as second:
-        assert isinstance(first.blobs.credential, Recording) and second.blobs.credential is first.blobs.credential
-    with StorageClients.from_settings(identity()) as system_assigned:
-        assert system_assigned.blobs.credential is not first.blobs.credential
-    assert made == [{"managed_identity_client_id": "1234-abcd"}, {"managed_identity_client_id": None}]
+    class RecordingManaged(ManagedIdentityCredential):
+        def __init__(self, **kwargs: Any) -> None:
+            made.append(("managed", kwargs))
+            super().__init__(**kwargs)
+
+    monkeypatch.setattr("azure.identity.DefaultAzureCredential", RecordingDefault)
+    monkeypatch.setattr("azure.identity.ManagedIdentityCredential", RecordingManaged)
+    user_assigned = identity(
+        AzureWebJobsStorage__credential="managedidentity", AzureWebJobsStorage__clientId="1234-abcd"
+    )
+    with StorageClients.from_settings(user_assigned) as first, StorageClients.from_settings(user_assigned) as second:
+        assert isinstance(first.blobs.credential, RecordingManaged)
+        assert second.blobs.credential is first.blobs.credential
+    with StorageClients.from_settings(identity(AzureWebJobsStorage__credential="managedidentity")) as system:
+        assert isinstance(system.blobs.credential, RecordingManaged)
+        assert system.blobs.credential is not first.blobs.credential
+    with StorageClients.from_settings(identity(AzureWebJobsStorage__clientId="1234-abcd")) as unset:
+        assert isinstance(unset.blobs.credential, RecordingDefault)
+    with StorageClients.from_settings(identity()) as unset_system:
+        assert isinstance(unset_system.blobs.credential, RecordingDefault)
+        assert unset_system.blobs.credential is not unset.blobs.credential
+    assert made == [
+        ("managed", {"client_id": "1234-abcd"}),
+        ("managed", {"client_id": None}),
+        ("default", {"managed_identity_client_id": "1234-abcd"}),
+        ("default", {"managed_identity_client_id": None}),
+    ]
 
 
 def test_connection_string_settings_build_keyed_clients(no_network: list[str]) -> None:
