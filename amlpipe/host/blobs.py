@@ -237,7 +237,8 @@ class BlobTriggerListener:
         while not self._stopping.is_set():
             try:
                 host_service = self._storage.blob_service(None)
-                await ensure_container(host_service, HOSTS_CONTAINER)
+                # One attempt per round: this loop is the retry (the SDK's own would add seconds per round).
+                await ensure_container(host_service, HOSTS_CONTAINER, retry_total=0)
                 break
             except Exception as exc:  # noqa: BLE001 - logged; the listener tries again, as the real host does
                 log.warning(

@@ -146,8 +146,9 @@ def blob_written_key(service_url: str, container: str) -> tuple[str, str]:
     return (f"blob-written:{service_url.rstrip('/')}", container)
 
 
-async def ensure_container(service: BlobServiceClient, name: str) -> None:
+async def ensure_container(service: BlobServiceClient, name: str, **call: Any) -> None:
+    """Create container ``name`` unless it exists; ``call`` goes to the SDK call (``retry_total=0``)."""
     try:
-        await service.create_container(name)
+        await service.create_container(name, **call)
     except ResourceExistsError:
         pass
