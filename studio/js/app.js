@@ -422,6 +422,8 @@ function runPage(runId, openStep) {
     drawGraphNow();
     panelOpen = true;
     openStepPanel(name);
+    // In a narrow window the panel is below the graph: bring it into view (focus stays on the step).
+    if (window.matchMedia("(max-width: 900px)").matches) stepBox.scrollIntoView({ block: "start" });
   };
 
   const drawHeader = () => {
