@@ -11,6 +11,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -404,22 +405,32 @@ def issuer() -> Iterator[Issuer]:
         thread.join()
 
 
-@pytest.fixture(scope="module")
-def external_app(storage: str, issuer: Issuer) -> Iterator[HostProcess]:
+@contextmanager
+def issuer_app(storage: str, issuer: Issuer, name: str, **settings: str) -> Iterator[HostProcess]:
+    """The app on its own tables and container, accepting ``issuer``'s tokens, plus ``settings``."""
     unique = uuid.uuid4().hex[:10]
     env = {
         "AzureWebJobsStorage": storage,
-        "AzureFunctionsWebHost__hostid": f"e2e-ext-{unique}",
+        "AzureFunctionsWebHost__hostid": f"e2e-{name}-{unique}",
         "AMLPIPE_TABLE_PREFIX": f"x{unique}",
         "AMLPIPE_DEFAULT_CONTAINER": f"blobs-{unique}",
         "AMLPIPE_AUTH_ISSUER": issuer.issuer,
         "AMLPIPE_AUTH_AUDIENCE": issuer.audience,
         "AMLPIPE_AUTH_JWKS_URL": issuer.url,
         "NO_PROXY": "127.0.0.1,localhost",
+        **settings,
     }
     host = HostProcess(ROOT, env=env).start()
-    yield host
-    host.stop()
+    try:
+        yield host
+    finally:
+        host.stop()
+
+
+@pytest.fixture(scope="module")
+def external_app(storage: str, issuer: Issuer) -> Iterator[HostProcess]:
+    with issuer_app(storage, issuer, "ext") as host:
+        yield host
 
 
 def test_an_external_token_with_an_owner_role_is_accepted(external_app: HostProcess, issuer: Issuer) -> None:
@@ -457,23 +468,9 @@ SIGNING_KEY = "a-signing-key-of-at-least-32-bytes!!"
 @pytest.fixture(scope="module")
 def entra_only_app(storage: str, issuer: Issuer) -> Iterator[HostProcess]:
     """The app as infra/ deploys it: AMLPIPE_LOCAL_TOKENS=disabled, the external issuer's tokens only."""
-    unique = uuid.uuid4().hex[:10]
-    env = {
-        "AzureWebJobsStorage": storage,
-        "AzureFunctionsWebHost__hostid": f"e2e-entra-{unique}",
-        "AMLPIPE_TABLE_PREFIX": f"e{unique}",
-        "AMLPIPE_DEFAULT_CONTAINER": f"blobs-{unique}",
-        "AMLPIPE_AUTH_ISSUER": issuer.issuer,
-        "AMLPIPE_AUTH_AUDIENCE": issuer.audience,
-        "AMLPIPE_AUTH_JWKS_URL": issuer.url,
-        "AMLPIPE_LOCAL_TOKENS": "disabled",
-        "AMLPIPE_TOKEN_SIGNING_KEY": SIGNING_KEY,
-        "AMLPIPE_TENANT_ID": "tenant-1",
-        "NO_PROXY": "127.0.0.1,localhost",
-    }
-    host = HostProcess(ROOT, env=env).start()
-    yield host
-    host.stop()
+    settings = {"AMLPIPE_TOKEN_SIGNING_KEY": SIGNING_KEY, "AMLPIPE_TENANT_ID": "tenant-1"}
+    with issuer_app(storage, issuer, "entra", AMLPIPE_LOCAL_TOKENS="disabled", **settings) as host:
+        yield host
 
 
 def test_with_local_tokens_disabled_the_token_endpoint_issues_none(entra_only_app: HostProcess) -> None:
