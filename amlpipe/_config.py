@@ -83,14 +83,41 @@ def load_config(path: str | os.PathLike[str] | None = None) -> WorkspaceConfig:
         value = data.get(key)
         return value if isinstance(value, str) and value else None
 
+    command = text("token_command")
+    if command is not None:
+        _check_token_command_source(found)
     return WorkspaceConfig(
         path=found,
         endpoint=text("endpoint"),
         tenant_id=text("tenant_id"),
         service_principal_id=text("service_principal_id"),
         service_principal_password=text("service_principal_password"),
-        token_command=text("token_command"),
+        token_command=command,
     )
+
+
+def _check_token_command_source(found: Path) -> None:
+    """A ``token_command`` is a program amlpipe runs as you: only from a file that is yours alone.
+
+    Config files are searched for upwards from the current folder, so a ``config.json`` in a cloned
+    repository, a shared folder or ``/tmp`` could otherwise run a stranger's command (git's
+    ``safe.directory`` lesson). Only ``.amlpipe/config.json`` may hold one, and on POSIX only if it is
+    owned by the current user and not writable by group or others.
+
+    Raises:
+        UserErrorException: the file may not hold a ``token_command``; says why and what to do.
+    """
+    if found.name != CONFIG_FILE or found.parent.name != CONFIG_DIR:
+        raise UserErrorException(
+            f"{found} has a token_command, which amlpipe runs only from a {CONFIG_DIR}/{CONFIG_FILE}: move it there."
+        )
+    if os.name == "posix":
+        info = found.stat()
+        if info.st_uid != os.getuid() or info.st_mode & 0o022:
+            raise UserErrorException(
+                f"{found} has a token_command, so it must be yours and writable only by you"
+                f" (chmod 600 {found}); amlpipe will not run a command others can change."
+            )
 
 
 def default_endpoint() -> str | None:

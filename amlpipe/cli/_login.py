@@ -140,7 +140,8 @@ def config_show(json_output: JsonOption = False, config: ConfigOption = None, de
         "tenant_id": loaded.tenant_id,
         "service_principal_id": loaded.service_principal_id,
         "has_password": loaded.service_principal_password is not None,
-        "token_command": loaded.token_command,
+        # The program only: arguments may carry a secret.
+        "token_command": f"{loaded.token_command.split()[0]} …" if loaded.token_command else None,
     }
     if opts.json:
         emit_json(view)

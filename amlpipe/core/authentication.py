@@ -19,7 +19,9 @@ tokens of its own — through a function, as azureml's does::
 
 from __future__ import annotations
 
+import os
 import shlex
+import shutil
 import subprocess
 import threading
 import time
@@ -207,21 +209,33 @@ class TokenAuthentication(AbstractAuthentication):
         Raises:
             AuthenticationException (when a token is needed): the command failed or printed nothing.
         """
-        argv = shlex.split(command)
+        try:
+            # Windows paths keep their backslashes; there a program is found with PATHEXT (az.cmd).
+            argv = shlex.split(command, posix=os.name != "nt")
+        except ValueError as exc:
+            raise AuthenticationException(f"token_command cannot be parsed: {exc}.") from exc
         if not argv:
             raise AuthenticationException("token_command is empty.")
+        argv[0] = shutil.which(argv[0]) or argv[0]
+        program = os.path.basename(argv[0])
 
         def run(_audience: str) -> str:
             try:
                 done = subprocess.run(
                     argv, capture_output=True, text=True, timeout=TOKEN_COMMAND_TIMEOUT_SECONDS, check=False
                 )
-            except (OSError, subprocess.TimeoutExpired) as exc:
-                raise AuthenticationException(f"token_command {argv[0]!r} could not run: {exc}") from exc
+            except subprocess.TimeoutExpired:
+                raise AuthenticationException(
+                    f"token_command {program!r} gave no token within {TOKEN_COMMAND_TIMEOUT_SECONDS} s."
+                ) from None  # the exception's text holds every argument, secrets included
+            except OSError as exc:
+                raise AuthenticationException(
+                    f"token_command {program!r} could not run: {type(exc).__name__}: {exc.strerror}."
+                ) from None
             token = done.stdout.strip()
             if done.returncode != 0 or not token:
                 last = (done.stderr.strip().splitlines() or ["no output"])[-1][:300]
-                raise AuthenticationException(f"token_command {argv[0]!r} failed ({done.returncode}): {last}")
+                raise AuthenticationException(f"token_command {program!r} failed ({done.returncode}): {last}")
             return token
 
         return cls(run)

@@ -512,6 +512,9 @@ def test_with_local_tokens_disabled_the_sdk_works_with_the_issuers_tokens(
 
     # The same through a config file's token_command, as the CLI reads it.
     command = f'{sys.executable} -c "print({issuer.token(roles=["Reader"])!r})"'
-    (tmp_path / "config.json").write_text(json.dumps({"endpoint": entra_only_app.url, "token_command": command}))
-    from_config = Workspace.from_config(tmp_path / "config.json")
+    (tmp_path / ".amlpipe").mkdir()
+    config = tmp_path / ".amlpipe" / "config.json"
+    config.write_text(json.dumps({"endpoint": entra_only_app.url, "token_command": command}))
+    config.chmod(0o600)  # a command amlpipe runs: only from a file that is yours alone
+    from_config = Workspace.from_config(tmp_path)
     assert "workspaceblobstore" in from_config.datastores

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -13,7 +14,7 @@ import pytest
 
 from amlpipe._config import load_config
 from amlpipe.core.authentication import TokenAuthentication
-from amlpipe.exceptions import AuthenticationException
+from amlpipe.exceptions import AuthenticationException, UserErrorException
 from shared.auth.service import AuthService, local_tokens_from
 from shared.errors import AmlPipeError
 
@@ -74,10 +75,47 @@ def test_a_failing_token_command_says_which_and_why() -> None:
         TokenAuthentication.from_command("/no/such/az account get-access-token").get_authentication_header()
 
 
+def _private_config(folder: Path, body: str) -> Path:
+    (folder / ".amlpipe").mkdir(parents=True)
+    path = folder / ".amlpipe" / "config.json"
+    path.write_text(body)
+    path.chmod(0o600)
+    return path
+
+
 def test_the_config_may_name_a_token_command_instead_of_a_service_principal(tmp_path: Path) -> None:
-    (tmp_path / "config.json").write_text('{"endpoint": "https://app.example", "token_command": "az account"}')
-    config = load_config(tmp_path / "config.json")
+    path = _private_config(tmp_path, '{"endpoint": "https://app.example", "token_command": "az account"}')
+    config = load_config(path)
     assert config.token_command == "az account" and config.service_principal_id is None
+
+
+def test_a_token_command_in_a_plain_config_json_found_upwards_is_refused(tmp_path: Path) -> None:
+    # A config.json in a parent folder (a cloned repository, /tmp) must not run its command as you.
+    (tmp_path / "config.json").write_text('{"endpoint": "https://x.example", "token_command": "touch pwned"}')
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    with pytest.raises(UserErrorException, match=r"runs only from a \.amlpipe/config\.json"):
+        load_config(tmp_path / "a" / "b")
+    assert not (tmp_path / "pwned").exists()
+
+
+@pytest.mark.skipif(os.name != "posix", reason="file modes are POSIX")
+def test_a_token_command_in_a_config_others_may_write_is_refused(tmp_path: Path) -> None:
+    path = _private_config(tmp_path, '{"endpoint": "https://x.example", "token_command": "az account"}')
+    path.chmod(0o664)
+    with pytest.raises(UserErrorException, match="writable only by you"):
+        load_config(path)
+
+
+def test_an_unparsable_token_command_is_an_authentication_error() -> None:
+    with pytest.raises(AuthenticationException, match="cannot be parsed"):
+        TokenAuthentication.from_command('az "unbalanced')
+
+
+def test_a_token_command_error_never_shows_the_commands_arguments() -> None:
+    auth = TokenAuthentication.from_command(f'{sys.executable} -c "import sys; sys.exit(3)" --client-secret=S3CRET')
+    with pytest.raises(AuthenticationException) as failure:
+        auth.get_authentication_header()
+    assert "S3CRET" not in str(failure.value) and "failed (3)" in str(failure.value)
 
 
 @pytest.mark.parametrize(
