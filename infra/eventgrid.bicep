@@ -28,8 +28,6 @@ param storageAccountName string
 @maxLength(63)
 param defaultContainer string = 'azureml-blobstore'
 
-@description('Region of a new system topic: the Storage account\'s (main.bicep\'s location output).')
-param location string = resourceGroup().location
 
 @description('Name of the Event Grid system topic the Storage account already has, in this resource group (an account can have only one; `az eventgrid system-topic list -g <group> -o table`). Empty: the template creates the topic.')
 param existingSystemTopicName string = ''
@@ -61,7 +59,7 @@ resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
 
 resource newSystemTopic 'Microsoft.EventGrid/systemTopics@2022-06-15' = if (createSystemTopic) {
   name: systemTopicName
-  location: location
+  location: storage.location // a system topic lives in its source's region
   tags: tags
   properties: {
     source: storage.id

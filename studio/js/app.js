@@ -242,16 +242,21 @@ function runColumns() {
   ];
 }
 
-/** A list page: a heading and a body polled every LIST_POLL_MS, rebuilt only when its data changed. */
-function listPage(title, crumbs, load, build) {
+/** A list page: a heading and a body polled every LIST_POLL_MS, rebuilt only when its data changed
+ * (or, when `ticking(data)` says something in it is still running, as its durations grow). */
+function listPage(title, crumbs, load, build, ticking = () => false) {
   document.title = `${title} · amlpipe studio`;
   const body = h("div", {}, h("p", {}, "Loading…"));
   replace(main, crumbs, h("h1", {}, title), body);
   every(LIST_POLL_MS, async () => {
     const data = await load();
-    refresh(body, JSON.stringify(data), () => build(data));
+    const clock = ticking(data) ? `|${Math.floor(Date.now() / LIST_POLL_MS)}` : "";
+    refresh(body, JSON.stringify(data) + clock, () => build(data));
   });
 }
+
+/** Whether a list of runs has one still going (its duration is counted to now). */
+const anyRunning = (runs) => runs.some((r) => !r.Status.EndTime);
 
 function experimentsPage() {
   listPage("Experiments", null, async () => (await api("experiments")).value, (value) =>
@@ -271,7 +276,7 @@ function experimentPage(name) {
   const crumbs = h("p", { className: "crumbs" }, link("#/experiments", "Experiments"), " / ");
   listPage(name, crumbs, async () => (await api(`PipelineRuns?experimentName=${seg(name)}&top=100`)).value, (value) =>
     table(`Runs of ${name}`, runColumns(), value, { empty: "No runs in this experiment." }),
-  );
+  anyRunning);
 }
 
 function pipelineRunsPage(pipelineId) {
@@ -279,7 +284,7 @@ function pipelineRunsPage(pipelineId) {
   const columns = [...runColumns(), ["Experiment", (r) => link(`#/experiments/${seg(r.RunHistoryExperimentName)}`, r.RunHistoryExperimentName)]];
   listPage(`Runs of pipeline ${pipelineId.slice(0, 8)}`, crumbs, async () => (await api(`PipelineRuns?pipelineId=${seg(pipelineId)}&top=100`)).value, (value) =>
     table("Runs", columns, value, { empty: "No runs of this pipeline." }),
-  );
+  anyRunning);
 }
 
 function pipelinesPage() {
@@ -412,6 +417,8 @@ function runPage(runId, openStep) {
   let stepGeneration = 0;
   let confirming = false;
   let metricsKey = null;
+  /** Redraws the open step's facts; the run poll calls it with every run it reads. */
+  let onRun = () => {};
 
   // Opening a step stays on the page (no hashchange, no reload of the run): the address records the
   // step so a reload or a shared link opens it again, and focus stays on the graph.
@@ -526,6 +533,9 @@ function runPage(runId, openStep) {
       ]);
     };
     drawFacts();
+    onRun = () => {
+      if (mine === stepGeneration) drawFacts();
+    };
 
     let stillPolling = 2;
     const stopped = () => {
@@ -610,6 +620,7 @@ function runPage(runId, openStep) {
     run = fresh;
     drawHeader();
     drawGraphNow();
+    onRun();
     refresh(params, JSON.stringify(run.ParameterAssignments || {}), () =>
       table("Parameters", [
         ["Name", ([k]) => k],
@@ -623,8 +634,9 @@ function runPage(runId, openStep) {
       replace(stepBox, h("h2", { id: "step-title" }, "Steps"), h("p", { className: "empty" }, "Choose a step in the graph to see its log, metrics and outputs."));
     }
     const done = isTerminal(run.Status.StatusCode);
-    // The run's own metrics change only while steps run: read them when a step's status moved.
-    const key = graphBox.dataset.shown + run.Status.StatusCode;
+    // The run's own metrics (run.parent.log) change only while steps run: read them when a step's
+    // status moved, and every 10 s while the run is going.
+    const key = graphBox.dataset.shown + run.Status.StatusCode + (done ? "" : Math.floor(Date.now() / 10000));
     if (key !== metricsKey) {
       const metrics = await api(`PipelineRuns/${seg(runId)}/metrics`);
       metricsKey = key;

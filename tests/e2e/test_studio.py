@@ -240,6 +240,7 @@ def test_an_operator_tails_a_running_step_and_cancels_the_run_from_its_page(
     expect(page.locator("svg.graph [data-step='wait']")).to_have_attribute("data-status", "Canceled")
     expect(page.locator("#cancel-run")).to_have_count(0)
     expect(page.locator(".step-panel")).to_have_attribute("data-live", "done", timeout=SLOW)  # polling stopped
+    expect(page.locator(".step-panel .badge")).to_have_attribute("data-status", "Canceled")  # facts kept up
     assert "done" not in log.inner_text().split()
     shot(page, "cancel-done")
 
@@ -278,6 +279,7 @@ def test_a_retried_steps_log_follows_its_new_attempt_from_the_first_byte(
     expect(page.locator(".step-panel dd").nth(1)).to_have_text("2")  # Attempt
     expect(page.locator(".run-status [data-status]")).to_have_attribute("data-status", "Finished", timeout=SLOW)
     expect(page.locator(".step-panel")).to_have_attribute("data-live", "done", timeout=SLOW)
+    expect(page.locator(".step-panel .badge")).to_have_attribute("data-status", "Finished")
     shot(page, "retried-step")
 
 

@@ -420,7 +420,10 @@ def test_the_event_grid_template_only_references_the_app_and_the_account() -> No
     assert parameters["existingSystemTopicName"]["default"] == ""
     # main.bicep's outputs give what eventgrid.bicep is deployed with.
     assert {"functionAppName", "storageAccountName", "defaultContainer", "location"} <= set(template()["outputs"])
-    assert {"functionAppName", "storageAccountName", "defaultContainer", "location"} <= set(parameters)
+    assert {"functionAppName", "storageAccountName", "defaultContainer"} <= set(parameters)
+    # A system topic must be in its source's region: taken from the account, not a parameter.
+    assert "location" not in parameters
+    assert accessor(resource("newSystemTopic", eventgrid())["location"]) == "storage.location"
 
 
 def test_a_system_topic_is_created_unless_the_account_has_one_already() -> None:
