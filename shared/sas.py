@@ -26,7 +26,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from azure.core.exceptions import AzureError, HttpResponseError
+from azure.core.exceptions import AzureError, ClientAuthenticationError, HttpResponseError
 from azure.storage.blob import (
     BlobSasPermissions,
     BlobServiceClient,
@@ -177,6 +177,19 @@ class SasSigner:
     def _fetch(self, start: datetime, expiry: datetime) -> UserDelegationKey:
         try:
             return self._blobs.get_user_delegation_key(start, expiry, **KEY_REQUEST_OPTIONS)
+        except ClientAuthenticationError as exc:
+            # The identity got no token (its endpoint down, or no identity): not a missing role.
+            if exc.status_code is None:
+                raise AmlPipeError(
+                    f"Could not get a user delegation key to sign SAS URLs ({type(exc).__name__}): the app's"
+                    " identity could not get a token for Storage; check its managed identity, then try again.",
+                    code="ServiceUnavailable",
+                    status=503,
+                ) from exc
+            raise AmlPipeError(
+                f"Could not get a user delegation key to sign SAS URLs ({exc.status_code}): the app's identity"
+                " needs Storage Blob Data Owner (or Storage Blob Delegator) on the storage account."
+            ) from exc
         except HttpResponseError as exc:
             status = exc.status_code
             code = getattr(exc, "error_code", None) or status or type(exc).__name__

@@ -265,6 +265,16 @@ def test_a_key_request_that_times_out_is_a_503_and_the_next_sas_asks_again(failu
     assert len(blobs.options) == 2 and len(blobs.requests) == 1
 
 
+def test_an_identity_without_a_token_is_a_503_naming_the_identity_not_a_missing_role() -> None:
+    from azure.identity import CredentialUnavailableError
+
+    failure = CredentialUnavailableError("ManagedIdentityCredential authentication unavailable")
+    signer = delegating(FakeBlobs(fail=failure))
+    with pytest.raises(AmlPipeError, match="could not get a token for Storage") as caught:
+        read_for_an_hour(signer)
+    assert caught.value.status == 503 and "Blob Data Owner" not in caught.value.message
+
+
 class Token:
     def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
         return AccessToken("token", int(time.time()) + 3600)
