@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import threading
 from collections.abc import Mapping
 
@@ -79,7 +80,8 @@ class AuthService:
         return cls(
             principals=PrincipalStore(clients.tables, table_name=storage.table_name(TABLE, settings)),
             tokens=TokenIssuer(
-                keystore.signing_key(clients.blobs, settings),
+                # Disabled, local tokens are never signed nor accepted: no key is kept in storage for them.
+                keystore.signing_key(clients.blobs, settings) if local_tokens else secrets.token_bytes(32),
                 tenant_id=keystore.tenant_id(clients.blobs, settings),
                 lifetime=lifetime_from(settings),
             ),

@@ -135,3 +135,22 @@ def test_local_tokens_cannot_be_disabled_without_an_external_issuer() -> None:
     unused: Any = object()
     with pytest.raises(AmlPipeError, match="needs an external token issuer"):
         AuthService(principals=cast(Any, unused), tokens=cast(Any, unused), external=None, local_tokens=False)
+
+
+def test_with_local_tokens_disabled_no_signing_key_is_read_or_kept_in_storage(monkeypatch: pytest.MonkeyPatch) -> None:
+    from shared.auth import keystore
+
+    def refuse(*_: Any, **__: Any) -> bytes:
+        raise AssertionError("the signing key was read or created in storage")
+
+    monkeypatch.setattr(keystore, "signing_key", refuse)
+    settings = {
+        "AMLPIPE_LOCAL_TOKENS": "disabled",
+        "AMLPIPE_TENANT_ID": "tenant-1",
+        "AMLPIPE_AUTH_ISSUER": "https://login.example.test/tenant-1/v2.0",
+        "AMLPIPE_AUTH_AUDIENCE": "api://amlpipe",
+        "AMLPIPE_AUTH_JWKS_URL": "https://login.example.test/keys",
+    }
+    clients: Any = type("Clients", (), {"tables": object(), "blobs": object()})()
+    service = AuthService.from_settings(settings, clients)
+    assert service.local_tokens is False and service.tokens.tenant_id == "tenant-1"
