@@ -37,19 +37,33 @@ export function replace(node, ...children) {
   return fill(node, {}, children);
 }
 
-/** A table with a header row and one row per item; `columns` are [title, item => cell]. */
+/**
+ * A table with a header row and one row per item; `columns` are [title, item => cell]. Links and
+ * buttons in a cell get a data-key (the item's Id or Name, and the column), so a redraw can give focus
+ * back to the same control of the same row even when several rows link to the same place.
+ */
 export function table(caption, columns, items, { empty = "Nothing yet." } = {}) {
   if (!items.length) return h("p", { className: "empty" }, empty);
+  const row = (item, index) => {
+    const id = item.Id || item.Name || (Array.isArray(item) ? item[0] : undefined) || `#${index}`;
+    return h(
+      "tr",
+      {},
+      columns.map(([, cell], column) => {
+        const td = h("td", {}, cell(item));
+        td.querySelectorAll("a, button").forEach((control, n) => {
+          control.dataset.key = `${id}|${column}|${n}`;
+        });
+        return td;
+      }),
+    );
+  };
   return h(
     "table",
     {},
     h("caption", { className: "visually-hidden" }, caption),
     h("thead", {}, h("tr", {}, columns.map(([title]) => h("th", { scope: "col" }, title)))),
-    h(
-      "tbody",
-      {},
-      items.map((item) => h("tr", {}, columns.map(([, cell]) => h("td", {}, cell(item))))),
-    ),
+    h("tbody", {}, items.map(row)),
   );
 }
 
